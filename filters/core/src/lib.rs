@@ -1,0 +1,33 @@
+//! Pure logic shared by the meshwasm Proxy-Wasm filters.
+//!
+//! Nothing here calls a host: filters gather inputs through small ports
+//! ([`request::RequestAttributes`], [`shared_counter::SharedData`]), ask for
+//! a decision, and carry it out with host calls. So the logic is tested
+//! natively and on `wasm32`, and the filters stay thin.
+//!
+//! - [`virtual_service`]: Istio's VirtualService spec, every field typed.
+//! - [`string_match`], [`regex`], [`request_match`], [`hosts`],
+//!   [`route_table`]: Istio's matching rules.
+//! - [`percent`], [`duration`]: Istio's percentages and durations, and a seeded RNG.
+//! - [`fault`]: fault injection decisions.
+//! - [`header_map`], [`shared_counter`], [`delay_queue`]: helpers for the
+//!   Proxy-Wasm side of a filter that are still pure functions.
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod delay_queue;
+pub mod duration;
+mod error;
+pub mod fault;
+pub mod header_map;
+pub mod hosts;
+pub mod percent;
+pub mod regex;
+pub mod request;
+pub mod request_match;
+pub mod route_table;
+pub mod shared_counter;
+pub mod string_match;
+pub mod virtual_service;
+
+pub use error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};

@@ -1,0 +1,119 @@
+//! A VirtualService's `hosts` and `http` routes, compiled once; the first
+//! route that matches a request is selected, as Istio does.
+//!
+//! The table is generic over what each filter keeps per route: the fault
+//! filter keeps a fault policy, the router a destination choice.
+
+use crate::error::{ConfigError, ConfigNote, FieldPath};
+use crate::hosts::HostMatcher;
+use crate::request::RequestAttributes;
+use crate::request_match::RequestMatcher;
+use crate::virtual_service::{HttpRoute, VirtualService};
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route<T> {
+    /// Position in `http`.
+    pub index: usize,
+    /// The route's `name`, if it has one.
+    pub name: Option<String>,
+    /// ORed match blocks; empty matches every request.
+    matches: Vec<RequestMatcher>,
+    /// What the filter keeps for this route.
+    pub value: T,
+}
+
+impl<T> Route<T> {
+    fn matches(&self, req: &mut impl RequestAttributes) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+}
+
+/// Compiled hosts and routes.
+///
+/// # Examples
+///
+/// ```
+/// use meshwasm_core::request::StaticRequest;
+/// use meshwasm_core::route_table::RouteTable;
+/// use meshwasm_core::virtual_service::VirtualService;
+///
+/// let vs = VirtualService::from_json(br#"{"hosts": ["reviews"], "http": [
+///     {"name": "jason", "match": [{"headers": {"end-user": {"exact": "jason"}}}]},
+///     {"name": "default"}]}"#).unwrap();
+/// let table = RouteTable::compile(&vs, &mut Vec::new(), |_, _, _| Ok(())).unwrap();
+/// let mut req = StaticRequest::get("/").set_header(":authority", "reviews");
+/// assert_eq!(table.select(&mut req).unwrap().name.as_deref(), Some("default"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
+    hosts: HostMatcher,
+    routes: Vec<Route<T>>,
+}
+
+impl<T> RouteTable<T> {
+    /// Compiles `hosts` and every route's `match`; `per_route` builds the
+    /// filter's own value for each route, given the route's path (`http[i]`).
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found, with its path.
+    pub fn compile(
+        vs: &VirtualService,
+        notes: &mut Vec<ConfigNote>,
+        mut per_route: impl FnMut(
+            &FieldPath<'_>,
+            &HttpRoute,
+            &mut Vec<ConfigNote>,
+        ) -> Result<T, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        let root = FieldPath::ROOT;
+        let hosts = HostMatcher::compile_at(&root.field("hosts"), &vs.hosts)?;
+        if !vs.gateways.is_empty() {
+            notes.push(
+                root.field("gateways")
+                    .note("not evaluated: the filter applies where it is deployed"),
+            );
+        }
+        if !vs.tcp.is_empty() || !vs.tls.is_empty() {
+            notes.push(root.note("tcp and tls routes are not seen by HTTP filters; ignored"));
+        }
+        let http = root.field("http");
+        let mut routes = Vec::with_capacity(vs.http.len());
+        for (index, route) in vs.http.iter().enumerate() {
+            let at = http.index(index);
+            let match_path = at.field("match");
+            let matches = route
+                .matches
+                .iter()
+                .enumerate()
+                .map(|(j, m)| RequestMatcher::compile_at(&match_path.index(j), m, notes))
+                .collect::<Result<Vec<_>, _>>()?;
+            let value = per_route(&at, route, notes)?;
+            routes.push(Route {
+                index,
+                name: route.name.clone(),
+                matches,
+                value,
+            });
+        }
+        Ok(RouteTable { hosts, routes })
+    }
+
+    /// The first route matching the request, or `None` when the authority is
+    /// not among `hosts` or no route matches.
+    pub fn select(&self, req: &mut impl RequestAttributes) -> Option<&Route<T>> {
+        if !self.hosts.matches_everything() {
+            let authority = req.header(":authority")?;
+            if !self.hosts.matches(&authority) {
+                return None;
+            }
+        }
+        self.routes.iter().find(|r| r.matches(req))
+    }
+
+    /// The compiled routes in order.
+    pub fn routes(&self) -> &[Route<T>] {
+        &self.routes
+    }
+}
