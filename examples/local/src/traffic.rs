@@ -78,6 +78,29 @@ where
     Ok(all)
 }
 
+/// Sends `count` requests at a fixed rate, one every `interval`, whatever
+/// the responses do (open loop), as independent clients would.
+///
+/// # Errors
+///
+/// The first connection error.
+pub async fn send_paced<F>(count: usize, interval: Duration, build: F) -> Result<Vec<Outcome>>
+where
+    F: Fn(usize) -> reqwest::RequestBuilder,
+{
+    let start = tokio::time::Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..count {
+        tokio::time::sleep_until(start + interval * u32::try_from(i)?).await;
+        requests.spawn(send(build(i)));
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(joined) = requests.join_next().await {
+        all.push(joined??);
+    }
+    Ok(all)
+}
+
 /// The `q`-quantile (0.0..=1.0) of some durations, nearest rank.
 pub fn quantile(values: &[Duration], q: f64) -> Duration {
     let mut sorted = values.to_vec();
