@@ -6,7 +6,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+    say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+    say() { printf '==> %s\n' "$*"; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 need() {

@@ -217,11 +217,7 @@ impl Envoy {
     /// Fails if Envoy is not installed, exits, or is not ready within 60 s;
     /// the error carries the end of Envoy's log.
     pub async fn start(bootstrap: Bootstrap) -> Result<Envoy> {
-        let dir = tempfile::Builder::new()
-            .prefix("meshwasm-envoy-")
-            .tempdir()?;
-        let config = dir.path().join("envoy.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
+        let (dir, config) = write_config(&bootstrap)?;
         let admin_file = dir.path().join("admin-address");
         let log = File::create(dir.path().join("envoy.log"))?;
         let envoy = find_envoy()?;
@@ -496,6 +492,17 @@ impl Drop for Envoy {
     }
 }
 
+/// Writes the bootstrap into a new temporary directory, which Envoy also uses
+/// for its log and admin address.
+fn write_config(bootstrap: &Bootstrap) -> Result<(TempDir, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("meshwasm-envoy-")
+        .tempdir()?;
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
+    Ok((dir, config))
+}
+
 /// Runs Envoy on a bootstrap that it must refuse, returning its log.
 ///
 /// # Errors
@@ -503,11 +510,7 @@ impl Drop for Envoy {
 /// Fails if Envoy starts successfully (it is then stopped) or does not exit
 /// within 60 s.
 pub async fn expect_rejected(bootstrap: Bootstrap) -> Result<String> {
-    let dir = tempfile::Builder::new()
-        .prefix("meshwasm-envoy-")
-        .tempdir()?;
-    let config = dir.path().join("envoy.json");
-    std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json())?)?;
+    let (_dir, config) = write_config(&bootstrap)?;
     let mut cmd = tokio::process::Command::new(find_envoy()?);
     cmd.arg("-c")
         .arg(&config)
