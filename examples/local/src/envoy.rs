@@ -238,6 +238,8 @@ impl Envoy {
             }
             (false, None) => Command::new(envoy),
         };
+        let program = command.get_program().to_string_lossy().into_owned();
+        die_with_parent(&mut command);
         let child = command
             .arg("-c")
             .arg(&config)
@@ -249,7 +251,7 @@ impl Envoy {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting envoy")?;
+            .with_context(|| format!("starting envoy with {program}"))?;
         let http = client()?;
         let mut envoy = Envoy {
             child,
@@ -492,6 +494,28 @@ impl Drop for Envoy {
     }
 }
 
+/// Has the kernel kill the child if the process that started it dies without
+/// dropping its [`Envoy`] (killed by a CI timeout, say), so no Envoy outlives
+/// its test. Linux only; elsewhere `Drop` alone stops Envoy.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
 /// Writes the bootstrap into a new temporary directory, which Envoy also uses
 /// for its log and admin address.
 fn write_config(bootstrap: &Bootstrap) -> Result<(TempDir, PathBuf)> {
@@ -512,6 +536,7 @@ fn write_config(bootstrap: &Bootstrap) -> Result<(TempDir, PathBuf)> {
 pub async fn expect_rejected(bootstrap: Bootstrap) -> Result<String> {
     let (_dir, config) = write_config(&bootstrap)?;
     let mut cmd = tokio::process::Command::new(find_envoy()?);
+    die_with_parent(cmd.as_std_mut());
     cmd.arg("-c")
         .arg(&config)
         .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
