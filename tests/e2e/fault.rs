@@ -99,8 +99,10 @@ async fn two_second_delay_is_applied_without_blocking_the_worker() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fast = send(http.get(envoy.url("/details"))).await.unwrap();
     assert_eq!(fast.status, 200);
+    // Bounds are loose (CI shares two cores); what they prove is that
+    // nothing waits behind a delay: serialized delays would take 20 s.
     assert!(
-        fast.latency < Duration::from_millis(500),
+        fast.latency < Duration::from_secs(1),
         "an undelayed request took {:?}",
         fast.latency
     );
@@ -113,13 +115,13 @@ async fn two_second_delay_is_applied_without_blocking_the_worker() {
             out.latency
         );
         assert!(
-            out.latency < Duration::from_millis(2500),
+            out.latency < Duration::from_millis(3500),
             "delayed {:?}",
             out.latency
         );
     }
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "the delays ran one after another"
     );
     assert_eq!(upstream.hits(), 11);
@@ -324,8 +326,9 @@ async fn max_active_faults_holds_across_worker_threads() {
         "meshwasm": {"fault": {"maxActiveFaults": 2}}}"#;
     let (envoy, _upstream) = start_with(config, 2).await;
     // One client per request, so each request has its own connection and
-    // the kernel spreads them across Envoy's two workers.
-    let requests: Vec<_> = (0..8)
+    // the kernel spreads them across Envoy's two workers (all 16 on one
+    // worker would happen once in 30 000 runs).
+    let requests: Vec<_> = (0..16)
         .map(|_| {
             let http = client();
             let url = envoy.url("/");
@@ -358,7 +361,7 @@ async fn max_active_faults_holds_across_worker_threads() {
         stats
             .get("wasmcustom.meshwasm.fault.faults_overflow")
             .copied(),
-        Some(6)
+        Some(14)
     );
     assert_eq!(
         stats
