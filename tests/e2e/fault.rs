@@ -28,12 +28,10 @@ fn client() -> reqwest::Client {
     envoy::client().unwrap()
 }
 
-/// Istio's "fault-jason-abort": user jason gets HTTP 500, everyone else reaches v1.
-const JASON_ABORT: &str = r#"{"hosts": ["ratings"], "http": [
-  {"match": [{"headers": {"cookie": {"regex": "^(.*?;)?(user=jason)(;.*)?$"}}}],
-   "fault": {"abort": {"percentage": {"value": 100}, "httpStatus": 500}},
-   "route": [{"destination": {"host": "ratings", "subset": "v1"}}]},
-  {"route": [{"destination": {"host": "ratings", "subset": "v1"}}]}]}"#;
+/// Istio's "fault-jason-abort": user jason gets HTTP 500, everyone else
+/// reaches v1. The demo replays the same file.
+const JASON_ABORT: &str =
+    include_str!("../../examples/local/virtual-services/ratings-jason-abort.json");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jason_cookie_gets_500_and_other_users_reach_the_upstream() {

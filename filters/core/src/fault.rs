@@ -239,11 +239,6 @@ impl FaultPlan {
         self.max_active_faults
     }
 
-    /// Which header-controlled faults are enabled.
-    pub fn header_faults(&self) -> HeaderFaultPolicy {
-        self.header_faults
-    }
-
     /// Notes about accepted fields that are handled in a way worth knowing.
     pub fn notes(&self) -> &[ConfigNote] {
         &self.notes

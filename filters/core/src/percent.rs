@@ -104,9 +104,4 @@ impl Rng {
     pub fn below_million(&mut self) -> u32 {
         self.0.u32(0..MILLION)
     }
-
-    /// A uniform 64-bit draw.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0.u64(..)
-    }
 }
