@@ -115,6 +115,12 @@ pub enum ConfigErrorKind {
         /// Which fields conflict.
         reason: &'static str,
     },
+    /// A value that cannot be used, with the reason.
+    #[error("{reason}")]
+    Invalid {
+        /// Why it was refused.
+        reason: String,
+    },
     /// A valid Istio field that meshwasm does not implement; refused rather than ignored.
     #[error("is not supported: {reason}")]
     Unsupported {

@@ -10,6 +10,8 @@
 //!   [`route_table`]: Istio's matching rules.
 //! - [`percent`], [`duration`]: Istio's percentages and durations, and a seeded RNG.
 //! - [`fault`]: fault injection decisions.
+//! - [`router`], [`header_ops`]: routing decisions: weighted and sticky
+//!   splits, rewrites, redirects, mirrors, CORS, header edits.
 //! - [`header_map`], [`shared_counter`], [`delay_queue`]: helpers for the
 //!   Proxy-Wasm side of a filter that are still pure functions.
 #![deny(missing_docs)]
@@ -20,12 +22,14 @@ pub mod duration;
 mod error;
 pub mod fault;
 pub mod header_map;
+pub mod header_ops;
 pub mod hosts;
 pub mod percent;
 pub mod regex;
 pub mod request;
 pub mod request_match;
 pub mod route_table;
+pub mod router;
 pub mod shared_counter;
 pub mod string_match;
 pub mod virtual_service;

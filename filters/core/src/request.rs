@@ -16,6 +16,12 @@ pub trait RequestAttributes {
 
     /// The port the request was addressed to (Envoy's `destination.port`).
     fn destination_port(&mut self) -> Option<u32>;
+
+    /// The client's address as Envoy's `source.address` gives it
+    /// (`ip:port`, `[ipv6]:port`); `None` when the host cannot say.
+    fn source_address(&mut self) -> Option<Cow<'_, str>> {
+        None
+    }
 }
 
 /// An in-memory request, for tests and tools.
@@ -33,6 +39,7 @@ pub trait RequestAttributes {
 pub struct StaticRequest {
     headers: Vec<(String, String)>,
     port: Option<u32>,
+    source: Option<String>,
 }
 
 impl StaticRequest {
@@ -60,6 +67,12 @@ impl StaticRequest {
         self
     }
 
+    /// Sets the client's address, e.g. `10.0.0.7:50312`.
+    pub fn with_source(mut self, address: &str) -> Self {
+        self.source = Some(address.to_owned());
+        self
+    }
+
     /// Sets the destination port.
     pub fn with_port(mut self, port: u32) -> Self {
         self.port = Some(port);
@@ -79,6 +92,10 @@ impl RequestAttributes for StaticRequest {
 
     fn destination_port(&mut self) -> Option<u32> {
         self.port
+    }
+
+    fn source_address(&mut self) -> Option<Cow<'_, str>> {
+        self.source.as_deref().map(Cow::Borrowed)
     }
 }
 

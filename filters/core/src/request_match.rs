@@ -112,6 +112,12 @@ impl RequestMatcher {
         })
     }
 
+    /// The `uri` condition, if the block has one; a prefix rewrite replaces
+    /// what it matched.
+    pub fn uri(&self) -> Option<&StringMatcher> {
+        self.uri.as_ref()
+    }
+
     /// True if the request satisfies every condition.
     pub fn matches(&self, req: &mut impl RequestAttributes) -> bool {
         if let Some(port) = self.port
@@ -225,7 +231,7 @@ fn query_string(path: &str) -> &str {
 }
 
 /// The first value of `key` in a query string; `?key` gives `""`.
-fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+pub(crate) fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
     query
         .split('&')
         .find_map(|pair| match pair.split_once('=') {

@@ -24,8 +24,13 @@ pub struct Route<T> {
 }
 
 impl<T> Route<T> {
-    fn matches(&self, req: &mut impl RequestAttributes) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    /// `Some(None)` when the route has no match blocks, `Some(Some(block))`
+    /// for the first block that holds, `None` when none does.
+    fn first_match(&self, req: &mut impl RequestAttributes) -> Option<Option<&RequestMatcher>> {
+        if self.matches.is_empty() {
+            return Some(None);
+        }
+        self.matches.iter().find(|m| m.matches(req)).map(Some)
     }
 }
 
@@ -103,13 +108,30 @@ impl<T> RouteTable<T> {
     /// The first route matching the request, or `None` when the authority is
     /// not among `hosts` or no route matches.
     pub fn select(&self, req: &mut impl RequestAttributes) -> Option<&Route<T>> {
-        if !self.hosts.matches_everything() {
-            let authority = req.header(":authority")?;
-            if !self.hosts.matches(&authority) {
-                return None;
-            }
+        self.select_with_match(req).map(|(route, _)| route)
+    }
+
+    /// As [`select`](Self::select), also giving the match block that held
+    /// (`None` for a route without `match`); Istio turns each block into
+    /// its own Envoy route, so a prefix rewrite replaces that block's prefix.
+    pub fn select_with_match(
+        &self,
+        req: &mut impl RequestAttributes,
+    ) -> Option<(&Route<T>, Option<&RequestMatcher>)> {
+        if !self.hosts_match(req) {
+            return None;
         }
-        self.routes.iter().find(|r| r.matches(req))
+        self.routes
+            .iter()
+            .find_map(|r| r.first_match(req).map(|block| (r, block)))
+    }
+
+    /// True when the request's authority is among `hosts`.
+    pub fn hosts_match(&self, req: &mut impl RequestAttributes) -> bool {
+        self.hosts.matches_everything()
+            || req
+                .header(":authority")
+                .is_some_and(|authority| self.hosts.matches(&authority))
     }
 
     /// The compiled routes in order.

@@ -452,6 +452,57 @@ pub struct L4MatchAttributes {
 pub struct Extensions {
     /// Options of the fault filter.
     pub fault: Option<FaultExtensions>,
+    /// Options of the router filter.
+    pub router: Option<RouterExtensions>,
+}
+
+/// Options of the router filter: how its decision reaches Envoy, and what
+/// Istio keeps in other resources (DestinationRule, Gateway).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouterExtensions {
+    /// Request header that carries the chosen cluster to Envoy's
+    /// `cluster_header` route; `x-meshwasm-cluster` when unset.
+    pub cluster_header: Option<String>,
+    /// Request header that carries the chosen subset (for Istio's companion
+    /// VirtualService); `x-meshwasm-subset` when unset.
+    pub subset_header: Option<String>,
+    /// Cluster name for a destination, with `{host}`, `{subset}` and
+    /// `{port}` placeholders; Istio's `outbound|{port}|{subset}|{host}` when unset.
+    pub cluster_template: Option<String>,
+    /// Keep each client on one destination of a weighted split.
+    pub sticky: Option<Stickiness>,
+    /// Answer plain-HTTP requests for these hosts with a 301 to HTTPS, as a
+    /// Gateway server's `tls.httpsRedirect` does.
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// Largest request body copied to mirrors; a longer request is not
+    /// mirrored. 1 MiB when unset.
+    pub max_mirror_body_bytes: Option<u64>,
+}
+
+/// What identifies a client for sticky splits; set exactly one. Named as in
+/// a DestinationRule's `consistentHash`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Stickiness {
+    /// Hash this request header's value.
+    pub http_header_name: Option<String>,
+    /// Hash this cookie's value.
+    pub http_cookie: Option<StickyCookie>,
+    /// Hash the client's IP address.
+    #[serde(default)]
+    pub use_source_ip: bool,
+    /// Hash this query parameter's value.
+    pub http_query_parameter_name: Option<String>,
+}
+
+/// A cookie to hash.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StickyCookie {
+    /// The cookie's name.
+    pub name: String,
 }
 
 /// Options of the fault filter.

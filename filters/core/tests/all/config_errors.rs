@@ -239,3 +239,140 @@ fn accepted_but_unusual_fields_leave_a_note() {
         "{notes:?}"
     );
 }
+
+fn refuse_route(json: &str) -> ConfigError {
+    match meshwasm_core::router::RouterPlan::from_json(json.as_bytes()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(e) => e,
+    }
+}
+
+/// A one-route VirtualService for `web` with `route` spliced into the route.
+fn web_route(route: &str) -> String {
+    format!(r#"{{"hosts": ["web"], "http": [{{{route}}}]}}"#)
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn router_refuses_what_it_cannot_honour_by_path() {
+    let dest = r#""route": [{"destination": {"host": "web"}}]"#;
+    let cases = [
+        (
+            web_route(r#""delegate": {"name": "reviews"}"#),
+            "http[0].delegate",
+            "not supported: delegation",
+        ),
+        (
+            web_route(&format!(r#""redirect": {{"uri": "/x"}}, {dest}"#)),
+            "http[0]",
+            "only one of route, redirect and directResponse",
+        ),
+        (
+            web_route(r#""match": [{"uri": {"prefix": "/"}}]"#),
+            "http[0]",
+            "needs route, redirect or directResponse",
+        ),
+        (
+            web_route(
+                r#""route": [{"destination": {"host": "web", "subset": "v1"}, "weight": 0},
+                             {"destination": {"host": "web", "subset": "v2"}, "weight": 0}]"#,
+            ),
+            "http[0].route",
+            "sum to 0",
+        ),
+        (
+            web_route(
+                r#""route": [{"destination": {"host": "web"}, "weight": -5}, {"destination": {"host": "x"}, "weight": 5}]"#,
+            ),
+            "http[0].route",
+            "weight -5 is negative",
+        ),
+        (
+            web_route(r#""route": [{"destination": {"host": ""}}]"#),
+            "http[0].route[0].destination.host",
+            "needs a host",
+        ),
+        (
+            web_route(r#""redirect": {"uri": "/x", "redirectCode": 305}"#),
+            "http[0].redirect.redirectCode",
+            "305 is not a redirect status",
+        ),
+        (
+            web_route(&format!(
+                r#""retries": {{"attempts": 2, "retryOn": "5xx,gateway-eror"}}, {dest}"#
+            )),
+            "http[0].retries.retryOn",
+            "unknown retry condition \"gateway-eror\"",
+        ),
+        (
+            web_route(&format!(
+                r#""retries": {{"attempts": 2, "backoff": "1s"}}, {dest}"#
+            )),
+            "http[0].retries.backoff",
+            "not supported",
+        ),
+        (
+            web_route(&format!(
+                r#""headers": {{"request": {{"set": {{"x-client": "%DOWNSTREAM_REMOTE_ADDRESS%"}}}}}}, {dest}"#
+            )),
+            "http[0].headers.request.set.x-client",
+            "%FORMATTER%",
+        ),
+        (
+            web_route(&format!(
+                r#""headers": {{"request": {{"remove": ["x-meshwasm-cluster"]}}}}, {dest}"#
+            )),
+            "http[0].headers.request",
+            "carries the router's decision",
+        ),
+        (
+            web_route(&format!(
+                r#""rewrite": {{"uriRegexRewrite": {{"match": "^/a/(.*)$", "rewrite": "/b/\\2"}}}}, {dest}"#
+            )),
+            "http[0].rewrite.uriRegexRewrite.rewrite",
+            "capture group",
+        ),
+        (
+            web_route(&format!(r#""mirrorPercentage": {{"value": 10}}, {dest}"#)),
+            "http[0].mirrorPercentage",
+            "needs a mirror",
+        ),
+        (
+            web_route(r#""directResponse": {"status": 200, "body": {"bytes": "not base64!"}}"#),
+            "http[0].directResponse.body.bytes",
+            "not base64",
+        ),
+        (
+            format!(
+                r#"{{"hosts": ["web"], "meshwasm": {{"router": {{"sticky": {{"useSourceIp": true, "httpHeaderName": "x-user"}}}}}}, "http": [{{{dest}}}]}}"#
+            ),
+            "meshwasm.router.sticky",
+            "only one of",
+        ),
+        (
+            format!(
+                r#"{{"hosts": ["web"], "meshwasm": {{"router": {{"clusterTemplate": "static"}}}}, "http": [{{{dest}}}]}}"#
+            ),
+            "meshwasm.router.clusterTemplate",
+            "has no {host}",
+        ),
+    ];
+    for (json, path, words) in cases {
+        let err = refuse_route(&json);
+        assert_eq!(err.path, path, "{err}");
+        assert!(err.to_string().contains(words), "{err} lacks {words:?}");
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn router_notes_the_fault_it_leaves_to_the_fault_filter() {
+    let plan = meshwasm_core::router::RouterPlan::from_json(
+        br#"{"hosts": ["ratings"], "http": [{"fault": {"abort": {"httpStatus": 500, "percentage": {"value": 100}}},
+            "route": [{"destination": {"host": "ratings", "subset": "v1"}}]}]}"#,
+    )
+    .unwrap();
+    let notes: Vec<String> = plan.notes().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes,
+        ["http[0].fault: applied by the meshwasm fault filter, not the router"]
+    );
+}

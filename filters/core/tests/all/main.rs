@@ -13,6 +13,7 @@ mod matching;
 mod parsing;
 #[cfg(not(target_family = "wasm"))]
 mod properties;
+mod routing;
 mod shared_counter;
 
 use meshwasm_core::request::StaticRequest;
