@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (package, artifact constant) for every filter crate.
-const FILTERS: [(&str, &str); 1] = [("meshwasm-fault", "FAULT_WASM")];
+const FILTERS: [(&str, &str); 2] = [
+    ("meshwasm-fault", "FAULT_WASM"),
+    ("meshwasm-router", "ROUTER_WASM"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -103,10 +103,14 @@ impl WasmFilter {
 }
 
 /// An Envoy bootstrap: one HTTP listener on 127.0.0.1 with the given Wasm
-/// filters before the router, routing everything to one upstream cluster.
+/// filters before the router. Requests go to the `upstream` cluster, unless
+/// [`route_by_header`](Self::route_by_header) names a header that picks
+/// one of the named [`cluster`](Self::cluster)s.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     upstream: SocketAddr,
+    clusters: Vec<(String, SocketAddr)>,
+    cluster_header: Option<String>,
     filters: Vec<WasmFilter>,
     concurrency: u32,
     route_timeout: Duration,
@@ -119,6 +123,8 @@ impl Bootstrap {
     pub fn new(upstream: SocketAddr) -> Self {
         Bootstrap {
             upstream,
+            clusters: Vec::new(),
+            cluster_header: None,
             filters: Vec::new(),
             concurrency: 1,
             route_timeout: Duration::from_secs(30),
@@ -137,6 +143,20 @@ impl Bootstrap {
     /// Pins Envoy to one CPU (with util-linux's `taskset`), for CPU-time measurements.
     pub fn pin_to_cpu(mut self, cpu: u32) -> Self {
         self.cpu = Some(cpu);
+        self
+    }
+
+    /// Adds a cluster of one endpoint, e.g. `outbound||v2|reviews`.
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.push((name.to_owned(), addr));
+        self
+    }
+
+    /// Routes requests that carry `header` to the cluster it names (Envoy's
+    /// `cluster_header`), as the router filter's documented wiring does;
+    /// other requests go to the `upstream` cluster.
+    pub fn route_by_header(mut self, header: &str) -> Self {
+        self.cluster_header = Some(header.to_owned());
         self
     }
 
@@ -159,6 +179,21 @@ impl Bootstrap {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }));
+        let timeout = format!("{}s", self.route_timeout.as_secs());
+        let mut routes = Vec::new();
+        if let Some(header) = &self.cluster_header {
+            routes.push(json!({
+                "match": {"prefix": "/", "headers": [{"name": header, "present_match": true}]},
+                "route": {"cluster_header": header, "timeout": timeout},
+            }));
+        }
+        routes.push(
+            json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": timeout}}),
+        );
+        let clusters: Vec<Value> = std::iter::once(("upstream", self.upstream))
+            .chain(self.clusters.iter().map(|(n, a)| (n.as_str(), *a)))
+            .map(|(name, addr)| static_cluster(name, addr))
+            .collect();
         json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {
@@ -173,30 +208,31 @@ impl Bootstrap {
                             "route_config": {"virtual_hosts": [{
                                 "name": "all",
                                 "domains": ["*"],
-                                "routes": [{
-                                    "match": {"prefix": "/"},
-                                    "route": {"cluster": "upstream", "timeout": format!("{}s", self.route_timeout.as_secs())},
-                                }],
+                                "routes": routes,
                             }]},
                             "http_filters": http_filters,
                         },
                     }]}],
                 }],
-                "clusters": [{
-                    "name": "upstream",
-                    "connect_timeout": "1s",
-                    "type": "STATIC",
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                            "address": self.upstream.ip().to_string(),
-                            "port_value": self.upstream.port(),
-                        }}}}]}],
-                    },
-                }],
+                "clusters": clusters,
             },
         })
     }
+}
+
+fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(),
+                "port_value": addr.port(),
+            }}}}]}],
+        },
+    })
 }
 
 /// A running Envoy. Dropping it kills the process (by its PID) and removes its directory.
@@ -581,6 +617,9 @@ pub fn validate(config: &Path) -> Result<()> {
 pub fn client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .no_proxy()
+        // Redirects are outcomes to check, not to follow.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .build()?)
 }

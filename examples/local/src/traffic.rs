@@ -17,6 +17,15 @@ pub struct Outcome {
     pub upstream: Option<String>,
     /// The `grpc-status` header, if any.
     pub grpc_status: Option<String>,
+    /// Every response header.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Outcome {
+    /// A response header's value, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// Sends one request built by `build` and records the outcome.
@@ -36,6 +45,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Outcome> {
     };
     let upstream = header("x-upstream");
     let grpc_status = header("grpc-status");
+    let headers = resp.headers().clone();
     let body = resp.text().await?;
     Ok(Outcome {
         status,
@@ -43,6 +53,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Outcome> {
         body,
         upstream,
         grpc_status,
+        headers,
     })
 }
 

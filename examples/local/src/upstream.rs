@@ -1,5 +1,10 @@
 //! Upstream HTTP servers (hyper) that answer with their own name and record
 //! what reached them.
+//!
+//! Tests steer an answer with request headers:
+//! - `x-upstream-delay-ms: N` answers after N ms (a slow upstream);
+//! - `x-upstream-fail-first: N` answers 503 to the first N attempts of a
+//!   request, told apart by Envoy's `x-request-id`, which retries keep.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -7,10 +12,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -55,10 +61,25 @@ impl Upstream {
     ///
     /// Fails if no port can be bound.
     pub async fn start(name: &str) -> Result<Upstream> {
+        Self::start_slow(name, Duration::ZERO).await
+    }
+
+    /// As [`start`](Self::start), answering every request after `delay`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if no port can be bound.
+    pub async fn start_slow(name: &str, delay: Duration) -> Result<Upstream> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(listener, name.to_owned(), Arc::clone(&seen)));
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            delay,
+            seen: Arc::clone(&seen),
+            attempts: Mutex::new(HashMap::new()),
+        });
+        let task = tokio::spawn(serve(listener, state));
         Ok(Upstream {
             name: name.to_owned(),
             addr,
@@ -94,58 +115,83 @@ impl Drop for Upstream {
     }
 }
 
-async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
+struct State {
+    name: String,
+    delay: Duration,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Attempts per `x-request-id`, for `x-upstream-fail-first`.
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let name = name.clone();
-        let seen = Arc::clone(&seen);
+        let state = Arc::clone(&state);
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let name = name.clone();
-                let seen = Arc::clone(&seen);
-                async move {
-                    let method = req.method().to_string();
-                    let path = req
-                        .uri()
-                        .path_and_query()
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    let headers = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_owned(),
-                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    if let Ok(mut seen) = seen.lock() {
-                        seen.push(Seen {
-                            method,
-                            path,
-                            headers,
-                            body,
-                            at: Instant::now(),
-                        });
-                    }
-                    let response = Response::builder()
-                        .header("x-upstream", name.as_str())
-                        .body(Full::new(Bytes::from(format!("{name}\n"))));
-                    Ok::<_, Infallible>(response.unwrap_or_default())
-                }
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(answer(&state, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let seen = Seen {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let number = |name: &str| seen.header(name).and_then(|v| v.parse::<u64>().ok());
+    let delay = state.delay + Duration::from_millis(number("x-upstream-delay-ms").unwrap_or(0));
+    let fail = number("x-upstream-fail-first").is_some_and(|n| {
+        let id = seen.header("x-request-id").unwrap_or(&seen.path).to_owned();
+        let Ok(mut attempts) = state.attempts.lock() else {
+            return false;
+        };
+        let count = attempts.entry(id).or_insert(0);
+        *count += 1;
+        u64::from(*count) <= n
+    });
+    if let Ok(mut all) = state.seen.lock() {
+        all.push(seen);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let name = state.name.as_str();
+    let response = Response::builder()
+        .status(if fail { 503 } else { 200 })
+        .header("x-upstream", name)
+        .body(Full::new(Bytes::from(format!("{name}\n"))));
+    response.unwrap_or_default()
 }

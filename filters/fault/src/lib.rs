@@ -11,16 +11,16 @@
 //! Metrics: `meshwasm.fault.delays_injected`, `meshwasm.fault.aborts_injected`,
 //! `meshwasm.fault.faults_overflow` (counters) and `meshwasm.fault.active_faults` (gauge).
 
-mod host;
-
-use host::{HostRequest, HostSharedData, log, now_nanos, send_abort};
+use meshwasm_abi::{
+    HostRequest, HostSharedData, LocalReply, Log, Metric, entropy_seed, now_nanos, send_local_reply,
+};
 use meshwasm_core::delay_queue::{DelayQueue, Tick};
-use meshwasm_core::fault::{Abort, FaultPlan};
+use meshwasm_core::fault::{ABORT_BODY, ABORT_DETAILS, Abort, FaultPlan};
 use meshwasm_core::percent::Rng;
 use meshwasm_core::shared_counter::{SharedCounter, fnv1a64};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -30,32 +30,47 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|context_id| Box::new(FaultRoot::new(context_id)));
 }}
 
-/// Counter and gauge ids, defined once per root context.
+const LOG: Log = Log("meshwasm fault");
+
+fn log(level: LogLevel, message: &str) {
+    LOG.line(level, message);
+}
+
+/// Counters and the gauge, defined once per root context.
 #[derive(Clone, Copy)]
 struct Metrics {
-    delays_injected: u32,
-    aborts_injected: u32,
-    faults_overflow: u32,
-    active_faults: u32,
+    delays_injected: Metric,
+    aborts_injected: Metric,
+    faults_overflow: Metric,
+    active_faults: Metric,
 }
 
 impl Metrics {
-    fn define() -> Option<Metrics> {
-        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
-        Some(Metrics {
-            delays_injected: counter("meshwasm.fault.delays_injected")?,
-            aborts_injected: counter("meshwasm.fault.aborts_injected")?,
-            faults_overflow: counter("meshwasm.fault.faults_overflow")?,
-            active_faults: hostcalls::define_metric(
-                MetricType::Gauge,
-                "meshwasm.fault.active_faults",
-            )
-            .ok()?,
-        })
+    fn define() -> Metrics {
+        Metrics {
+            delays_injected: Metric::counter("meshwasm.fault.delays_injected"),
+            aborts_injected: Metric::counter("meshwasm.fault.aborts_injected"),
+            faults_overflow: Metric::counter("meshwasm.fault.faults_overflow"),
+            active_faults: Metric::gauge("meshwasm.fault.active_faults"),
+        }
     }
+}
 
-    fn add(id: u32, offset: i64) {
-        let _ = hostcalls::increment_metric(id, offset);
+/// Answers the current stream as Envoy's fault filter does: the status, the
+/// body "fault filter abort", and for gRPC aborts the gRPC status, which
+/// Envoy turns into a trailers-only `grpc-status` response for gRPC clients.
+fn send_abort(abort: Abort) {
+    let reply = LocalReply {
+        status: abort.http_status(),
+        details: ABORT_DETAILS,
+        body: ABORT_BODY.as_bytes(),
+        grpc_status: abort.grpc_status(),
+    };
+    if let Err(status) = send_local_reply(reply, []) {
+        log(
+            LogLevel::Error,
+            &format!("local response for an abort failed: {status:?}"),
+        );
     }
 }
 
@@ -72,9 +87,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn metric(&self, pick: impl Fn(&Metrics) -> u32, offset: i64) {
+    fn metric(&self, pick: impl Fn(&Metrics) -> Metric, offset: i64) {
         if let Some(m) = self.metrics.borrow().as_ref() {
-            Metrics::add(pick(m), offset);
+            pick(m).add(offset);
         }
     }
 
@@ -213,22 +228,13 @@ impl Context for FaultRoot {}
 
 impl RootContext for FaultRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        // One draw from the host's entropy (WASI random_get) per VM; requests
-        // then sample without crossing the VM boundary.
-        let seed = getrandom::u64().unwrap_or_else(|e| {
-            log(
-                LogLevel::Warn,
-                &format!("random_get failed ({e}); seeding from the clock"),
-            );
-            now_nanos()
-        });
-        *self.shared.rng.borrow_mut() = Rng::with_seed(seed);
+        *self.shared.rng.borrow_mut() = Rng::with_seed(entropy_seed(LOG));
         true
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         if self.shared.metrics.borrow().is_none() {
-            *self.shared.metrics.borrow_mut() = Metrics::define();
+            *self.shared.metrics.borrow_mut() = Some(Metrics::define());
         }
         let config = self.get_plugin_configuration().unwrap_or_default();
         match self.configure(&config) {
@@ -275,7 +281,7 @@ impl HttpContext for FaultStream {
             return Action::Continue;
         };
         let decision = plan.decide(
-            &mut HostRequest::default(),
+            &mut HostRequest::new(LOG),
             &mut self.shared.rng.borrow_mut(),
         );
         if decision.is_none() || !self.shared.acquire(self.context_id) {
