@@ -254,7 +254,8 @@ const SHOP: [(&str, &str); 3] = [
 async fn matches_on_prefix_case_regex_without_headers_and_query() {
     let mesh = Mesh::start(&file("shop-routing.json"), &SHOP).await;
     let host = "shop.example.com";
-    let cases: [(&str, &[(&str, &str)], &str); 9] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Headers, &str); 9] = [
         ("/api/items", &[], "v2"),
         ("/ApI/items", &[], "v2"),
         ("/Catalog/1", &[], "v2"),
