@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use meshwasm_local::artifacts::FAULT_WASM;
+use meshwasm_local::bench::{self, Case};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{quantile, send_many, send_paced};
 use meshwasm_local::upstream::Upstream;
@@ -64,12 +65,18 @@ const CONFIGS: [(&str, Option<&str>); 3] = [
     ("fault, cookie regex per request", Some(JASON_ANY_HOST)),
 ];
 
-fn bootstrap(upstream: &Upstream, config: Option<&str>) -> Bootstrap {
-    let bootstrap = Bootstrap::new(upstream.addr());
-    match config {
-        Some(config) => bootstrap.filter(WasmFilter::new("fault", FAULT_WASM, config)),
-        None => bootstrap,
-    }
+fn cases(upstream: &Upstream) -> Vec<Case> {
+    CONFIGS
+        .iter()
+        .map(|(name, config)| {
+            let bootstrap = Bootstrap::new(upstream.addr());
+            let bootstrap = match config {
+                Some(config) => bootstrap.filter(WasmFilter::new("fault", FAULT_WASM, *config)),
+                None => bootstrap,
+            };
+            Case::new(name, bootstrap)
+        })
+        .collect()
 }
 
 /// Requests as the benchmarks send them: keep-alive, a cookie, another host.
@@ -77,7 +84,7 @@ fn traffic(
     envoy: &Envoy,
     count: usize,
     concurrency: usize,
-) -> impl std::future::Future<Output = anyhow::Result<()>> {
+) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
     let (http, url) = (envoy::client().unwrap(), envoy.url("/ratings/0"));
     async move {
         let out = send_many(count, concurrency, move |_| {
@@ -94,38 +101,14 @@ fn traffic(
 /// Instructions Envoy executes per request, counted by callgrind: the same
 /// on every run, where CPU time on two shared cores varies by 10 %.
 async fn instructions_per_request() {
-    if std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("\ninstructions per request: skipped (valgrind is not installed)");
+    if !bench::have_valgrind() {
         return;
     }
     let upstream = Upstream::start("ratings-v1").await.unwrap();
-    let n = 500;
-    println!(
-        "\nEnvoy instructions per request (callgrind, {n} keep-alive requests after 200 to warm up)"
-    );
-    let mut baseline = None;
-    for (name, config) in CONFIGS {
-        let envoy = Envoy::start(bootstrap(&upstream, config).under_callgrind())
-            .await
-            .unwrap();
-        traffic(&envoy, 200, 1).await.unwrap();
-        let total = envoy
-            .count_instructions(traffic(&envoy, n, 1))
-            .await
-            .unwrap();
-        let per_request = total as f64 / n as f64;
-        let base = *baseline.get_or_insert(per_request);
-        println!(
-            "  {name:<34} {:>7.0}k   {:>5.2}x baseline   {:>+6.0}k",
-            per_request / 1e3,
-            per_request / base,
-            (per_request - base) / 1e3
-        );
-    }
+    println!();
+    bench::instructions_per_request(cases(&upstream), 500, |envoy, n| traffic(envoy, n, 1))
+        .await
+        .unwrap();
 }
 
 async fn delay_accuracy() {
@@ -198,23 +181,7 @@ async fn delay_accuracy() {
 
 async fn cpu_per_request() {
     let upstream = Upstream::start("ratings-v1").await.unwrap();
-    let n = 30_000;
-    println!("Envoy CPU time per request ({n} requests, keep-alive, Envoy pinned to CPU 1)");
-    let mut baseline = None;
-    for (name, config) in CONFIGS {
-        let envoy = Envoy::start(bootstrap(&upstream, config).pin_to_cpu(1))
-            .await
-            .unwrap();
-        traffic(&envoy, 3000, 4).await.unwrap(); // V8 tiers up hot code first.
-        let before = envoy.cpu_time().unwrap();
-        traffic(&envoy, n, 4).await.unwrap();
-        let used = envoy.cpu_time().unwrap() - before;
-        let per_request = used.as_secs_f64() * 1e6 / n as f64;
-        let base = *baseline.get_or_insert(per_request);
-        println!(
-            "  {name:<34} {per_request:>6.1} us   {:>5.2}x baseline   {:>+6.1} us",
-            per_request / base,
-            per_request - base
-        );
-    }
+    bench::cpu_per_request(cases(&upstream), 30_000, |envoy, n| traffic(envoy, n, 4))
+        .await
+        .unwrap();
 }

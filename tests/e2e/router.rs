@@ -4,7 +4,8 @@
 //! target answer with their own names.
 
 use meshwasm_local::artifacts::ROUTER_WASM;
-use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
+use meshwasm_local::envoy::{self, Bootstrap, WasmFilter};
+use meshwasm_local::mesh::Mesh;
 use meshwasm_local::traffic::{Outcome, binomial_bounds, send, send_many};
 use meshwasm_local::upstream::Upstream;
 use std::collections::BTreeMap;
@@ -13,60 +14,8 @@ use std::time::{Duration, Instant};
 /// z for a two-sided 99.9 % bound.
 const Z_999: f64 = 3.29;
 
-/// Envoy with the router, a default upstream, and one upstream per name.
-struct Mesh {
-    envoy: Envoy,
-    upstreams: BTreeMap<String, Upstream>,
-}
-
-impl Mesh {
-    /// `clusters` maps each cluster name the VirtualService renders to the
-    /// upstream (by name) that serves it.
-    async fn start(config: &str, clusters: &[(&str, &str)]) -> Mesh {
-        Self::start_with(config, clusters, Duration::ZERO).await
-    }
-
-    /// As [`start`](Self::start); the upstream named `mirror` answers after `mirror_delay`.
-    async fn start_with(config: &str, clusters: &[(&str, &str)], mirror_delay: Duration) -> Mesh {
-        let mut upstreams = BTreeMap::new();
-        upstreams.insert(
-            "default".to_owned(),
-            Upstream::start("default").await.unwrap(),
-        );
-        for (_, name) in clusters {
-            if !upstreams.contains_key(*name) {
-                let delay = if *name == "mirror" {
-                    mirror_delay
-                } else {
-                    Duration::ZERO
-                };
-                upstreams.insert(
-                    (*name).to_owned(),
-                    Upstream::start_slow(name, delay).await.unwrap(),
-                );
-            }
-        }
-        let mut bootstrap = Bootstrap::new(upstreams["default"].addr())
-            .route_by_header("x-meshwasm-cluster")
-            .filter(WasmFilter::new("router", ROUTER_WASM, config));
-        for (cluster, name) in clusters {
-            bootstrap = bootstrap.cluster(cluster, upstreams[*name].addr());
-        }
-        let envoy = Envoy::start(bootstrap).await.unwrap();
-        Mesh { envoy, upstreams }
-    }
-
-    fn upstream(&self, name: &str) -> &Upstream {
-        &self.upstreams[name]
-    }
-
-    async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Outcome {
-        let mut req = client().get(self.envoy.url(path)).header("host", host);
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        send(req).await.unwrap()
-    }
+async fn mesh(config: &str, clusters: &[(&str, &str)]) -> Mesh {
+    Mesh::start(config, clusters).await.unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -100,7 +49,7 @@ fn tally(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_splits_hold_within_a_binomial_bound() {
-    let mesh = Mesh::start(&file("web-canaries.json"), &WEB).await;
+    let mesh = mesh(&file("web-canaries.json"), &WEB).await;
     let n = 2000;
     for (path, v2_share) in [("/split-75", 0.25), ("/", 0.20), ("/split-95", 0.05)] {
         let url = mesh.envoy.url(path);
@@ -131,7 +80,7 @@ async fn canary_splits_hold_within_a_binomial_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_users_stay_on_one_version_while_the_split_holds() {
-    let mesh = Mesh::start(&file("web-sticky.json"), &WEB).await;
+    let mesh = mesh(&file("web-sticky.json"), &WEB).await;
     let users = 2000;
     let url = mesh.envoy.url("/");
     let http = client();
@@ -166,7 +115,7 @@ async fn sticky_users_stay_on_one_version_while_the_split_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jason_reaches_v2_and_everyone_else_v1() {
-    let mesh = Mesh::start(
+    let mesh = mesh(
         &file("reviews-jason-v2.json"),
         &[
             ("outbound||v1|reviews", "v1"),
@@ -176,25 +125,30 @@ async fn jason_reaches_v2_and_everyone_else_v1() {
     .await;
     let jason = mesh
         .get("reviews:9080", "/reviews/0", &[("end-user", "jason")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!((jason.status, jason.upstream.as_deref()), (200, Some("v2")));
     for user in ["kim", "JASON", ""] {
         let out = mesh
             .get("reviews", "/reviews/0", &[("end-user", user)])
-            .await;
+            .await
+            .unwrap();
         assert_eq!(out.upstream.as_deref(), Some("v1"), "end-user {user:?}");
     }
     // The subset reaches the upstream too, for Istio's companion VirtualService.
     let seen = mesh.upstream("v2").seen();
     assert_eq!(seen[0].header("x-meshwasm-subset"), Some("v2"));
     // Other hosts are not this VirtualService's: Envoy's default route.
-    let other = mesh.get("ratings", "/", &[("end-user", "jason")]).await;
+    let other = mesh
+        .get("ratings", "/", &[("end-user", "jason")])
+        .await
+        .unwrap();
     assert_eq!(other.upstream.as_deref(), Some("default"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_cookie_reaches_qa_and_clients_cannot_pick_a_cluster() {
-    let mesh = Mesh::start(
+    let mesh = mesh(
         &file("bookinfo-dev-cookie.json"),
         &[
             ("outbound|7777||reviews.qa.svc.cluster.local", "qa"),
@@ -209,11 +163,13 @@ async fn dev_cookie_reaches_qa_and_clients_cannot_pick_a_cluster() {
             "/anything",
             &[("cookie", "user=dev-123")],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(dev.upstream.as_deref(), Some("qa"));
     let prod = mesh
         .get("eu.bookinfo.com", "/reviews/1", &[("cookie", "user=kim")])
-        .await;
+        .await
+        .unwrap();
     assert!(
         matches!(prod.upstream.as_deref(), Some("v1" | "qa")),
         "{prod:?}"
@@ -229,7 +185,8 @@ async fn dev_cookie_reaches_qa_and_clients_cannot_pick_a_cluster() {
                 "outbound|7777||reviews.qa.svc.cluster.local",
             )],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(forged.upstream.as_deref(), Some("default"));
     assert_eq!(
         mesh.upstream("default").seen()[0].header("x-meshwasm-cluster"),
@@ -252,7 +209,7 @@ const SHOP: [(&str, &str); 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matches_on_prefix_case_regex_without_headers_and_query() {
-    let mesh = Mesh::start(&file("shop-routing.json"), &SHOP).await;
+    let mesh = mesh(&file("shop-routing.json"), &SHOP).await;
     let host = "shop.example.com";
     type Headers<'a> = &'a [(&'a str, &'a str)];
     let cases: [(&str, Headers, &str); 9] = [
@@ -267,23 +224,24 @@ async fn matches_on_prefix_case_regex_without_headers_and_query() {
         ("/list?sort=asc&preview=true", &[], "v3"),
     ];
     for (path, headers, expected) in cases {
-        let out = mesh.get(host, path, headers).await;
+        let out = mesh.get(host, path, headers).await.unwrap();
         assert_eq!(
             out.upstream.as_deref(),
             Some(expected),
             "{path} {headers:?}"
         );
     }
-    let out = mesh.get(host, "/list?preview=truly", &[]).await;
+    let out = mesh.get(host, "/list?preview=truly", &[]).await.unwrap();
     assert_eq!(out.upstream.as_deref(), Some("v1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrites_and_header_operations_reach_upstream_and_client() {
-    let mesh = Mesh::start(&file("shop-routing.json"), &SHOP).await;
+    let mesh = mesh(&file("shop-routing.json"), &SHOP).await;
     let out = mesh
         .get("shop.example.com", "/API/items?page=2", &[("x-debug", "1")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!(out.status, 200);
     assert_eq!(out.header("cache-control"), Some("no-store"));
     assert_eq!(out.header("x-shop-version"), Some("v2"));
@@ -299,15 +257,15 @@ async fn rewrites_and_header_operations_reach_upstream_and_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_direct_responses_and_cors_are_answered_by_the_filter() {
-    let mesh = Mesh::start(&file("shop-routing.json"), &SHOP).await;
+    let mesh = mesh(&file("shop-routing.json"), &SHOP).await;
     let host = "shop.example.com";
-    let moved = mesh.get(host, "/old-cart/items?id=3", &[]).await;
+    let moved = mesh.get(host, "/old-cart/items?id=3", &[]).await.unwrap();
     assert_eq!(moved.status, 301);
     assert_eq!(
         moved.header("location"),
         Some("http://shop.example.com/cart/items?id=3")
     );
-    let health = mesh.get(host, "/healthz", &[]).await;
+    let health = mesh.get(host, "/healthz", &[]).await.unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
 
     let preflight = send(
@@ -332,7 +290,8 @@ async fn redirects_direct_responses_and_cors_are_answered_by_the_filter() {
     assert_eq!(preflight.header("access-control-max-age"), Some("3600"));
     let simple = mesh
         .get(host, "/cart", &[("origin", "https://app.example.com")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!(simple.upstream.as_deref(), Some("v1"));
     assert_eq!(
         simple.header("access-control-allow-origin"),
@@ -344,7 +303,8 @@ async fn redirects_direct_responses_and_cors_are_answered_by_the_filter() {
     );
     let foreign = mesh
         .get(host, "/cart", &[("origin", "https://evil.example.net")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!(foreign.header("access-control-allow-origin"), None);
     assert_eq!(
         mesh.upstream("v1").hits(),
@@ -355,12 +315,15 @@ async fn redirects_direct_responses_and_cors_are_answered_by_the_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_redirect_and_gateway_prefixes() {
-    let mesh = Mesh::start(
+    let mesh = mesh(
         &file("httpbin-gateway.json"),
         &[("outbound|8000||httpbin", "v1")],
     )
     .await;
-    let plain = mesh.get("httpbin.example.com", "/status/418", &[]).await;
+    let plain = mesh
+        .get("httpbin.example.com", "/status/418", &[])
+        .await
+        .unwrap();
     assert_eq!(plain.status, 301);
     assert_eq!(
         plain.header("location"),
@@ -369,10 +332,13 @@ async fn https_redirect_and_gateway_prefixes() {
     // Behind a TLS-terminating load balancer the scheme arrives in x-forwarded-proto.
     let tls = [("x-forwarded-proto", "https")];
     for path in ["/status/200", "/delay/1"] {
-        let out = mesh.get("httpbin.example.com", path, &tls).await;
+        let out = mesh.get("httpbin.example.com", path, &tls).await.unwrap();
         assert_eq!(out.upstream.as_deref(), Some("v1"), "{path}");
     }
-    let hidden = mesh.get("httpbin.example.com", "/headers", &tls).await;
+    let hidden = mesh
+        .get("httpbin.example.com", "/headers", &tls)
+        .await
+        .unwrap();
     assert_eq!(
         hidden.upstream.as_deref(),
         Some("default"),
@@ -389,13 +355,15 @@ async fn mirrored_requests_reach_the_mirror_without_slowing_the_client() {
             ("outbound||v1|httpbin", "v1"),
             ("outbound||v2|httpbin", "mirror"),
         ],
-        mirror_delay,
+        &[("mirror", mirror_delay)],
     )
-    .await;
+    .await
+    .unwrap();
     let started = Instant::now();
     let get = mesh
         .get("httpbin:8000", "/get?x=1", &[("x-trace", "t1")])
-        .await;
+        .await
+        .unwrap();
     let post = send(
         client()
             .post(mesh.envoy.url("/post"))
@@ -427,11 +395,14 @@ async fn mirrored_requests_reach_the_mirror_without_slowing_the_client() {
     assert_eq!(mesh.upstream("v1").hits(), 2);
     // A mirror to a cluster Envoy does not have never touches the request.
     let broken = file("httpbin-mirror.json").replace(r#""subset": "v2""#, r#""subset": "v9""#);
-    let mesh = Mesh::start(&broken, &[("outbound||v1|httpbin", "v1")]).await;
-    let out = mesh.get("httpbin", "/get", &[]).await;
+    let unmirrored = Mesh::start(&broken, &[("outbound||v1|httpbin", "v1")])
+        .await
+        .unwrap();
+    let out = unmirrored.get("httpbin", "/get", &[]).await.unwrap();
     assert_eq!((out.status, out.upstream.as_deref()), (200, Some("v1")));
     assert_eq!(
-        mesh.envoy
+        unmirrored
+            .envoy
             .stat("wasmcustom.meshwasm.router.mirrors_failed")
             .await
             .unwrap(),
@@ -441,12 +412,13 @@ async fn mirrored_requests_reach_the_mirror_without_slowing_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_give_504_and_failures_are_retried() {
-    let mesh = Mesh::start(&file("shop-routing.json"), &SHOP).await;
+    let mesh = mesh(&file("shop-routing.json"), &SHOP).await;
     let host = "shop.example.com";
     let started = Instant::now();
     let slow = mesh
         .get(host, "/checkout", &[("x-upstream-delay-ms", "2000")])
-        .await;
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert_eq!(slow.status, 504, "{slow:?}");
     assert!(
@@ -456,7 +428,8 @@ async fn timeouts_give_504_and_failures_are_retried() {
     // The first attempt gets a 503; Envoy retries and the second succeeds.
     let flaky = mesh
         .get(host, "/inventory", &[("x-upstream-fail-first", "1")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!((flaky.status, flaky.upstream.as_deref()), (200, Some("v1")));
     let attempts: Vec<_> = mesh
         .upstream("v1")
@@ -472,7 +445,8 @@ async fn timeouts_give_504_and_failures_are_retried() {
     // Two retries at most: a request that keeps failing is tried three times.
     let broken = mesh
         .get(host, "/inventory/x", &[("x-upstream-fail-first", "9")])
-        .await;
+        .await
+        .unwrap();
     assert_eq!(broken.status, 503);
     let tries = mesh
         .upstream("v1")

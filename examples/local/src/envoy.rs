@@ -111,6 +111,7 @@ pub struct Bootstrap {
     upstream: SocketAddr,
     clusters: Vec<(String, SocketAddr)>,
     cluster_header: Option<String>,
+    weighted: Vec<(String, u32)>,
     filters: Vec<WasmFilter>,
     concurrency: u32,
     route_timeout: Duration,
@@ -125,6 +126,7 @@ impl Bootstrap {
             upstream,
             clusters: Vec::new(),
             cluster_header: None,
+            weighted: Vec::new(),
             filters: Vec::new(),
             concurrency: 1,
             route_timeout: Duration::from_secs(30),
@@ -157,6 +159,16 @@ impl Bootstrap {
     /// other requests go to the `upstream` cluster.
     pub fn route_by_header(mut self, header: &str) -> Self {
         self.cluster_header = Some(header.to_owned());
+        self
+    }
+
+    /// Splits the default route over named clusters with Envoy's own
+    /// `weighted_clusters`, the way Istio configures a canary without meshwasm.
+    pub fn weighted_route(mut self, clusters: &[(&str, u32)]) -> Self {
+        self.weighted = clusters
+            .iter()
+            .map(|(n, w)| ((*n).to_owned(), *w))
+            .collect();
         self
     }
 
@@ -459,6 +471,7 @@ impl Envoy {
                 .arg(flag)
                 .arg(self.pid().to_string())
                 .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .status()?;
             if !status.success() {
                 bail!("callgrind_control {flag} failed ({status})");

@@ -20,7 +20,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod envoy;
+pub mod mesh;
 pub mod traffic;
 pub mod upstream;
 

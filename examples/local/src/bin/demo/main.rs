@@ -1,21 +1,23 @@
-//! The local demo: Istio's fault-injection scenarios on a real Envoy.
+//! The local demo: Istio's routing and fault-injection scenarios on a real Envoy.
 //!
-//! Each scenario starts Envoy (V8) with the fault filter configured from a
+//! Each scenario starts Envoy (V8) with a filter configured from a
 //! VirtualService spec in `examples/local/virtual-services/`, sends real
-//! traffic to a real upstream through it, and reports what happened.
+//! traffic to real upstreams through it, and reports what happened.
+
+mod routing;
 
 use anyhow::Result;
-use meshwasm_local::artifacts::FAULT_WASM;
+use meshwasm_local::artifacts::{FAULT_WASM, ROUTER_WASM};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send, send_many};
 use meshwasm_local::upstream::Upstream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const JASON_ABORT: &str = include_str!("../../virtual-services/ratings-jason-abort.json");
-const DELAY: &str = include_str!("../../virtual-services/ratings-delay.json");
-const FLAKY: &str = include_str!("../../virtual-services/details-flaky.json");
-const HEADER_FAULTS: &str = include_str!("../../virtual-services/header-faults.json");
+const JASON_ABORT: &str = include_str!("../../../virtual-services/ratings-jason-abort.json");
+const DELAY: &str = include_str!("../../../virtual-services/ratings-delay.json");
+const FLAKY: &str = include_str!("../../../virtual-services/details-flaky.json");
+const HEADER_FAULTS: &str = include_str!("../../../virtual-services/header-faults.json");
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
@@ -33,12 +35,12 @@ async fn main() -> ExitCode {
 }
 
 /// One line of the report; `ok` is whether the filter did what the scenario expects.
-struct Line {
+pub(crate) struct Line {
     ok: bool,
     text: String,
 }
 
-fn line(ok: bool, text: impl Into<String>) -> Line {
+pub(crate) fn line(ok: bool, text: impl Into<String>) -> Line {
     Line {
         ok,
         text: text.into(),
@@ -48,15 +50,17 @@ fn line(ok: bool, text: impl Into<String>) -> Line {
 async fn run() -> Result<bool> {
     let envoy_bin = envoy::find_envoy()?;
     println!(
-        "meshwasm local demo: Istio fault injection in Envoy {} (V8), on 127.0.0.1",
+        "meshwasm local demo: Istio routing and fault injection in Envoy {} (V8), on 127.0.0.1",
         envoy::ENVOY_VERSION
     );
     println!("  envoy   {}", envoy_bin.display());
-    println!(
-        "  filter  {} ({} KiB)\n",
-        FAULT_WASM,
-        std::fs::metadata(FAULT_WASM)?.len() / 1024
-    );
+    for wasm in [ROUTER_WASM, FAULT_WASM] {
+        println!(
+            "  filter  {wasm} ({} KiB)",
+            std::fs::metadata(wasm)?.len() / 1024
+        );
+    }
+    println!();
 
     let mut all_ok = true;
     for scenario in Scenario::ALL {
@@ -75,6 +79,13 @@ async fn run() -> Result<bool> {
 
 #[derive(Clone, Copy)]
 enum Scenario {
+    Canaries,
+    Sticky,
+    JasonV2,
+    DevCookie,
+    Mirror,
+    Gateway,
+    Shop,
     JasonAbort,
     FixedDelay,
     Flaky,
@@ -83,7 +94,14 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 12] = [
+        Scenario::Canaries,
+        Scenario::Sticky,
+        Scenario::JasonV2,
+        Scenario::DevCookie,
+        Scenario::Mirror,
+        Scenario::Gateway,
+        Scenario::Shop,
         Scenario::JasonAbort,
         Scenario::FixedDelay,
         Scenario::Flaky,
@@ -93,6 +111,34 @@ impl Scenario {
 
     fn title(self) -> (&'static str, &'static str) {
         match self {
+            Scenario::Canaries => (
+                "web-canaries.json",
+                "router: canary splits 75/25, 80/20 and 95/5",
+            ),
+            Scenario::Sticky => (
+                "web-sticky.json",
+                "router: an 80/20 split that keeps each user (cookie) on one version",
+            ),
+            Scenario::JasonV2 => (
+                "reviews-jason-v2.json",
+                "router: end-user jason sees reviews v2, everyone else v1",
+            ),
+            Scenario::DevCookie => (
+                "bookinfo-dev-cookie.json",
+                "router: cookie user=dev-123 goes to qa:7777; /reviews/ is 80/20 prod/qa",
+            ),
+            Scenario::Mirror => (
+                "httpbin-mirror.json",
+                "router: all httpbin traffic to v1, mirrored to a slow v2",
+            ),
+            Scenario::Gateway => (
+                "httpbin-gateway.json",
+                "router: the gateway's HTTPS redirect; only /status and /delay exposed",
+            ),
+            Scenario::Shop => (
+                "shop-routing.json",
+                "router: matches, rewrite, redirect, timeout, retries, CORS",
+            ),
             Scenario::JasonAbort => (
                 "ratings-jason-abort.json",
                 "user jason gets HTTP 500, everyone else reaches v1",
@@ -118,6 +164,13 @@ impl Scenario {
 
     async fn run(self) -> Result<Vec<Line>> {
         match self {
+            Scenario::Canaries => routing::canaries().await,
+            Scenario::Sticky => routing::sticky().await,
+            Scenario::JasonV2 => routing::jason().await,
+            Scenario::DevCookie => routing::dev_cookie().await,
+            Scenario::Mirror => routing::mirror().await,
+            Scenario::Gateway => routing::gateway().await,
+            Scenario::Shop => routing::shop().await,
             Scenario::JasonAbort => jason_abort().await,
             Scenario::FixedDelay => fixed_delay().await,
             Scenario::Flaky => flaky().await,

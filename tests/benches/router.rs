@@ -1,0 +1,107 @@
+//! Router filter cost in a real Envoy, against two baselines measured in
+//! the same run: Envoy routing to one cluster with no filter, and Envoy's
+//! own `weighted_clusters` route doing the same 80/20 canary split.
+//!
+//! Run: `cargo bench -p meshwasm-e2e --bench router [-- instructions|cpu]`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use meshwasm_local::artifacts::ROUTER_WASM;
+use meshwasm_local::bench::{self, Case};
+use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
+use meshwasm_local::traffic::send_many;
+use meshwasm_local::upstream::Upstream;
+
+/// The Istio example's 80/20 canary.
+const CANARY: &str = r#"{"hosts": ["*"], "http": [{"route": [
+  {"destination": {"host": "web", "port": {"number": 5005}, "subset": "v1"}, "weight": 80},
+  {"destination": {"host": "web", "port": {"number": 5005}, "subset": "v2"}, "weight": 20}]}]}"#;
+
+/// Istio's "jason sees v2" rule; the traffic is not jason's.
+const JASON: &str = r#"{"hosts": ["*"], "http": [
+  {"match": [{"headers": {"end-user": {"exact": "jason"}}}],
+   "route": [{"destination": {"host": "web", "port": {"number": 5005}, "subset": "v2"}}]},
+  {"route": [{"destination": {"host": "web", "port": {"number": 5005}, "subset": "v1"}}]}]}"#;
+
+/// The canary, sticky by the `user` cookie.
+const STICKY: &str = r#"{"hosts": ["*"], "meshwasm": {"router": {"sticky": {"httpCookie": {"name": "user"}}}},
+  "http": [{"route": [
+  {"destination": {"host": "web", "port": {"number": 5005}, "subset": "v1"}, "weight": 80},
+  {"destination": {"host": "web", "port": {"number": 5005}, "subset": "v2"}, "weight": 20}]}]}"#;
+
+const V1: &str = "outbound|5005|v1|web";
+const V2: &str = "outbound|5005|v2|web";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!(
+        "meshwasm router filter benchmarks, Envoy {} (V8), one worker\n",
+        envoy::ENVOY_VERSION
+    );
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    let (v1, v2) = (
+        Upstream::start("v1").await.unwrap(),
+        Upstream::start("v2").await.unwrap(),
+    );
+    if wanted("instructions") && bench::have_valgrind() {
+        bench::instructions_per_request(cases(&v1, &v2), 500, |e, n| traffic(e, n, 1))
+            .await
+            .unwrap();
+        println!();
+    }
+    if wanted("cpu") {
+        bench::cpu_per_request(cases(&v1, &v2), 30_000, |e, n| traffic(e, n, 4))
+            .await
+            .unwrap();
+    }
+}
+
+fn cases(v1: &Upstream, v2: &Upstream) -> Vec<Case> {
+    let wired = || {
+        Bootstrap::new(v1.addr())
+            .cluster(V1, v1.addr())
+            .cluster(V2, v2.addr())
+            .route_by_header("x-meshwasm-cluster")
+    };
+    let router = |config: &str| wired().filter(WasmFilter::new("router", ROUTER_WASM, config));
+    vec![
+        Case::new(
+            "no filter, one cluster (baseline)",
+            Bootstrap::new(v1.addr()),
+        ),
+        Case::new(
+            "no filter, Envoy weighted_clusters 80/20",
+            Bootstrap::new(v1.addr())
+                .cluster(V1, v1.addr())
+                .cluster(V2, v2.addr())
+                .weighted_route(&[(V1, 80), (V2, 20)]),
+        ),
+        Case::new("router, 80/20 canary", router(CANARY)),
+        Case::new("router, end-user match (jason rule)", router(JASON)),
+        Case::new("router, 80/20 sticky by cookie", router(STICKY)),
+    ]
+}
+
+/// Keep-alive requests with a cookie and an end-user header, like browser traffic.
+fn traffic(
+    envoy: &Envoy,
+    count: usize,
+    concurrency: usize,
+) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
+    let (http, url) = (envoy::client().unwrap(), envoy.url("/productpage"));
+    async move {
+        let out = send_many(count, concurrency, move |i| {
+            http.get(&url)
+                .header("host", "web")
+                .header("end-user", "kim")
+                .header("cookie", format!("theme=dark; user=u{}", i % 100))
+        })
+        .await?;
+        anyhow::ensure!(out.iter().all(|o| o.status == 200), "a request failed");
+        Ok(())
+    }
+}
