@@ -475,3 +475,15 @@ async fn envoy_refuses_a_bad_configuration_and_logs_the_field() {
         "{log}"
     );
 }
+
+#[test]
+fn the_documented_envoy_yaml_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../filters/router/envoy.yaml");
+    let yaml = std::fs::read_to_string(example).unwrap();
+    assert!(
+        yaml.contains("cluster_header: x-meshwasm-cluster"),
+        "the documented wiring"
+    );
+    let relative = "target/wasm32-wasip1/release/meshwasm_router.wasm";
+    envoy::validate_example(std::path::Path::new(example), relative, ROUTER_WASM).unwrap();
+}

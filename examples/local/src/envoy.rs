@@ -622,6 +622,29 @@ pub fn validate(config: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Validates an example Envoy configuration from the repository: its
+/// `relative` .wasm path is pointed at the `built` file first. Validation
+/// creates the Wasm VM and configures the plugin, so the example's filter
+/// configuration is checked too.
+///
+/// # Errors
+///
+/// Fails if the example does not load `relative`, or Envoy refuses it.
+pub fn validate_example(example: &Path, relative: &str, built: &str) -> Result<()> {
+    let yaml = std::fs::read_to_string(example)
+        .with_context(|| format!("reading {}", example.display()))?;
+    if !yaml.contains(relative) {
+        bail!(
+            "{} does not load the filter from {relative}",
+            example.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("envoy.yaml");
+    std::fs::write(&config, yaml.replace(relative, built))?;
+    validate(&config)
+}
+
 /// An HTTP client for loopback traffic: no proxy from the environment.
 ///
 /// # Errors
