@@ -172,7 +172,9 @@ pub fn apply<'a>(
     }
 }
 
-fn check_name(path: &FieldPath<'_>, name: &str) -> Result<String, ConfigError> {
+/// A header name meshwasm may write: an HTTP token, not a pseudo-header,
+/// not one Envoy derives; lowercased.
+pub(crate) fn check_name(path: &FieldPath<'_>, name: &str) -> Result<String, ConfigError> {
     let invalid = |reason: String| Err(path.error(ConfigErrorKind::Invalid { reason }));
     if name.starts_with(':') {
         return invalid(format!(

@@ -223,7 +223,7 @@ pub fn path_without_query(path: &str) -> &str {
     &path[..end]
 }
 
-fn query_string(path: &str) -> &str {
+pub(crate) fn query_string(path: &str) -> &str {
     match path.split_once('?') {
         Some((_, q)) => q.split_once('#').map_or(q, |(q, _)| q),
         None => "",

@@ -21,7 +21,7 @@ pub mod split;
 pub mod upstream;
 
 use crate::error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};
-use crate::header_ops::{HeaderOp, HeaderOps};
+use crate::header_ops::{HeaderOp, HeaderOps, check_name};
 use crate::percent::{PerMillion, Rng, compile_percent};
 use crate::request::RequestAttributes;
 use crate::route_table::RouteTable;
@@ -579,18 +579,7 @@ fn header_name(
     given: Option<&str>,
     default: &str,
 ) -> Result<String, ConfigError> {
-    let name = given.unwrap_or(default);
-    if name.is_empty()
-        || name.starts_with(':')
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(path.error(ConfigErrorKind::Invalid {
-            reason: format!("{name:?} is not a usable header name"),
-        }));
-    }
-    Ok(name.to_ascii_lowercase())
+    check_name(path, given.unwrap_or(default))
 }
 
 fn compile_route(

@@ -11,6 +11,7 @@
 
 use crate::error::{ConfigError, ConfigErrorKind, FieldPath};
 use crate::regex::compile_re2;
+use crate::request_match::path_without_query;
 use crate::string_match::StringMatcher;
 use crate::virtual_service::{HttpRedirect, RedirectPortSelection, RegexRewrite};
 
@@ -85,8 +86,7 @@ fn replace_matched(path: &str, uri: Option<&StringMatcher>, new: &str) -> String
 
 /// `(path, "?query#fragment")`.
 fn split_query(path: &str) -> (&str, &str) {
-    let at = path.find(['?', '#']).unwrap_or(path.len());
-    path.split_at(at)
+    path.split_at(path_without_query(path).len())
 }
 
 /// RE2 substitutions (`\1`, `\\`) in regex-lite's syntax (`${1}`, `$$`).

@@ -13,7 +13,7 @@
 use crate::error::{ConfigError, ConfigErrorKind, FieldPath};
 use crate::percent::MILLION;
 use crate::request::RequestAttributes;
-use crate::request_match::query_param;
+use crate::request_match::{query_param, query_string};
 use crate::shared_counter::fnv1a64;
 use crate::virtual_service::Stickiness;
 
@@ -166,8 +166,7 @@ impl StickyKey {
             }
             StickyKey::QueryParameter(name) => {
                 let path = req.header(":path")?;
-                let query = path.split_once('?').map_or("", |(_, q)| q);
-                query_param(query, name).map(|v| bucket(v.as_bytes()))
+                query_param(query_string(&path), name).map(|v| bucket(v.as_bytes()))
             }
         }
     }
