@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use meshwasm_local::artifacts::FAULT_WASM;
-use meshwasm_local::bench::{self, Case};
+use meshwasm_local::bench::{self, Case, Traffic};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{quantile, send_many, send_paced};
 use meshwasm_local::upstream::Upstream;
@@ -79,25 +79,6 @@ fn cases(upstream: &Upstream) -> Vec<Case> {
         .collect()
 }
 
-/// Requests as the benchmarks send them: keep-alive, a cookie, another host.
-fn traffic(
-    envoy: &Envoy,
-    count: usize,
-    concurrency: usize,
-) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
-    let (http, url) = (envoy::client().unwrap(), envoy.url("/ratings/0"));
-    async move {
-        let out = send_many(count, concurrency, move |_| {
-            http.get(&url)
-                .header("host", "web")
-                .header("cookie", "theme=dark; user=kim")
-        })
-        .await?;
-        anyhow::ensure!(out.iter().all(|o| o.status == 200), "a request failed");
-        Ok(())
-    }
-}
-
 /// Instructions Envoy executes per request, counted by callgrind: the same
 /// on every run, where CPU time on two shared cores varies by 10 %.
 async fn instructions_per_request() {
@@ -106,7 +87,7 @@ async fn instructions_per_request() {
     }
     let upstream = Upstream::start("ratings-v1").await.unwrap();
     println!();
-    bench::instructions_per_request(cases(&upstream), 500, |envoy, n| traffic(envoy, n, 1))
+    bench::instructions_per_request(cases(&upstream), 500, &traffic())
         .await
         .unwrap();
 }
@@ -181,7 +162,15 @@ async fn delay_accuracy() {
 
 async fn cpu_per_request() {
     let upstream = Upstream::start("ratings-v1").await.unwrap();
-    bench::cpu_per_request(cases(&upstream), 30_000, |envoy, n| traffic(envoy, n, 4))
+    bench::cpu_per_request(cases(&upstream), 30_000, &traffic())
         .await
         .unwrap();
+}
+
+/// Requests as the benchmarks send them: keep-alive, a cookie, another host.
+fn traffic() -> Traffic {
+    Traffic::new("/ratings/0", |req, _| {
+        req.header("host", "web")
+            .header("cookie", "theme=dark; user=kim")
+    })
 }

@@ -7,9 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use meshwasm_local::artifacts::ROUTER_WASM;
-use meshwasm_local::bench::{self, Case};
-use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
-use meshwasm_local::traffic::send_many;
+use meshwasm_local::bench::{self, Case, Traffic};
+use meshwasm_local::envoy::{self, Bootstrap, WasmFilter};
 use meshwasm_local::upstream::Upstream;
 
 /// The Istio example's 80/20 canary.
@@ -48,13 +47,13 @@ async fn main() {
         Upstream::start("v2").await.unwrap(),
     );
     if wanted("instructions") && bench::have_valgrind() {
-        bench::instructions_per_request(cases(&v1, &v2), 500, |e, n| traffic(e, n, 1))
+        bench::instructions_per_request(cases(&v1, &v2), 500, &traffic())
             .await
             .unwrap();
         println!();
     }
     if wanted("cpu") {
-        bench::cpu_per_request(cases(&v1, &v2), 30_000, |e, n| traffic(e, n, 4))
+        bench::cpu_per_request(cases(&v1, &v2), 30_000, &traffic())
             .await
             .unwrap();
     }
@@ -87,21 +86,10 @@ fn cases(v1: &Upstream, v2: &Upstream) -> Vec<Case> {
 }
 
 /// Keep-alive requests with a cookie and an end-user header, like browser traffic.
-fn traffic(
-    envoy: &Envoy,
-    count: usize,
-    concurrency: usize,
-) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
-    let (http, url) = (envoy::client().unwrap(), envoy.url("/productpage"));
-    async move {
-        let out = send_many(count, concurrency, move |i| {
-            http.get(&url)
-                .header("host", "web")
-                .header("end-user", "kim")
-                .header("cookie", format!("theme=dark; user=u{}", i % 100))
-        })
-        .await?;
-        anyhow::ensure!(out.iter().all(|o| o.status == 200), "a request failed");
-        Ok(())
-    }
+fn traffic() -> Traffic {
+    Traffic::new("/productpage", |req, i| {
+        req.header("host", "web")
+            .header("end-user", "kim")
+            .header("cookie", format!("theme=dark; user=u{}", i % 100))
+    })
 }

@@ -6,9 +6,10 @@
 //! - CPU time per request (utime + stime from /proc), with Envoy pinned to
 //!   one core: closer to production, but varies by about 10 % on shared cores.
 
-use crate::envoy::{Bootstrap, Envoy};
+use crate::envoy::{self, Bootstrap, Envoy};
+use crate::traffic::send_many;
 use anyhow::Result;
-use std::future::Future;
+use std::sync::Arc;
 
 /// One configuration to measure.
 pub struct Case {
@@ -28,6 +29,46 @@ impl Case {
     }
 }
 
+/// The requests a benchmark sends: keep-alive GETs of one path, each
+/// shaped by `build(request, i)`; every answer must be 200.
+#[derive(Clone)]
+pub struct Traffic {
+    path: &'static str,
+    build: Arc<dyn Fn(reqwest::RequestBuilder, usize) -> reqwest::RequestBuilder + Send + Sync>,
+}
+
+impl Traffic {
+    /// GETs of `path`, shaped by `build`.
+    pub fn new(
+        path: &'static str,
+        build: impl Fn(reqwest::RequestBuilder, usize) -> reqwest::RequestBuilder
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Traffic {
+            path,
+            build: Arc::new(build),
+        }
+    }
+
+    /// Sends `count` requests through `envoy`, `concurrency` at a time.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors, or an answer other than 200.
+    pub async fn send(&self, envoy: &Envoy, count: usize, concurrency: usize) -> Result<()> {
+        let (http, url, build) = (
+            envoy::client()?,
+            envoy.url(self.path),
+            Arc::clone(&self.build),
+        );
+        let out = send_many(count, concurrency, move |i| build(http.get(&url), i)).await?;
+        anyhow::ensure!(out.iter().all(|o| o.status == 200), "a request failed");
+        Ok(())
+    }
+}
+
 /// True when valgrind can be run; otherwise says so.
 pub fn have_valgrind() -> bool {
     let found = std::process::Command::new("valgrind")
@@ -40,25 +81,21 @@ pub fn have_valgrind() -> bool {
     found
 }
 
-/// Prints instructions per request for each case: `traffic(envoy, n)` sends
-/// `n` requests; 200 warm-up requests go first.
+/// Prints instructions per request for each case: `n` requests, one at a
+/// time, after 200 to warm up.
 ///
 /// # Errors
 ///
 /// Fails if Envoy does not start or traffic fails.
-pub async fn instructions_per_request<F, Fut>(cases: Vec<Case>, n: usize, traffic: F) -> Result<()>
-where
-    F: Fn(&Envoy, usize) -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
+pub async fn instructions_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> Result<()> {
     println!(
         "Envoy instructions per request (callgrind, {n} keep-alive requests after 200 to warm up)"
     );
     let mut baseline = None;
     for case in cases {
         let envoy = Envoy::start(case.bootstrap.under_callgrind()).await?;
-        traffic(&envoy, 200).await?;
-        let total = envoy.count_instructions(traffic(&envoy, n)).await?;
+        traffic.send(&envoy, 200, 1).await?;
+        let total = envoy.count_instructions(traffic.send(&envoy, n, 1)).await?;
         let per_request = total as f64 / n as f64;
         let base = *baseline.get_or_insert(per_request);
         println!(
@@ -72,24 +109,20 @@ where
     Ok(())
 }
 
-/// Prints Envoy CPU time per request for each case, Envoy pinned to CPU 1;
-/// 10 % of `n` requests first let V8 tier up hot code.
+/// Prints Envoy CPU time per request for each case, Envoy pinned to CPU 1,
+/// 4 requests at a time; 10 % of `n` requests first let V8 tier up hot code.
 ///
 /// # Errors
 ///
 /// Fails if Envoy does not start or traffic fails.
-pub async fn cpu_per_request<F, Fut>(cases: Vec<Case>, n: usize, traffic: F) -> Result<()>
-where
-    F: Fn(&Envoy, usize) -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
+pub async fn cpu_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> Result<()> {
     println!("Envoy CPU time per request ({n} requests, keep-alive, Envoy pinned to CPU 1)");
     let mut baseline = None;
     for case in cases {
         let envoy = Envoy::start(case.bootstrap.pin_to_cpu(1)).await?;
-        traffic(&envoy, n / 10).await?;
+        traffic.send(&envoy, n / 10, 4).await?;
         let before = envoy.cpu_time()?;
-        traffic(&envoy, n).await?;
+        traffic.send(&envoy, n, 4).await?;
         let used = envoy.cpu_time()? - before;
         let per_request = used.as_secs_f64() * 1e6 / n as f64;
         let base = *baseline.get_or_insert(per_request);
