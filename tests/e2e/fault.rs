@@ -54,13 +54,13 @@ async fn jason_cookie_gets_500_and_other_users_reach_the_upstream() {
             (500, "fault filter abort"),
             "cookie {cookie}"
         );
-        assert_eq!(out.upstream, None, "an abort never reaches the upstream");
+        assert_eq!(out.upstream(), None, "an abort never reaches the upstream");
     }
     assert_eq!(upstream.hits(), 0);
     for cookie in ["user=kim", "user=jasonette", ""] {
         let out = send(get(cookie, "ratings:9080")).await.unwrap();
         assert_eq!(
-            (out.status, out.upstream.as_deref()),
+            (out.status, out.upstream()),
             (200, Some("ratings-v1")),
             "cookie {cookie:?}"
         );
@@ -260,11 +260,11 @@ async fn header_controlled_faults_follow_envoy() {
     let out = send(grpc_abort().header("content-type", "application/grpc"))
         .await
         .unwrap();
-    assert_eq!((out.status, out.grpc_status.as_deref()), (200, Some("9")));
+    assert_eq!((out.status, out.grpc_status()), (200, Some("9")));
     // A non-gRPC client gets what Envoy's sendLocalReply gives it: 200 and the abort body.
     let out = send(grpc_abort()).await.unwrap();
     assert_eq!(
-        (out.status, out.body.as_str(), out.upstream),
+        (out.status, out.body.as_str(), out.upstream()),
         (200, "fault filter abort", None)
     );
     let out = send(
@@ -310,7 +310,7 @@ async fn grpc_abort_is_a_trailers_only_grpc_response() {
     )
     .await
     .unwrap();
-    assert_eq!((out.status, out.grpc_status.as_deref()), (200, Some("14")));
+    assert_eq!((out.status, out.grpc_status()), (200, Some("14")));
     assert_eq!(
         out.body, "",
         "gRPC aborts carry the message in grpc-message, not the body"

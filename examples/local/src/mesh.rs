@@ -10,7 +10,7 @@
 //!     {"destination": {"host": "reviews", "subset": "v2"}, "weight": 25}]}]}"#;
 //! let mesh = Mesh::start(config, &[("outbound||v1|reviews", "v1"), ("outbound||v2|reviews", "v2")]).await?;
 //! let answer = mesh.get("reviews", "/", &[]).await?;
-//! assert!(matches!(answer.upstream.as_deref(), Some("v1" | "v2")));
+//! assert!(matches!(answer.upstream(), Some("v1" | "v2")));
 //! # Ok(()) }
 //! ```
 
@@ -92,15 +92,29 @@ impl Mesh {
             .unwrap_or_else(|| panic!("no upstream named {name}"))
     }
 
+    /// A request through Envoy for `host`, to finish and [`send`] yourself.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the client cannot be built.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder> {
+        Ok(envoy::client()?
+            .request(method, self.envoy.url(path))
+            .header("host", host))
+    }
+
     /// A GET through Envoy with the given host and headers.
     ///
     /// # Errors
     ///
     /// Connection errors.
     pub async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Outcome> {
-        let mut req = envoy::client()?
-            .get(self.envoy.url(path))
-            .header("host", host);
+        let mut req = self.request(reqwest::Method::GET, host, path)?;
         for (name, value) in headers {
             req = req.header(*name, *value);
         }

@@ -13,10 +13,6 @@ pub struct Outcome {
     pub latency: Duration,
     /// The body.
     pub body: String,
-    /// The `x-upstream` header, i.e. which upstream answered, if any did.
-    pub upstream: Option<String>,
-    /// The `grpc-status` header, if any.
-    pub grpc_status: Option<String>,
     /// Every response header.
     pub headers: reqwest::header::HeaderMap,
 }
@@ -25,6 +21,16 @@ impl Outcome {
     /// A response header's value, if it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Which upstream answered (its `x-upstream` header), if any did.
+    pub fn upstream(&self) -> Option<&str> {
+        self.header("x-upstream")
+    }
+
+    /// The `grpc-status` header, if any.
+    pub fn grpc_status(&self) -> Option<&str> {
+        self.header("grpc-status")
     }
 }
 
@@ -37,22 +43,12 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Outcome> {
     let started = Instant::now();
     let resp = request.send().await?;
     let status = resp.status().as_u16();
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let upstream = header("x-upstream");
-    let grpc_status = header("grpc-status");
     let headers = resp.headers().clone();
     let body = resp.text().await?;
     Ok(Outcome {
         status,
         latency: started.elapsed(),
         body,
-        upstream,
-        grpc_status,
         headers,
     })
 }

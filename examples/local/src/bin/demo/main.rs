@@ -192,7 +192,7 @@ async fn start(config: &str, upstream_name: &str) -> Result<(Envoy, Upstream)> {
 fn summarize(outcomes: &[Outcome]) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
     for o in outcomes {
-        let key = match &o.upstream {
+        let key = match o.upstream() {
             Some(up) => format!("{} from {up}", o.status),
             None => format!("{} {:?}", o.status, o.body),
         };
@@ -326,11 +326,11 @@ async fn header_faults() -> Result<Vec<Line>> {
             ),
         ),
         line(
-            grpc.grpc_status.as_deref() == Some("14"),
+            grpc.grpc_status() == Some("14"),
             format!(
                 "x-envoy-fault-abort-grpc-request: 14  -> {} grpc-status {}",
                 grpc.status,
-                grpc.grpc_status.unwrap_or_default()
+                grpc.grpc_status().unwrap_or_default()
             ),
         ),
         line(
@@ -346,7 +346,7 @@ async fn header_faults() -> Result<Vec<Line>> {
             format!(
                 "no fault headers                      -> {} from {}",
                 plain.status,
-                plain.upstream.unwrap_or_default()
+                plain.upstream().unwrap_or_default()
             ),
         ),
     ])

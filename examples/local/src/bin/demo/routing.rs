@@ -31,8 +31,8 @@ fn counts(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for o in outcomes {
         let key = o
-            .upstream
-            .clone()
+            .upstream()
+            .map(str::to_owned)
             .unwrap_or_else(|| format!("-{}", o.status));
         *counts.entry(key).or_insert(0) += 1;
     }
@@ -237,15 +237,15 @@ pub(crate) async fn gateway() -> Result<Vec<Line>> {
             ),
         ),
         line(
-            status.upstream.as_deref() == Some("httpbin"),
+            status.upstream() == Some("httpbin"),
             format!(
                 "https /status/418 -> {} from {}",
                 status.status,
-                status.upstream.unwrap_or_default()
+                status.upstream().unwrap_or_default()
             ),
         ),
         line(
-            hidden.upstream.as_deref() == Some("default"),
+            hidden.upstream() == Some("default"),
             "https /headers    -> not exposed: Envoy's default route",
         ),
     ])
@@ -279,7 +279,7 @@ pub(crate) async fn shop() -> Result<Vec<Line>> {
         let out = mesh.get(host, path, headers).await?;
         let counts = counts(std::slice::from_ref(&out));
         lines.push(line(
-            out.upstream.as_deref() == Some(want),
+            out.upstream() == Some(want),
             row(label, &counts, &columns),
         ));
     }
@@ -331,9 +331,7 @@ pub(crate) async fn shop() -> Result<Vec<Line>> {
         ),
     ));
     let preflight = send(
-        envoy::client()?
-            .request(reqwest::Method::OPTIONS, mesh.envoy.url("/cart"))
-            .header("host", host)
+        mesh.request(reqwest::Method::OPTIONS, host, "/cart")?
             .header("origin", "https://app.example.com")
             .header("access-control-request-method", "POST"),
     )
