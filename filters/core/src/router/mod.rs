@@ -53,8 +53,6 @@ pub struct RouteDestination {
     pub cluster: String,
     /// The DestinationRule subset, if any.
     pub subset: Option<String>,
-    /// The service host as written.
-    pub host: String,
     request_ops: HeaderOps,
     response_ops: HeaderOps,
 }
@@ -86,11 +84,6 @@ impl Forward {
     /// The route's destinations, in order.
     pub fn destinations(&self) -> &[RouteDestination] {
         &self.destinations
-    }
-
-    /// The route's mirror targets.
-    pub fn mirrors(&self) -> &[Mirror] {
-        &self.mirrors
     }
 }
 
@@ -675,7 +668,6 @@ fn compile_forward(
         destinations.push(RouteDestination {
             cluster: names.cluster(&d.destination),
             subset: d.destination.subset.clone(),
-            host: d.destination.host.clone(),
             request_ops: req,
             response_ops: resp,
         });

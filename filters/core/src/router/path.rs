@@ -165,15 +165,6 @@ pub struct RequestUrl<'a> {
 }
 
 impl Redirect {
-    /// Compiles an `HTTPRedirect`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] for conflicting fields or an unsupported code.
-    pub fn compile(r: &HttpRedirect) -> Result<Self, ConfigError> {
-        Self::compile_at(&FieldPath::ROOT, r)
-    }
-
     pub(crate) fn compile_at(path: &FieldPath<'_>, r: &HttpRedirect) -> Result<Self, ConfigError> {
         let code = match r.redirect_code {
             None => 301,

@@ -82,16 +82,6 @@ impl Split {
             .unwrap_or(self.thresholds.len().saturating_sub(1))
     }
 
-    /// Each destination's share, in millionths.
-    pub fn shares(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut previous = 0;
-        self.thresholds.iter().map(move |t| {
-            let share = t - previous;
-            previous = *t;
-            share
-        })
-    }
-
     /// True when one destination takes every request, so no draw is needed.
     pub fn is_single(&self) -> bool {
         self.thresholds.len() == 1
