@@ -546,7 +546,7 @@ impl Drop for Envoy {
 /// Has the kernel kill the child if the process that started it dies without
 /// dropping its [`Envoy`] (killed by a CI timeout, say), so no Envoy outlives
 /// its test. Linux only; elsewhere `Drop` alone stops Envoy.
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

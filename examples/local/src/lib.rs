@@ -23,6 +23,7 @@
 pub mod bench;
 pub mod envoy;
 pub mod mesh;
+pub mod registry;
 pub mod traffic;
 pub mod upstream;
 
