@@ -62,3 +62,25 @@ setup_wasm_bindgen_runner() {
     fi
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner"
 }
+
+# wasmhub's tests push to a real registry and cross-check with skopeo, both
+# Debian packages.
+setup_registry_tools() {
+    local missing=()
+    [[ -x "${MESHWASM_REGISTRY:-/usr/bin/docker-registry}" ]] || missing+=(docker-registry)
+    command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+    if ((${#missing[@]} == 0)); then
+        say "docker-registry and skopeo: present"
+        return
+    fi
+    need apt-get "Install ${missing[*]} (a local OCI registry and an OCI client) with your package manager."
+    local sudo=()
+    if ((EUID != 0)); then
+        need sudo "Installing ${missing[*]} needs root: run as root, or install them first."
+        sudo=(sudo)
+    fi
+    say "Installing ${missing[*]} with apt-get (an OCI registry and an independent OCI client for the wasmhub tests)"
+    "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, filters/core natively and on wasm32
-# (wasm-bindgen-test under Node), and the built filters in a real Envoy.
+# (wasm-bindgen-test under Node), the built filters in a real Envoy, and
+# wasmhub against a real registry and skopeo.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$ROOT"
@@ -9,6 +10,7 @@ started=$SECONDS
 setup_rust
 setup_envoy
 setup_wasm_bindgen_runner
+setup_registry_tools
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

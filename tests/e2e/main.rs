@@ -7,3 +7,4 @@
 
 mod fault;
 mod router;
+mod wasmhub;
