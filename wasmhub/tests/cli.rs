@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use meshwasm_local::artifacts::{FAULT_WASM, ROUTER_WASM};
-use meshwasm_local::registry::{Registry, free_loopback_port};
+use meshwasm_local::registry::{Registry, TokenGateway, free_loopback_port};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -437,6 +437,52 @@ async fn login_against_an_htpasswd_registry() {
     user.run(&["pull", &tag])
         .failed()
         .stderr_has(&["needs a login to pull from meshwasm/fault"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_push_and_pull_through_the_bearer_token_flow() {
+    let registry = Registry::start().await.unwrap();
+    let gateway = TokenGateway::start(&registry, "robot", "t0ken")
+        .await
+        .unwrap();
+    let user = User::new();
+    let tag = format!("{}/meshwasm/router:1", gateway.host());
+    user.run(&["build", ROUTER_WASM, "-t", &tag, "--variant", "wasmhub"])
+        .ok();
+
+    user.run(&["push", &tag]).failed().stderr_has(&[
+        "401 Unauthorized",
+        "needs a login to push to meshwasm/router",
+    ]);
+    user.run_with_stdin(
+        &["login", &gateway.host(), "-u", "robot", "--password-stdin"],
+        "nope",
+    )
+    .failed()
+    .stderr_has(&["rejected the credentials"]);
+    assert_eq!(gateway.tokens_issued(), 0);
+
+    user.run_with_stdin(
+        &["login", &gateway.host(), "-u", "robot", "--password-stdin"],
+        "t0ken",
+    )
+    .ok();
+    assert_eq!(
+        gateway.tokens_issued(),
+        1,
+        "login checked the credentials at the token service"
+    );
+    user.run(&["push", &tag]).ok();
+    let out = user.path("router.wasm");
+    user.run(&["pull", &tag, "-o", out.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(ROUTER_WASM).unwrap()
+    );
+    assert!(
+        gateway.tokens_issued() >= 3,
+        "push and pull each traded the login for a token"
+    );
 }
 
 /// A registry that lets everyone in and then refuses everything, as a

@@ -7,8 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
+use tokio::task::JoinHandle;
 
 const DEFAULT_BINARY: &str = "/usr/bin/docker-registry";
 
@@ -158,4 +169,169 @@ impl Drop for Registry {
 /// Fails when no port can be bound.
 pub fn free_loopback_port() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A bearer-token front for a [`Registry`], as ghcr.io, Docker Hub and
+/// Harbor work: `/v2/` answers 401 with a `Bearer realm=…` challenge, the
+/// realm trades HTTP basic credentials for a token, and requests that carry
+/// the token are passed to the registry behind it.
+pub struct TokenGateway {
+    addr: SocketAddr,
+    tokens_issued: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+struct Gateway {
+    backend: String,
+    host: String,
+    basic: String,
+    token: String,
+    tokens_issued: Arc<AtomicUsize>,
+    client: reqwest::Client,
+}
+
+impl TokenGateway {
+    /// Starts a gateway in front of `backend` that issues tokens to
+    /// `user`/`password` only.
+    ///
+    /// # Errors
+    ///
+    /// Fails when no loopback port can be bound.
+    pub async fn start(backend: &Registry, user: &str, password: &str) -> Result<TokenGateway> {
+        use base64::Engine as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let tokens_issued = Arc::new(AtomicUsize::new(0));
+        let gateway = Arc::new(Gateway {
+            backend: backend.host(),
+            host: addr.to_string(),
+            basic: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            token: format!("meshwasm-token-{}", std::process::id()),
+            tokens_issued: Arc::clone(&tokens_issued),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        });
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let gateway = Arc::clone(&gateway);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let gateway = Arc::clone(&gateway);
+                        async move { Ok::<_, Infallible>(gateway.answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(TokenGateway {
+            addr,
+            tokens_issued,
+            task,
+        })
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of an image reference.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Tokens handed out so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.tokens_issued.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TokenGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Gateway {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if req.uri().path() == "/token" {
+            if authorization != self.basic {
+                return reply(401, "{\"details\":\"invalid username or password\"}");
+            }
+            self.tokens_issued.fetch_add(1, Ordering::SeqCst);
+            return reply(
+                200,
+                &format!("{{\"token\":\"{0}\",\"access_token\":\"{0}\"}}", self.token),
+            );
+        }
+        if authorization != format!("Bearer {}", self.token) {
+            let mut response = reply(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            );
+            let challenge = format!(
+                "Bearer realm=\"http://{}/token\",service=\"meshwasm-test\"",
+                self.host
+            );
+            if let Ok(value) = challenge.parse() {
+                response.headers_mut().insert("www-authenticate", value);
+            }
+            return response;
+        }
+        self.forward(req)
+            .await
+            .unwrap_or_else(|e| reply(502, &e.to_string()))
+    }
+
+    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
+        let (parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut request = self
+            .client
+            .request(
+                parts.method.clone(),
+                format!("http://{}{path}", self.backend),
+            )
+            // The registry builds upload locations from this.
+            .header("x-forwarded-host", &self.host)
+            .header("x-forwarded-proto", "http");
+        for (name, value) in &parts.headers {
+            if !matches!(name.as_str(), "host" | "authorization" | "content-length") {
+                request = request.header(name, value);
+            }
+        }
+        let body = body.collect().await?.to_bytes();
+        let answer = request.body(body).send().await?;
+        let mut response = Response::builder().status(answer.status());
+        for (name, value) in answer.headers() {
+            if !matches!(
+                name.as_str(),
+                "transfer-encoding" | "connection" | "content-length"
+            ) {
+                response = response.header(name, value);
+            }
+        }
+        Ok(response.body(Full::new(answer.bytes().await?))?)
+    }
+}
+
+fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    if let Ok(value) = "application/json".parse() {
+        response.headers_mut().insert("content-type", value);
+    }
+    response
 }
