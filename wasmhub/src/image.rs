@@ -178,6 +178,16 @@ pub enum ImageError {
         /// The digest as written.
         digest: String,
     },
+    /// A blob the manifest names cannot be read.
+    #[error("{what} ({digest}) cannot be read: {reason}")]
+    MissingBlob {
+        /// Which blob.
+        what: String,
+        /// Its digest.
+        digest: String,
+        /// Why, such as "No such file or directory".
+        reason: String,
+    },
     /// The number of layers given differs from the manifest's.
     #[error("the manifest lists {expected} layers but {actual} were given")]
     LayerCount {
@@ -345,8 +355,8 @@ impl Image {
         })
     }
 
-    /// The manifest digest: what `WasmPlugin.spec.sha256` pins, without the
-    /// `sha256:` prefix.
+    /// The manifest digest, as `sha256:<hex>`; its hex part is what
+    /// `WasmPlugin.spec.sha256` pins.
     pub fn digest(&self) -> &str {
         self.manifest.digest()
     }
@@ -460,5 +470,372 @@ pub mod tests_support {
         module.extend_from_slice(&[0x00, 0x00]);
         module.extend_from_slice(&[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]);
         module
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use flate2::read::GzDecoder;
+    use serde_json::Value;
+
+    use super::tests_support::minimal_proxy_wasm_module;
+    use super::*;
+
+    fn build(variant: Variant, root_ids: &[&str]) -> Image {
+        let options = BuildOptions {
+            variant,
+            root_ids: root_ids.iter().map(|id| id.to_string()).collect(),
+        };
+        Image::build(&minimal_proxy_wasm_module(), &options).unwrap()
+    }
+
+    fn json(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn layer_data(image: &Image) -> Vec<Vec<u8>> {
+        image.layers().iter().map(|l| l.data().to_vec()).collect()
+    }
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        GzDecoder::new(data).read_to_end(&mut tar).unwrap();
+        tar
+    }
+
+    /// The compat image's manifest with one field of its only layer replaced.
+    fn with_layer_field(image: &Image, field: &str, value: Value) -> Vec<u8> {
+        let mut manifest = json(image.manifest_blob().data());
+        manifest["layers"][0][field] = value;
+        serde_json::to_vec(&manifest).unwrap()
+    }
+
+    #[test]
+    fn build_is_reproducible_for_both_variants() {
+        for variant in [Variant::Compat, Variant::WasmHub] {
+            let first = build(variant, &["router"]);
+            let second = build(variant, &["router"]);
+            assert_eq!(
+                first.manifest_blob().data(),
+                second.manifest_blob().data(),
+                "{variant}"
+            );
+            assert_eq!(first.digest(), second.digest(), "{variant}");
+            assert_eq!(first, second, "{variant}");
+            // The digest is the manifest's, as `sha256:<hex>`.
+            assert_eq!(
+                first.digest(),
+                digest::sha256(first.manifest_blob().data()),
+                "{variant}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_depends_on_variant_and_root_ids() {
+        let compat = build(Variant::Compat, &["router"]);
+        let wasmhub = build(Variant::WasmHub, &["router"]);
+        assert_ne!(compat.digest(), wasmhub.digest());
+        for variant in [Variant::Compat, Variant::WasmHub] {
+            assert_ne!(
+                build(variant, &["router"]).digest(),
+                build(variant, &["fault"]).digest(),
+                "{variant}"
+            );
+            assert_ne!(
+                build(variant, &["router"]).digest(),
+                build(variant, &[]).digest(),
+                "{variant}"
+            );
+        }
+    }
+
+    #[test]
+    fn compat_manifest_is_an_annotated_single_layer_oci_image() {
+        let image = build(Variant::Compat, &["router"]);
+        assert_eq!(image.manifest_blob().media_type(), OCI_MANIFEST);
+        let manifest = json(image.manifest_blob().data());
+        assert_eq!(manifest["schemaVersion"], 2);
+        assert_eq!(manifest["mediaType"], OCI_MANIFEST);
+        assert_eq!(
+            manifest["annotations"],
+            serde_json::json!({ "module.wasm.image/variant": "compat" })
+        );
+        assert_eq!(manifest["config"]["mediaType"], OCI_CONFIG);
+        assert_eq!(manifest["config"]["digest"], image.config().digest());
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        assert_eq!(
+            layers[0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(layers[0]["digest"], image.layers()[0].digest());
+        assert_eq!(layers[0]["size"], image.layers()[0].data().len());
+        assert_eq!(image.layers().len(), 1);
+        assert_eq!(image.layers()[0].media_type(), OCI_LAYER_TAR_GZIP);
+    }
+
+    #[test]
+    fn compat_gzip_header_has_no_time_no_name_and_a_fixed_os() {
+        let image = build(Variant::Compat, &[]);
+        let gz = image.layers()[0].data();
+        assert_eq!(gz[..3], [0x1f, 0x8b, 0x08], "gzip magic and deflate");
+        assert_eq!(gz[3] & 0x08, 0, "FNAME flag set");
+        assert_eq!(gz[4..8], [0, 0, 0, 0], "MTIME not zero");
+        assert_eq!(gz[9], 255, "OS byte depends on the build host");
+    }
+
+    #[test]
+    fn compat_tar_holds_plugin_wasm_then_runtime_config_with_fixed_metadata() {
+        let module = minimal_proxy_wasm_module();
+        let image = build(Variant::Compat, &["router"]);
+        let tar = gunzip(image.layers()[0].data());
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut entries = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let header = entry.header();
+            assert_eq!(header.entry_type(), tar::EntryType::Regular);
+            assert_eq!(header.mtime().unwrap(), 0);
+            assert_eq!(header.uid().unwrap(), 0);
+            assert_eq!(header.gid().unwrap(), 0);
+            assert_eq!(header.mode().unwrap(), 0o644);
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            entries.push((path, data));
+        }
+        let names: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["plugin.wasm", "runtime-config.json"]);
+        assert_eq!(entries[0].1, module);
+        assert_eq!(
+            String::from_utf8(entries[1].1.clone()).unwrap(),
+            r#"{"type":"envoy_proxy","abiVersions":["0.2.1"],"config":{"rootIds":["router"]}}"#
+        );
+    }
+
+    #[test]
+    fn compat_config_diff_id_is_the_uncompressed_tar_digest() {
+        let image = build(Variant::Compat, &["router"]);
+        let tar = gunzip(image.layers()[0].data());
+        let config = json(image.config().data());
+        assert_eq!(image.config().media_type(), OCI_CONFIG);
+        assert_eq!(config["rootfs"]["type"], "layers");
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            serde_json::json!([digest::sha256(&tar)])
+        );
+        assert_ne!(digest::sha256(&tar), image.layers()[0].digest());
+    }
+
+    #[test]
+    fn wasmhub_config_is_the_camel_case_runtime_config() {
+        let image = build(Variant::WasmHub, &["router", "fault"]);
+        assert_eq!(
+            image.config().media_type(),
+            "application/vnd.module.wasm.config.v1+json"
+        );
+        // The raw text: wasme and Istio read camelCase keys.
+        assert_eq!(
+            std::str::from_utf8(image.config().data()).unwrap(),
+            r#"{"type":"envoy_proxy","abiVersions":["0.2.1"],"config":{"rootIds":["router","fault"]}}"#
+        );
+        let manifest = json(image.manifest_blob().data());
+        assert_eq!(manifest["config"]["mediaType"], WASMHUB_CONFIG);
+        assert_eq!(manifest["mediaType"], OCI_MANIFEST);
+    }
+
+    #[test]
+    fn wasmhub_has_the_config_layer_and_the_raw_module_layer() {
+        let module = minimal_proxy_wasm_module();
+        let image = build(Variant::WasmHub, &["router"]);
+        let layers = image.layers();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].media_type(), WASMHUB_CONFIG);
+        assert_eq!(layers[0].data(), image.config().data());
+        assert_eq!(layers[1].media_type(), WASMHUB_LAYER);
+        assert_eq!(
+            layers[1].media_type(),
+            "application/vnd.module.wasm.content.layer.v1+wasm"
+        );
+        assert_eq!(layers[1].data(), module);
+
+        let manifest = json(image.manifest_blob().data());
+        let descriptors = manifest["layers"].as_array().unwrap();
+        assert_eq!(descriptors.len(), 2);
+        assert_eq!(
+            descriptors[0]["annotations"],
+            serde_json::json!({ "org.opencontainers.image.title": "runtime-config.json" })
+        );
+        assert_eq!(descriptors[0]["digest"], image.config().digest());
+        assert_eq!(
+            descriptors[1]["annotations"],
+            serde_json::json!({ "org.opencontainers.image.title": "plugin.wasm" })
+        );
+        assert_eq!(descriptors[1]["digest"], digest::sha256(&module));
+        assert_eq!(descriptors[1]["size"], module.len());
+    }
+
+    #[test]
+    fn build_refuses_bytes_that_are_not_wasm() {
+        for variant in [Variant::Compat, Variant::WasmHub] {
+            let options = BuildOptions {
+                variant,
+                root_ids: vec![],
+            };
+            assert_eq!(
+                Image::build(b"GIF89a", &options).unwrap_err(),
+                ModuleError::NotWasm {
+                    found: "47 49 46 38".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn from_parts_reassembles_both_variants() {
+        for variant in [Variant::Compat, Variant::WasmHub] {
+            let built = build(variant, &["router"]);
+            let again = Image::from_parts(
+                built.manifest_blob().media_type(),
+                built.manifest_blob().data().to_vec(),
+                built.config().data().to_vec(),
+                layer_data(&built),
+            )
+            .unwrap();
+            assert_eq!(again, built, "{variant}");
+            assert_eq!(again.digest(), built.digest(), "{variant}");
+            assert_eq!(
+                again.manifest().layers.len(),
+                built.layers().len(),
+                "{variant}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_parts_refuses_a_tampered_blob() {
+        let built = build(Variant::Compat, &[]);
+        let manifest = built.manifest_blob().data().to_vec();
+        let mut layers = layer_data(&built);
+        layers[0].push(0);
+        let tampered = digest::sha256(&layers[0]);
+        assert_eq!(
+            Image::from_parts(
+                OCI_MANIFEST,
+                manifest.clone(),
+                built.config().data().to_vec(),
+                layers,
+            ),
+            Err(ImageError::DigestMismatch {
+                what: "layer 0".into(),
+                expected: built.layers()[0].digest().into(),
+                actual: tampered,
+            })
+        );
+        let result = Image::from_parts(OCI_MANIFEST, manifest, b"{}".to_vec(), layer_data(&built));
+        assert!(
+            matches!(result, Err(ImageError::DigestMismatch { ref what, .. }) if what == "config"),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn from_parts_refuses_a_wrong_layer_count() {
+        let built = build(Variant::Compat, &[]);
+        let mut layers = layer_data(&built);
+        layers.push(b"extra".to_vec());
+        assert_eq!(
+            Image::from_parts(
+                OCI_MANIFEST,
+                built.manifest_blob().data().to_vec(),
+                built.config().data().to_vec(),
+                layers,
+            ),
+            Err(ImageError::LayerCount {
+                expected: 1,
+                actual: 2
+            })
+        );
+    }
+
+    #[test]
+    fn from_parts_refuses_digests_that_are_not_sha256() {
+        let built = build(Variant::Compat, &[]);
+        for bad in [
+            "sha512:00",
+            "sha256:../../etc/passwd",
+            "sha256:ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
+        ] {
+            let manifest = with_layer_field(&built, "digest", Value::from(bad));
+            assert_eq!(
+                Image::from_parts(
+                    OCI_MANIFEST,
+                    manifest,
+                    built.config().data().to_vec(),
+                    layer_data(&built),
+                ),
+                Err(ImageError::UnsupportedDigest {
+                    what: "layer 0".into(),
+                    digest: bad.into(),
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn from_parts_refuses_a_manifest_that_is_not_one() {
+        for garbage in [&b"<html>not found</html>"[..], b"{}", b"[]", b""] {
+            let result = Image::from_parts(OCI_MANIFEST, garbage.to_vec(), vec![], vec![]);
+            assert!(
+                matches!(result, Err(ImageError::BadManifest { .. })),
+                "{garbage:?}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_parts_takes_the_media_type_from_the_manifest_first() {
+        let built = build(Variant::Compat, &[]);
+        let image = Image::from_parts(
+            "application/octet-stream",
+            built.manifest_blob().data().to_vec(),
+            built.config().data().to_vec(),
+            layer_data(&built),
+        )
+        .unwrap();
+        assert_eq!(image.manifest_blob().media_type(), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn blobs_lists_each_digest_once() {
+        let wasmhub = build(Variant::WasmHub, &["router"]);
+        let digests: Vec<&str> = wasmhub.blobs().iter().map(|b| b.digest()).collect();
+        assert_eq!(
+            digests,
+            [wasmhub.config().digest(), wasmhub.layers()[1].digest()]
+        );
+
+        let compat = build(Variant::Compat, &["router"]);
+        let digests: Vec<&str> = compat.blobs().iter().map(|b| b.digest()).collect();
+        assert_eq!(
+            digests,
+            [compat.layers()[0].digest(), compat.config().digest()]
+        );
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        assert_eq!(Variant::default(), Variant::Compat);
+        for variant in [Variant::Compat, Variant::WasmHub] {
+            assert_eq!(variant.to_string().parse::<Variant>(), Ok(variant));
+        }
+        assert_eq!("oci".parse::<Variant>(), Ok(Variant::WasmHub));
+        assert_eq!(
+            "docker".parse::<Variant>(),
+            Err(r#"unknown variant "docker": use compat or wasmhub"#.to_string())
+        );
     }
 }

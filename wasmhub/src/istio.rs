@@ -110,19 +110,21 @@ pub fn extract(image: &Image) -> Result<Extracted, NotAccepted> {
             Format::Compat => last_layer_tar_gz(image, OCI_LAYER_TAR_GZIP),
             Format::WasmHub => wasmhub_layer(image),
         };
-        match attempt.and_then(|(module, runtime_config)| {
-            if module.starts_with(WASM_MAGIC) {
-                Ok((module, runtime_config))
-            } else {
-                Err("the module does not start with \\0asm".to_string())
-            }
-        }) {
-            Ok((module, runtime_config)) => {
+        match attempt {
+            Ok((module, runtime_config)) if module.starts_with(WASM_MAGIC) => {
                 return Ok(Extracted {
                     format,
                     module,
                     runtime_config,
                 });
+            }
+            // Istio takes the first format that yields a module and checks
+            // the magic only then: a bad module ends the search.
+            Ok(_) => {
+                reasons.push(format!(
+                    "as {format}: the module does not start with \\0asm"
+                ));
+                break;
             }
             Err(reason) => reasons.push(format!("as {format}: {reason}")),
         }
@@ -184,7 +186,12 @@ fn last_layer_tar_gz(image: &Image, media_type: &str) -> Found {
     let mut module = None;
     let mut runtime_config = None;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("the last layer is not a tar.gz: {e}"))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            // Istio stops at the first plugin.wasm and never reads on.
+            Err(_) if module.is_some() => break,
+            Err(e) => return Err(format!("the last layer is not a tar.gz: {e}")),
+        };
         let base_name = entry
             .path()
             .ok()
@@ -194,8 +201,10 @@ fn last_layer_tar_gz(image: &Image, media_type: &str) -> Found {
                 module = Some(read_bounded(entry, COMPAT_MODULE_FILE)?);
             }
             Some(COMPAT_RUNTIME_CONFIG_FILE) if runtime_config.is_none() => {
-                let bytes = read_bounded(entry, COMPAT_RUNTIME_CONFIG_FILE)?;
-                runtime_config = serde_json::from_slice(&bytes).ok();
+                // Optional, as Istio does not read it: unreadable is absent.
+                runtime_config = read_bounded(entry, COMPAT_RUNTIME_CONFIG_FILE)
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             }
             _ => {}
         }
@@ -230,4 +239,467 @@ fn wasmhub_layer(image: &Image) -> Found {
     };
     let runtime_config = serde_json::from_slice(image.config().data()).ok();
     Ok((layer.data().to_vec(), runtime_config))
+}
+
+#[cfg(test)]
+mod tests {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use serde_json::json;
+
+    use super::*;
+    use crate::digest::sha256;
+    use crate::image::tests_support::minimal_proxy_wasm_module;
+    use crate::image::{BuildOptions, EnvoyRuntimeConfig, Variant};
+    use crate::media_types::{CNCF_WASM_CONFIG, OCI_CONFIG, OCI_MANIFEST, WASMHUB_CONFIG};
+
+    const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+    const CNCF_WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
+
+    /// An image as a registry would serve it: the manifest names each blob by
+    /// its real digest and size.
+    fn served(manifest_media_type: &str, config: (&str, &[u8]), layers: &[(&str, &[u8])]) -> Image {
+        let descriptor = |media_type: &str, data: &[u8]| json!({ "mediaType": media_type, "digest": sha256(data), "size": data.len() });
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_media_type,
+            "config": descriptor(config.0, config.1),
+            "layers": layers
+                .iter()
+                .map(|(media_type, data)| descriptor(media_type, data))
+                .collect::<Vec<_>>(),
+        });
+        Image::from_parts(
+            manifest_media_type,
+            serde_json::to_vec(&manifest).unwrap(),
+            config.1.to_vec(),
+            layers.iter().map(|(_, data)| data.to_vec()).collect(),
+        )
+        .unwrap()
+    }
+
+    /// A tar of `files`, a name ending in `/` being a directory.
+    fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            if name.ends_with('/') {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+            } else {
+                header.set_mode(0o644);
+            }
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        std::io::Write::write_all(&mut encoder, &tar(files)).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn refusal(image: &Image) -> NotAccepted {
+        extract(image).unwrap_err()
+    }
+
+    #[test]
+    fn docker_image_whose_last_layer_holds_plugin_wasm_in_a_subdirectory() {
+        let module = minimal_proxy_wasm_module();
+        let base = tar_gz(&[("etc/", b""), ("etc/os-release", b"ID=scratch\n")]);
+        let last = tar_gz(&[
+            ("dist/", b""),
+            ("dist/README", b"a filter"),
+            ("dist/plugin.wasm", &module),
+        ]);
+        let image = served(
+            DOCKER_MANIFEST,
+            (DOCKER_CONFIG, b"{}"),
+            &[
+                (DOCKER_LAYER_TAR_GZIP, &base),
+                (DOCKER_LAYER_TAR_GZIP, &last),
+            ],
+        );
+        assert_eq!(
+            extract(&image),
+            Ok(Extracted {
+                format: Format::Docker,
+                module,
+                runtime_config: None,
+            })
+        );
+    }
+
+    #[test]
+    fn docker_image_takes_only_the_docker_layer_type() {
+        let layer = tar_gz(&[("plugin.wasm", &minimal_proxy_wasm_module())]);
+        let image = served(
+            DOCKER_MANIFEST,
+            (DOCKER_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR_GZIP, &layer)],
+        );
+        // Istio tries no other format for a Docker manifest.
+        assert_eq!(
+            refusal(&image).to_string(),
+            "not an image Istio accepts: found manifest \
+             application/vnd.docker.distribution.manifest.v2+json, config \
+             application/vnd.docker.container.image.v1+json, layers \
+             [application/vnd.oci.image.layer.v1.tar+gzip]; as docker (compat): the last layer \
+             is application/vnd.oci.image.layer.v1.tar+gzip, not \
+             application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+
+    #[test]
+    fn docker_layer_type_in_an_oci_manifest_is_refused() {
+        let layer = tar_gz(&[("plugin.wasm", &minimal_proxy_wasm_module())]);
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(DOCKER_LAYER_TAR_GZIP, &layer)],
+        );
+        let err = refusal(&image);
+        assert_eq!(
+            err.reasons,
+            "as compat: the last layer is application/vnd.docker.image.rootfs.diff.tar.gzip, \
+             not application/vnd.oci.image.layer.v1.tar+gzip; \
+             as wasmhub: it needs exactly 2 layers, found 1"
+        );
+    }
+
+    #[test]
+    fn built_compat_image_is_accepted_with_its_runtime_config() {
+        let module = minimal_proxy_wasm_module();
+        let options = BuildOptions {
+            variant: Variant::Compat,
+            root_ids: vec!["router".into()],
+        };
+        let extracted = extract(&Image::build(&module, &options).unwrap()).unwrap();
+        assert_eq!(extracted.format, Format::Compat);
+        assert_eq!(extracted.module, module);
+        assert_eq!(
+            extracted.runtime_config,
+            Some(RuntimeConfig {
+                runtime: "envoy_proxy".into(),
+                abi_versions: vec!["0.2.1".into()],
+                config: EnvoyRuntimeConfig {
+                    root_ids: vec!["router".into()],
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn compat_reads_the_last_layer_and_its_first_plugin_wasm() {
+        let module = minimal_proxy_wasm_module();
+        let first = tar_gz(&[("plugin.wasm", b"an older module")]);
+        let last = tar_gz(&[
+            ("runtime-config.json", br#"{"type":"envoy_proxy"}"#),
+            ("build/plugin.wasm", &module),
+            ("plugin.wasm", b"a second plugin.wasm, ignored"),
+        ]);
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR_GZIP, &first), (OCI_LAYER_TAR_GZIP, &last)],
+        );
+        let extracted = extract(&image).unwrap();
+        assert_eq!(extracted.format, Format::Compat);
+        assert_eq!(extracted.module, module);
+        assert_eq!(
+            extracted.runtime_config,
+            Some(RuntimeConfig {
+                runtime: "envoy_proxy".into(),
+                abi_versions: vec![],
+                config: EnvoyRuntimeConfig::default(),
+            })
+        );
+    }
+
+    #[test]
+    fn compat_without_plugin_wasm_in_the_last_layer_is_refused() {
+        let with_module = tar_gz(&[("plugin.wasm", &minimal_proxy_wasm_module())]);
+        let without = tar_gz(&[("filter.wasm", &minimal_proxy_wasm_module())]);
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[
+                (OCI_LAYER_TAR_GZIP, &with_module),
+                (OCI_LAYER_TAR_GZIP, &without),
+            ],
+        );
+        let err = refusal(&image);
+        assert_eq!(
+            err.reasons,
+            "as compat: plugin.wasm is not in the last layer; \
+             as wasmhub: no layer is application/vnd.module.wasm.content.layer.v1+wasm"
+        );
+        assert!(
+            err.to_string()
+                .contains("plugin.wasm is not in the last layer")
+        );
+    }
+
+    #[test]
+    fn compat_layer_that_is_not_gzip_is_refused() {
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR_GZIP, b"plain text, not gzip")],
+        );
+        let err = refusal(&image);
+        assert!(
+            err.reasons
+                .starts_with("as compat: the last layer is not a tar.gz: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn uncompressed_tar_layer_is_refused_by_name() {
+        let layer = tar(&[("plugin.wasm", &minimal_proxy_wasm_module())]);
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR, &layer)],
+        );
+        let err = refusal(&image);
+        assert_eq!(
+            err.found,
+            "manifest application/vnd.oci.image.manifest.v1+json, \
+             config application/vnd.oci.image.config.v1+json, \
+             layers [application/vnd.oci.image.layer.v1.tar]"
+        );
+        assert!(
+            err.to_string().contains(
+                "the last layer is application/vnd.oci.image.layer.v1.tar, \
+                 not application/vnd.oci.image.layer.v1.tar+gzip"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn built_wasmhub_image_is_accepted_with_its_runtime_config() {
+        let module = minimal_proxy_wasm_module();
+        let options = BuildOptions {
+            variant: Variant::WasmHub,
+            root_ids: vec!["fault".into()],
+        };
+        let extracted = extract(&Image::build(&module, &options).unwrap()).unwrap();
+        assert_eq!(extracted.format, Format::WasmHub);
+        assert_eq!(extracted.module, module);
+        assert_eq!(
+            extracted.runtime_config.map(|c| c.config.root_ids),
+            Some(vec!["fault".to_string()])
+        );
+    }
+
+    #[test]
+    fn wasmhub_module_layer_may_come_first() {
+        let module = minimal_proxy_wasm_module();
+        let config = br#"{"type":"envoy_proxy","abiVersions":["0.2.1"]}"#;
+        let image = served(
+            OCI_MANIFEST,
+            (WASMHUB_CONFIG, config),
+            &[(WASMHUB_LAYER, &module), (WASMHUB_CONFIG, config)],
+        );
+        let extracted = extract(&image).unwrap();
+        assert_eq!(extracted.format, Format::WasmHub);
+        assert_eq!(extracted.module, module);
+    }
+
+    #[test]
+    fn wasmhub_with_three_layers_is_refused() {
+        let module = minimal_proxy_wasm_module();
+        let image = served(
+            OCI_MANIFEST,
+            (WASMHUB_CONFIG, b"{}"),
+            &[
+                (WASMHUB_CONFIG, b"{}"),
+                (WASMHUB_LAYER, &module),
+                ("application/octet-stream", b"readme"),
+            ],
+        );
+        let err = refusal(&image);
+        assert_eq!(
+            err.reasons,
+            "as compat: the last layer is application/octet-stream, \
+             not application/vnd.oci.image.layer.v1.tar+gzip; \
+             as wasmhub: it needs exactly 2 layers, found 3"
+        );
+    }
+
+    #[test]
+    fn cncf_wasm_artifact_is_refused_with_a_pointer_to_the_istio_issue() {
+        let image = served(
+            OCI_MANIFEST,
+            (CNCF_WASM_CONFIG, b"{}"),
+            &[(CNCF_WASM_LAYER, &minimal_proxy_wasm_module())],
+        );
+        let message = refusal(&image).to_string();
+        assert!(
+            message.contains("config application/vnd.wasm.config.v0+json"),
+            "{message}"
+        );
+        assert!(message.contains("istio/istio#39990"), "{message}");
+        assert!(
+            message.contains("as wasmhub: it needs exactly 2 layers, found 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn other_refusals_carry_no_cncf_hint() {
+        let image = served(OCI_MANIFEST, (OCI_CONFIG, b"{}"), &[]);
+        let err = refusal(&image);
+        assert_eq!(err.hint, "");
+        assert_eq!(
+            err.reasons,
+            "as compat: the image has no layers; as wasmhub: it needs exactly 2 layers, found 0"
+        );
+    }
+
+    #[test]
+    fn module_that_does_not_start_with_wasm_magic_is_refused() {
+        let script = b"#!/bin/sh\necho not wasm\n";
+        let cases = [
+            (
+                served(
+                    DOCKER_MANIFEST,
+                    (DOCKER_CONFIG, b"{}"),
+                    &[(DOCKER_LAYER_TAR_GZIP, &tar_gz(&[("plugin.wasm", script)]))],
+                ),
+                "as docker (compat): the module does not start with \\0asm",
+            ),
+            (
+                served(
+                    OCI_MANIFEST,
+                    (OCI_CONFIG, b"{}"),
+                    &[(OCI_LAYER_TAR_GZIP, &tar_gz(&[("plugin.wasm", script)]))],
+                ),
+                "as compat: the module does not start with \\0asm",
+            ),
+            (
+                served(
+                    OCI_MANIFEST,
+                    (WASMHUB_CONFIG, b"{}"),
+                    &[(WASMHUB_CONFIG, b"{}"), (WASMHUB_LAYER, script)],
+                ),
+                "as compat: the last layer is application/vnd.module.wasm.content.layer.v1+wasm, \
+                 not application/vnd.oci.image.layer.v1.tar+gzip; \
+                 as wasmhub: the module does not start with \\0asm",
+            ),
+        ];
+        for (image, reasons) in cases {
+            assert_eq!(refusal(&image).reasons, reasons);
+        }
+    }
+
+    #[test]
+    fn a_bad_compat_module_is_final_as_in_istio() {
+        // Istio's fetcher returns the first format that yields a module and
+        // only then checks the magic: a valid wasmhub layer does not rescue
+        // a compat layer whose plugin.wasm is not Wasm.
+        let image = served(
+            OCI_MANIFEST,
+            (WASMHUB_CONFIG, b"{}"),
+            &[
+                (WASMHUB_LAYER, &minimal_proxy_wasm_module()),
+                (
+                    OCI_LAYER_TAR_GZIP,
+                    &tar_gz(&[("plugin.wasm", b"#!/bin/sh\n")]),
+                ),
+            ],
+        );
+        assert_eq!(
+            refusal(&image).reasons,
+            "as compat: the module does not start with \\0asm"
+        );
+    }
+
+    #[test]
+    fn compat_stops_reading_at_the_first_plugin_wasm_as_in_istio() {
+        // Istio returns at the first plugin.wasm and never reads on, so a
+        // damaged entry after it does not matter.
+        let module = minimal_proxy_wasm_module();
+        let mut archive = tar(&[("plugin.wasm", &module)]);
+        archive.truncate(archive.len() - 1024); // the end-of-archive blocks
+        archive.extend_from_slice(&[b'x'; 512]); // a header with a bad checksum
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        std::io::Write::write_all(&mut encoder, &archive).unwrap();
+        let layer = encoder.finish().unwrap();
+        let image = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR_GZIP, &layer)],
+        );
+        let extracted = extract(&image).unwrap();
+        assert_eq!(extracted.format, Format::Compat);
+        assert_eq!(extracted.module, module);
+
+        // A gzip stream cut inside the runtime config that follows plugin.wasm.
+        let config = vec![b' '; 64 * 1024];
+        let layer = tar_gz(&[("plugin.wasm", &module), ("runtime-config.json", &config)]);
+        let truncated = &layer[..layer.len() - 64];
+        let cut = served(
+            OCI_MANIFEST,
+            (OCI_CONFIG, b"{}"),
+            &[(OCI_LAYER_TAR_GZIP, truncated)],
+        );
+        let extracted = extract(&cut).unwrap();
+        assert_eq!(extracted.format, Format::Compat);
+        assert_eq!(extracted.module, module);
+        assert_eq!(extracted.runtime_config, None);
+    }
+
+    fn index(platforms: &[Option<(&str, &str)>]) -> OciImageIndex {
+        let manifests: Vec<_> = platforms
+            .iter()
+            .enumerate()
+            .map(|(i, platform)| {
+                let mut entry = json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha256(&[i as u8]),
+                    "size": 100 + i,
+                });
+                if let Some((os, architecture)) = platform {
+                    entry["platform"] = json!({ "os": os, "architecture": architecture });
+                }
+                entry
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn platform_entry_picks_linux_amd64() {
+        let index = index(&[
+            None,
+            Some(("linux", "arm64")),
+            Some(("windows", "amd64")),
+            Some(("linux", "amd64")),
+            Some(("linux", "amd64")),
+        ]);
+        let entry = platform_entry(&index).unwrap();
+        assert_eq!(entry.digest, sha256(&[3]));
+    }
+
+    #[test]
+    fn platform_entry_refuses_an_index_without_linux_amd64() {
+        let index = index(&[None, Some(("linux", "arm64")), Some(("wasip1", "wasm"))]);
+        assert_eq!(
+            platform_entry(&index).unwrap_err().to_string(),
+            "not an image Istio accepts: found an image index of 3 manifests; \
+             Istio resolves an index to its linux/amd64 image, and there is none"
+        );
+    }
 }

@@ -58,7 +58,7 @@ pub enum LayoutError {
         /// The layout directory.
         root: PathBuf,
         /// What is wrong.
-        source: ImageError,
+        source: Box<ImageError>,
     },
 }
 
@@ -220,7 +220,7 @@ impl Layout {
         let damaged = |source| LayoutError::Damaged {
             name: name.to_string(),
             root: self.root.clone(),
-            source,
+            source: Box::new(source),
         };
         let manifest = self
             .read_blob(
@@ -284,7 +284,12 @@ impl Layout {
                 digest: descriptor.digest.clone(),
             });
         }
-        let data = fs::read(self.blob_path(&descriptor.digest)).unwrap_or_default();
+        let data =
+            fs::read(self.blob_path(&descriptor.digest)).map_err(|e| ImageError::MissingBlob {
+                what: what.to_string(),
+                digest: descriptor.digest.clone(),
+                reason: e.to_string(),
+            })?;
         let actual = digest::sha256(&data);
         if actual != descriptor.digest {
             return Err(ImageError::DigestMismatch {
@@ -347,5 +352,324 @@ fn empty_index() -> OciImageIndex {
         manifests: Vec::new(),
         artifact_type: None,
         annotations: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::image::tests_support::minimal_proxy_wasm_module;
+    use crate::image::{BuildOptions, Variant};
+    use crate::media_types::OCI_MANIFEST;
+
+    fn build(variant: Variant, root_ids: &[&str]) -> Image {
+        let options = BuildOptions {
+            variant,
+            root_ids: root_ids.iter().map(|id| id.to_string()).collect(),
+        };
+        Image::build(&minimal_proxy_wasm_module(), &options).unwrap()
+    }
+
+    fn blob_count(layout: &Layout) -> usize {
+        fs::read_dir(layout.root().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    }
+
+    fn index_json(layout: &Layout) -> Value {
+        serde_json::from_slice(&fs::read(layout.root().join("index.json")).unwrap()).unwrap()
+    }
+
+    fn names(layout: &Layout) -> Vec<String> {
+        layout.list().unwrap().into_iter().map(|e| e.name).collect()
+    }
+
+    #[test]
+    fn open_creates_the_layout_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store/oci");
+        let layout = Layout::open(&root).unwrap();
+        assert_eq!(layout.root(), root);
+        assert_eq!(
+            fs::read_to_string(root.join("oci-layout")).unwrap(),
+            r#"{"imageLayoutVersion":"1.0.0"}"#
+        );
+        assert_eq!(
+            index_json(&layout),
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [],
+            })
+        );
+        assert!(root.join("blobs/sha256").is_dir());
+        assert_eq!(blob_count(&layout), 0);
+        assert_eq!(layout.list().unwrap(), []);
+    }
+
+    #[test]
+    fn open_takes_an_existing_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        assert!(dir.path().join("oci-layout").is_file());
+        assert!(dir.path().join("index.json").is_file());
+        assert_eq!(layout.list().unwrap(), []);
+    }
+
+    #[test]
+    fn reopening_keeps_the_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = build(Variant::Compat, &["router"]);
+        Layout::open(dir.path())
+            .unwrap()
+            .put("ghcr.io/acme/router:1.0", &image)
+            .unwrap();
+        let reopened = Layout::open(dir.path()).unwrap();
+        assert_eq!(reopened.get("ghcr.io/acme/router:1.0").unwrap(), image);
+        assert_eq!(names(&reopened), ["ghcr.io/acme/router:1.0"]);
+    }
+
+    #[test]
+    fn open_refuses_a_directory_of_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let err = Layout::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LayoutError::NotALayout { path, reason }
+                    if path == dir.path() && reason == "it has files but no oci-layout"
+            ),
+            "{err:?}"
+        );
+        // Nothing was written next to the user's files.
+        assert!(!dir.path().join("index.json").exists());
+        assert!(!dir.path().join("blobs").exists());
+    }
+
+    #[test]
+    fn open_refuses_another_layout_version() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"2.0.0"}"#,
+        )
+        .unwrap();
+        let err = Layout::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LayoutError::NotALayout { reason, .. }
+                    if reason == "imageLayoutVersion 2.0.0 is not 1.0.0"
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn put_and_get_round_trip_both_variants() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        for (name, variant) in [
+            ("ghcr.io/acme/router:compat", Variant::Compat),
+            ("ghcr.io/acme/router:wasmhub", Variant::WasmHub),
+        ] {
+            let image = build(variant, &["router"]);
+            layout.put(name, &image).unwrap();
+            let got = layout.get(name).unwrap();
+            assert_eq!(got, image, "{variant}");
+            assert_eq!(got.digest(), image.digest(), "{variant}");
+            // Every blob sits under blobs/sha256/<hex> with its exact bytes.
+            for blob in image.blobs().into_iter().chain([image.manifest_blob()]) {
+                let hex = digest::sha256_hex(blob.digest()).unwrap();
+                let path = dir.path().join("blobs/sha256").join(hex);
+                assert_eq!(fs::read(path).unwrap(), blob.data(), "{variant}");
+            }
+        }
+    }
+
+    #[test]
+    fn index_entries_name_the_image_for_other_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let image = build(Variant::Compat, &[]);
+        layout.put("ghcr.io/acme/router:1.0", &image).unwrap();
+        assert_eq!(
+            index_json(&layout)["manifests"],
+            serde_json::json!([{
+                "mediaType": OCI_MANIFEST,
+                "digest": image.digest(),
+                "size": image.manifest_blob().data().len(),
+                "annotations": { "org.opencontainers.image.ref.name": "ghcr.io/acme/router:1.0" },
+            }])
+        );
+    }
+
+    #[test]
+    fn putting_a_name_again_replaces_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let old = build(Variant::Compat, &["router"]);
+        let new = build(Variant::Compat, &["fault"]);
+        layout.put("acme/filter:latest", &old).unwrap();
+        layout.put("acme/filter:latest", &new).unwrap();
+        let entries = layout.list().unwrap();
+        assert_eq!(
+            entries,
+            [LayoutEntry {
+                name: "acme/filter:latest".into(),
+                digest: new.digest().into(),
+                size: new.manifest_blob().data().len() as i64,
+            }]
+        );
+        assert_eq!(
+            index_json(&layout)["manifests"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(layout.get("acme/filter:latest").unwrap(), new);
+    }
+
+    #[test]
+    fn names_share_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let compat = build(Variant::Compat, &["router"]);
+        layout.put("a:1", &compat).unwrap();
+        // manifest, config, layer
+        assert_eq!(blob_count(&layout), 3);
+        layout.put("b:1", &compat).unwrap();
+        assert_eq!(blob_count(&layout), 3);
+
+        // The wasmhub config is both config and layer 0: stored once.
+        let wasmhub = build(Variant::WasmHub, &["router"]);
+        layout.put("c:1", &wasmhub).unwrap();
+        assert_eq!(blob_count(&layout), 6);
+        assert_eq!(names(&layout), ["a:1", "b:1", "c:1"]);
+        assert_eq!(layout.get("a:1").unwrap(), layout.get("b:1").unwrap());
+    }
+
+    #[test]
+    fn get_of_an_unknown_name_lists_the_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let err = layout.get("acme/router:2.0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no image named acme/router:2.0 in {} (it holds no images; run `wasmhub build` first)",
+                dir.path().display()
+            )
+        );
+
+        let image = build(Variant::Compat, &[]);
+        layout.put("acme/router:1.0", &image).unwrap();
+        layout.put("acme/fault:1.0", &image).unwrap();
+        let err = layout.get("acme/router:2.0").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LayoutError::NotFound { name, root, available }
+                    if name == "acme/router:2.0"
+                        && root == dir.path()
+                        && available == &["acme/router:1.0", "acme/fault:1.0"]
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no image named acme/router:2.0 in {} (it holds acme/router:1.0, acme/fault:1.0)",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_blob_altered_on_disk_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let image = build(Variant::Compat, &[]);
+        layout.put("acme/router:1.0", &image).unwrap();
+        let layer = &image.layers()[0];
+        let path = dir
+            .path()
+            .join("blobs/sha256")
+            .join(digest::sha256_hex(layer.digest()).unwrap());
+        fs::write(&path, b"altered").unwrap();
+        let err = layout.get("acme/router:1.0").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LayoutError::Damaged { name, source, .. } if name == "acme/router:1.0"
+                    && matches!(source.as_ref(), ImageError::DigestMismatch { what, expected, actual }
+                        if what == "layer 0"
+                            && expected == layer.digest()
+                            && *actual == digest::sha256(b"altered"))
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("image acme/router:1.0 in "));
+    }
+
+    #[test]
+    fn a_missing_blob_is_damage() {
+        for (what, variant) in [
+            ("config", Variant::Compat),
+            ("manifest", Variant::Compat),
+            ("layer 1", Variant::WasmHub),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = Layout::open(dir.path()).unwrap();
+            let image = build(variant, &[]);
+            layout.put("acme/router:1.0", &image).unwrap();
+            let digest = match what {
+                "config" => image.config().digest(),
+                "manifest" => image.digest(),
+                _ => image.layers()[1].digest(),
+            };
+            fs::remove_file(
+                dir.path()
+                    .join("blobs/sha256")
+                    .join(digest::sha256_hex(digest).unwrap()),
+            )
+            .unwrap();
+            let err = layout.get("acme/router:1.0").unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    LayoutError::Damaged { source, .. }
+                        if matches!(source.as_ref(), ImageError::MissingBlob { what: found, digest: named, reason }
+                            if found == what && named == digest && reason.contains("No such file"))
+                ),
+                "{what}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_returns_names_and_digests_in_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let images = [
+            ("zeta:1", build(Variant::Compat, &["zeta"])),
+            ("alpha:1", build(Variant::WasmHub, &["alpha"])),
+            ("mid:1", build(Variant::Compat, &["mid"])),
+        ];
+        for (name, image) in &images {
+            layout.put(name, image).unwrap();
+        }
+        let listed: Vec<(String, String)> = layout
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.digest))
+            .collect();
+        let expected: Vec<(String, String)> = images
+            .iter()
+            .map(|(name, image)| (name.to_string(), image.digest().to_string()))
+            .collect();
+        assert_eq!(listed, expected);
     }
 }

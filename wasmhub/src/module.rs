@@ -75,18 +75,7 @@ impl ProxyWasmModule {
     /// use wasmhub::module::{ModuleError, ProxyWasmModule};
     ///
     /// // (module (func (export "proxy_abi_version_0_2_1")))
-    /// let module = [
-    ///     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
-    ///     0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
-    ///     0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
-    ///     0x07, 0x1b, 0x01, 0x17, // export section: one export, 23-byte name
-    /// ]
-    /// .iter()
-    /// .chain(b"proxy_abi_version_0_2_1")
-    /// .chain(&[0x00, 0x00]) // a function, index 0
-    /// .chain(&[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]) // code section: empty body
-    /// .copied()
-    /// .collect::<Vec<u8>>();
+    /// let module = wasmhub::image::tests_support::minimal_proxy_wasm_module();
     /// let parsed = ProxyWasmModule::parse(&module)?;
     /// assert_eq!(parsed.abi_versions()[0].as_str(), "0.2.1");
     ///
