@@ -258,7 +258,8 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<PushReport, RegistryError> {
         let client = self.client_for(reference);
-        let fail = |e| classify(e, reference, Operation::Push, auth);
+        let plain_http = self.uses_plain_http(reference.resolve_registry());
+        let fail = |e| classify(e, reference, Operation::Push, auth, plain_http);
         client
             .auth(reference, auth, RegistryOperation::Push)
             .await
@@ -316,7 +317,8 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Image, RegistryError> {
         let client = self.client_for(reference);
-        let fail = |e| classify(e, reference, Operation::Pull, auth);
+        let plain_http = self.uses_plain_http(reference.resolve_registry());
+        let fail = |e| classify(e, reference, Operation::Pull, auth, plain_http);
         client
             .auth(reference, auth, RegistryOperation::Pull)
             .await
@@ -529,6 +531,7 @@ fn classify(
     reference: &Reference,
     operation: Operation,
     auth: &RegistryAuth,
+    plain_http: bool,
 ) -> RegistryError {
     let registry = reference.resolve_registry().to_string();
     let repository = reference.repository().to_string();
@@ -567,11 +570,7 @@ fn classify(
         }
         OciDistributionError::RequestError(e) => match e.status() {
             Some(status) => by_status(status.as_u16()),
-            None if e.is_connect() || e.is_timeout() => Some(unreachable(
-                &registry,
-                e,
-                Registry::default().uses_plain_http(&registry),
-            )),
+            None if e.is_connect() || e.is_timeout() => Some(unreachable(&registry, e, plain_http)),
             None => None,
         },
         OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
