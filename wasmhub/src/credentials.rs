@@ -24,7 +24,6 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -616,18 +615,14 @@ impl DockerConfig {
             .map_err(|error| write_error(&target)(io::Error::other(error)))?;
         text.push(b'\n');
 
-        let (temp_path, mut file) = create_temp(&dir, &target).map_err(write_error(&dir))?;
-        let written = file
-            .write_all(&text)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| {
-                drop(file);
-                fs::rename(&temp_path, &target)
-            });
-        if let Err(source) = written {
-            let _ = fs::remove_file(&temp_path);
-            return Err(write_error(&target)(source));
-        }
+        // tempfile creates the file with mode 0600 and removes it if the
+        // write fails before the rename.
+        let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(write_error(&dir))?;
+        file.write_all(&text)
+            .and_then(|()| file.as_file().sync_all())
+            .map_err(write_error(&target))?;
+        file.persist(&target)
+            .map_err(|e| write_error(&target)(e.error))?;
         sync_dir(&dir);
         Ok(())
     }
@@ -1147,41 +1142,6 @@ fn create_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// Creates a new temporary file in `dir` for `target`, mode `0600` on Unix.
-fn create_temp(dir: &Path, target: &Path) -> io::Result<(PathBuf, fs::File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map_or_else(|| CONFIG_FILE.into(), |name| name.to_string_lossy());
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        match options.open(&path) {
-            Ok(file) => {
-                #[cfg(unix)]
-                {
-                    // The mode above went through the umask.
-                    use std::os::unix::fs::PermissionsExt as _;
-                    if let Err(error) = file.set_permissions(fs::Permissions::from_mode(0o600)) {
-                        let _ = fs::remove_file(&path);
-                        return Err(error);
-                    }
-                }
-                return Ok((path, file));
-            }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && n < u64::MAX => {}
-            Err(error) => return Err(error),
-        }
-    }
-}
-
 /// Makes a rename in `dir` durable, where the platform allows; best effort.
 fn sync_dir(dir: &Path) {
     #[cfg(unix)]
@@ -1206,6 +1166,13 @@ mod tests {
         let path = dir.path().join("config.json");
         fs::write(&path, json).unwrap();
         (dir, path)
+    }
+
+    /// A config file with `json`, loaded to run the helpers in `helpers`.
+    fn with_helpers(json: &str, helpers: &Path) -> (tempfile::TempDir, DockerConfig) {
+        let (dir, path) = write_config(json);
+        let config = DockerConfig::load(&path).unwrap().with_helper_dir(helpers);
+        (dir, config)
     }
 
     fn basic(user: &str, password: &str) -> RegistryAuth {
@@ -1637,10 +1604,7 @@ echo '{{"ServerURL":"ghcr.io","Username":"helper-user","Secret":"helper:secret"}
             r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}}}, "credHelpers": {{"ghcr.io": "test"}}, "credsStore": "absent"}}"#,
             b64("file:user")
         );
-        let (_cfg, path) = write_config(&json);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) = with_helpers(&json, dir.path());
         assert_eq!(
             config.credentials_for("ghcr.io").unwrap(),
             basic("helper-user", "helper:secret")
@@ -1661,10 +1625,7 @@ echo '{{"ServerURL":"ghcr.io","Username":"helper-user","Secret":"helper:secret"}
             r#"{{"auths": {{"https://ghcr.io/": {{"auth": "{}"}}}}, "credsStore": "empty"}}"#,
             b64("file:user")
         );
-        let (_cfg, path) = write_config(&json);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) = with_helpers(&json, dir.path());
         assert_eq!(
             config.credentials_for("ghcr.io").unwrap(),
             basic("file", "user")
@@ -1686,10 +1647,7 @@ echo '{{"ServerURL":"ghcr.io","Username":"helper-user","Secret":"helper:secret"}
 [ "$url" = "https://index.docker.io/v1/" ] || { echo "credentials not found"; exit 1; }
 echo '{"Username":"hub","Secret":"pw"}'"#,
         );
-        let (_cfg, path) = write_config(r#"{"credsStore": "hub"}"#);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) = with_helpers(r#"{"credsStore": "hub"}"#, dir.path());
         assert_eq!(
             config.credentials_for("docker.io").unwrap(),
             basic("hub", "pw")
@@ -1709,10 +1667,8 @@ echo '{"Username":"hub","Secret":"pw"}'"#,
             "sso",
             r#"echo '{"ServerURL":"ghcr.io","Username":"<token>","Secret":"refresh-me"}'"#,
         );
-        let (_cfg, path) = write_config(r#"{"credHelpers": {"https://ghcr.io": "sso"}}"#);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) =
+            with_helpers(r#"{"credHelpers": {"https://ghcr.io": "sso"}}"#, dir.path());
         let error = config.credentials_for("ghcr.io").unwrap_err();
         assert!(
             matches!(error, CredentialError::IdentityTokenUnsupported { .. }),
@@ -1731,11 +1687,10 @@ echo '{"Username":"hub","Secret":"pw"}'"#,
             "echo '  keychain is locked  ' >&2\nexit 7",
         );
         helper(dir.path(), "garbage", "echo 'not json'");
-        let (_cfg, path) =
-            write_config(r#"{"credsStore": "broken", "credHelpers": {"quay.io": "garbage"}}"#);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) = with_helpers(
+            r#"{"credsStore": "broken", "credHelpers": {"quay.io": "garbage"}}"#,
+            dir.path(),
+        );
 
         let error = config.credentials_for("ghcr.io").unwrap_err();
         assert!(
@@ -1764,16 +1719,15 @@ echo '{"Username":"hub","Secret":"pw"}'"#,
     #[test]
     fn missing_helper_names_program_origin_and_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (_cfg, path) =
-            write_config(r#"{"credsStore": "nothere", "credHelpers": {"gcr.io": "gone"}}"#);
-        let config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, config) = with_helpers(
+            r#"{"credsStore": "nothere", "credHelpers": {"gcr.io": "gone"}}"#,
+            dir.path(),
+        );
 
         let message = config.credentials_for("ghcr.io").unwrap_err().to_string();
         let expected = format!(
             "docker-credential-nothere not found on PATH (configured as credsStore in {})",
-            path.display()
+            config.path().display()
         );
         assert_eq!(message, expected);
 
@@ -1813,10 +1767,7 @@ cat >> '{}'"#,
             r#"{{"credsStore": "test", "auths": {{"https://ghcr.io/": {{"auth": "{}"}}, "quay.io": {{}}}}}}"#,
             b64("old:plaintext")
         );
-        let (_cfg, path) = write_config(&json);
-        let mut config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, mut config) = with_helpers(&json, dir.path());
         let stored = config.store("ghcr.io", "octo", "pa\"ss:word").unwrap();
         assert_eq!(stored, StoredIn::Helper("test".to_owned()));
         assert_eq!(
@@ -1830,7 +1781,7 @@ cat >> '{}'"#,
             serde_json::json!({"ServerURL": "ghcr.io", "Username": "octo", "Secret": "pa\"ss:word"})
         );
         // The stale plain-text credentials are gone; the file never saw the new ones.
-        let saved = fs::read_to_string(&path).unwrap();
+        let saved = fs::read_to_string(config.path()).unwrap();
         assert!(!saved.contains("ghcr.io"), "{saved}");
         assert!(!saved.contains("pa\\\"ss"), "{saved}");
         assert!(saved.contains("quay.io"), "{saved}");
@@ -1841,10 +1792,7 @@ cat >> '{}'"#,
     fn store_failure_through_a_helper() {
         let dir = tempfile::tempdir().unwrap();
         helper(dir.path(), "ro", "echo 'read-only keychain'\nexit 1");
-        let (_cfg, path) = write_config(r#"{"credHelpers": {"ghcr.io": "ro"}}"#);
-        let mut config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, mut config) = with_helpers(r#"{"credHelpers": {"ghcr.io": "ro"}}"#, dir.path());
         let message = config.store("ghcr.io", "u", "p").unwrap_err().to_string();
         assert!(
             message.contains("docker-credential-ro store failed"),
@@ -1869,14 +1817,15 @@ echo "$url" >> '{}'
                 log.display()
             ),
         );
-        let (_cfg, path) = write_config(r#"{"credsStore": "test", "auths": {"ghcr.io": {}}}"#);
-        let mut config = DockerConfig::load(&path)
-            .unwrap()
-            .with_helper_dir(dir.path());
+        let (_cfg, mut config) = with_helpers(
+            r#"{"credsStore": "test", "auths": {"ghcr.io": {}}}"#,
+            dir.path(),
+        );
         assert!(config.erase("ghcr.io").unwrap());
         assert!(!config.erase("quay.io").unwrap());
         assert_eq!(fs::read_to_string(&log).unwrap(), "ghcr.io\nquay.io\n");
-        let saved: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let saved: Value =
+            serde_json::from_str(&fs::read_to_string(config.path()).unwrap()).unwrap();
         assert_eq!(
             saved,
             serde_json::json!({"credsStore": "test", "auths": {}})

@@ -461,20 +461,31 @@ pub mod tests_support {
 
     /// `(module (func (export "proxy_abi_version_0_2_1")))`.
     pub fn minimal_proxy_wasm_module() -> Vec<u8> {
-        let name = b"proxy_abi_version_0_2_1";
+        module_exporting(&["proxy_abi_version_0_2_1"])
+    }
+
+    /// A module with one empty function exported under each of `names`
+    /// (fewer than 128 names, each shorter than 128 bytes).
+    pub fn module_exporting(names: &[&str]) -> Vec<u8> {
+        let mut exports = vec![names.len() as u8];
+        for name in names {
+            exports.push(name.len() as u8);
+            exports.extend_from_slice(name.as_bytes());
+            exports.extend_from_slice(&[0x00, 0x00]); // a function, index 0
+        }
         let mut module = b"\0asm\x01\0\0\0".to_vec();
-        module.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
-        module.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]);
-        module.extend_from_slice(&[0x07, name.len() as u8 + 4, 0x01, name.len() as u8]);
-        module.extend_from_slice(name);
-        module.extend_from_slice(&[0x00, 0x00]);
-        module.extend_from_slice(&[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]);
+        module.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // type: () -> ()
+        module.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]); // one function of type 0
+        module.push(0x07);
+        module.push(exports.len() as u8);
+        module.extend_from_slice(&exports);
+        module.extend_from_slice(&[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]); // an empty body
         module
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read as _;
 
     use flate2::read::GzDecoder;
@@ -483,7 +494,8 @@ mod tests {
     use super::tests_support::minimal_proxy_wasm_module;
     use super::*;
 
-    fn build(variant: Variant, root_ids: &[&str]) -> Image {
+    /// The minimal module built in `variant` with `root_ids`.
+    pub(crate) fn build(variant: Variant, root_ids: &[&str]) -> Image {
         let options = BuildOptions {
             variant,
             root_ids: root_ids.iter().map(|id| id.to_string()).collect(),

@@ -94,12 +94,11 @@ pub struct NotAccepted {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn extract(image: &Image) -> Result<Extracted, NotAccepted> {
-    let manifest = image.manifest();
     let layers = image.layers();
     let mut reasons = Vec::new();
-    let is_docker = manifest.media_type.as_deref() == Some(DOCKER_MANIFEST)
-        || image.manifest_blob().media_type() == DOCKER_MANIFEST;
-    let attempts: &[Format] = if is_docker {
+    // Istio looks at the manifest's own mediaType, which OCI manifests may omit.
+    let docker = image.manifest().media_type.as_deref() == Some(DOCKER_MANIFEST);
+    let attempts: &[Format] = if docker {
         &[Format::Docker]
     } else {
         &[Format::Compat, Format::WasmHub]

@@ -360,17 +360,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::image::tests_support::minimal_proxy_wasm_module;
-    use crate::image::{BuildOptions, Variant};
+    use crate::image::Variant;
+    use crate::image::tests::build;
     use crate::media_types::OCI_MANIFEST;
-
-    fn build(variant: Variant, root_ids: &[&str]) -> Image {
-        let options = BuildOptions {
-            variant,
-            root_ids: root_ids.iter().map(|id| id.to_string()).collect(),
-        };
-        Image::build(&minimal_proxy_wasm_module(), &options).unwrap()
-    }
 
     fn blob_count(layout: &Layout) -> usize {
         fs::read_dir(layout.root().join("blobs/sha256"))

@@ -135,23 +135,7 @@ impl ProxyWasmModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn module_exporting(names: &[&str]) -> Vec<u8> {
-        let mut exports = vec![names.len() as u8];
-        for name in names {
-            exports.push(name.len() as u8);
-            exports.extend_from_slice(name.as_bytes());
-            exports.extend_from_slice(&[0x00, 0x00]);
-        }
-        let mut module = b"\0asm\x01\0\0\0".to_vec();
-        module.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
-        module.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]);
-        module.push(0x07);
-        module.push(exports.len() as u8);
-        module.extend_from_slice(&exports);
-        module.extend_from_slice(&[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]);
-        module
-    }
+    use crate::image::tests_support::module_exporting;
 
     #[test]
     fn reads_every_abi_version_export() {

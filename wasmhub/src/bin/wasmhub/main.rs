@@ -3,7 +3,7 @@
 
 mod output;
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -277,9 +277,4 @@ fn default_module_path(reference: &Reference) -> PathBuf {
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Progress goes to a terminal only.
-fn interactive(out: &Output) -> bool {
-    !out.is_json() && std::io::stderr().is_terminal()
 }

@@ -1,6 +1,7 @@
 //! What `wasmhub` prints: text for people, one JSON object for scripts, and
 //! a progress bar only when stderr is a terminal.
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,8 +23,9 @@ impl Output {
         Output { json }
     }
 
-    pub(crate) fn is_json(&self) -> bool {
-        self.json
+    /// Progress goes to a terminal only, and never with `--json`.
+    fn shows_progress(&self) -> bool {
+        !self.json && std::io::stderr().is_terminal()
     }
 
     pub(crate) fn error(&self, error: &anyhow::Error) {
@@ -248,7 +250,7 @@ pub(crate) struct TransferBar {
 
 impl TransferBar {
     pub(crate) fn new(out: &Output, verb: &str) -> TransferBar {
-        let bar = crate::interactive(out).then(|| {
+        let bar = out.shows_progress().then(|| {
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(&format!(
                 "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
