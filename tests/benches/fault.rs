@@ -42,12 +42,7 @@ async fn main() {
         "meshwasm fault filter benchmarks, Envoy {} (V8), one worker\n",
         envoy::ENVOY_VERSION
     );
-    // `cargo bench ... -- delay cpu instructions` runs only the named parts.
-    let parts: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    let wanted = bench::wanted_parts();
     if wanted("delay") {
         delay_accuracy().await;
     }

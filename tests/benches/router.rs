@@ -37,11 +37,7 @@ async fn main() {
         "meshwasm router filter benchmarks, Envoy {} (V8), one worker\n",
         envoy::ENVOY_VERSION
     );
-    let parts: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    let wanted = bench::wanted_parts();
     let (v1, v2) = (
         Upstream::start("v1").await.unwrap(),
         Upstream::start("v2").await.unwrap(),

@@ -69,6 +69,16 @@ impl Traffic {
     }
 }
 
+/// Which parts of a benchmark to run: `cargo bench ... -- delay cpu` names
+/// them; no names runs them all.
+pub fn wanted_parts() -> impl Fn(&str) -> bool {
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    move |part| parts.is_empty() || parts.iter().any(|p| p == part)
+}
+
 /// True when valgrind can be run; otherwise says so.
 pub fn have_valgrind() -> bool {
     let found = std::process::Command::new("valgrind")
