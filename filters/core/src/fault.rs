@@ -148,7 +148,8 @@ impl FaultDecision {
 /// ```
 #[derive(Debug, Clone)]
 pub struct FaultPlan {
-    routes: RouteTable<Option<FaultPolicy>>,
+    /// One table per VirtualService.
+    services: Vec<RouteTable<Option<FaultPolicy>>>,
     header_faults: HeaderFaultPolicy,
     max_active_faults: Option<u64>,
     notes: Vec<ConfigNote>,
@@ -161,7 +162,7 @@ impl FaultPlan {
     ///
     /// The first [`ConfigError`], naming the field.
     pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
-        Self::compile(&VirtualService::from_json(json)?)
+        Self::compile_all(&VirtualService::list_from_json(json)?)
     }
 
     /// Compiles a parsed VirtualService spec.
@@ -170,32 +171,75 @@ impl FaultPlan {
     ///
     /// The first [`ConfigError`], naming the field.
     pub fn compile(vs: &VirtualService) -> Result<Self, ConfigError> {
+        Self::compile_all(std::slice::from_ref(vs))
+    }
+
+    /// Compiles several VirtualService specs; a request gets the faults of
+    /// the one whose `hosts` match it most specifically, as in
+    /// [`RouterPlan::compile_all`](crate::router::RouterPlan::compile_all).
+    /// `meshwasm.fault` applies to the whole filter, so at most one spec
+    /// may set it.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`], naming the field.
+    pub fn compile_all(specs: &[VirtualService]) -> Result<Self, ConfigError> {
         let mut notes = Vec::new();
-        let routes = RouteTable::compile(vs, &mut notes, |at, route, notes| {
-            route
-                .fault
-                .as_ref()
-                .map(|f| compile_fault(&at.field("fault"), f, notes))
-                .transpose()
-        })?;
-        let ext = vs.meshwasm.as_ref().and_then(|m| m.fault.as_ref());
-        let ext_path = FieldPath::ROOT.field("meshwasm");
-        let ext_path = ext_path.field("fault");
-        let header_faults = match ext.and_then(|e| e.header_faults.as_ref()) {
-            Some(h) => compile_header_faults(&ext_path.field("headerFaults"), h)?,
-            None => HeaderFaultPolicy::default(),
-        };
+        let mut services = Vec::with_capacity(specs.len());
+        let mut options = None;
+        for (i, vs) in specs.iter().enumerate() {
+            let indexed = FieldPath::ROOT.index(i);
+            let root = if specs.len() == 1 {
+                &FieldPath::ROOT
+            } else {
+                &indexed
+            };
+            services.push(RouteTable::compile_at(
+                root,
+                vs,
+                &mut notes,
+                |at, route, notes| {
+                    route
+                        .fault
+                        .as_ref()
+                        .map(|f| compile_fault(&at.field("fault"), f, notes))
+                        .transpose()
+                },
+            )?);
+            let ext_path = root.field("meshwasm");
+            let ext_path = ext_path.field("fault");
+            if let Some(ext) = vs.meshwasm.as_ref().and_then(|m| m.fault.as_ref()) {
+                if options.is_some() {
+                    return Err(ext_path.error(ConfigErrorKind::Conflict {
+                        reason: "meshwasm.fault applies to the whole filter; set it in one VirtualService only",
+                    }));
+                }
+                let header_faults = match &ext.header_faults {
+                    Some(h) => compile_header_faults(&ext_path.field("headerFaults"), h)?,
+                    None => HeaderFaultPolicy::default(),
+                };
+                options = Some((header_faults, ext.max_active_faults));
+            }
+        }
+        if services.is_empty() {
+            return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
+        }
+        let (header_faults, max_active_faults) = options.unwrap_or_default();
         Ok(FaultPlan {
-            routes,
+            services,
             header_faults,
-            max_active_faults: ext.and_then(|e| e.max_active_faults),
+            max_active_faults,
             notes,
         })
     }
 
     /// Decides what happens to one request.
     pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> FaultDecision {
-        let policy = self.routes.select(req).and_then(|r| r.value.as_ref());
+        let service = crate::route_table::most_specific(&self.services, req);
+        let policy = service
+            .and_then(|i| self.services.get(i))
+            .and_then(|table| table.select(req))
+            .and_then(|r| r.value.as_ref());
         match policy {
             Some(p) => FaultDecision {
                 delay: p.delay.and_then(|(d, pct)| pct.sample(rng).then_some(d)),
@@ -246,7 +290,7 @@ impl FaultPlan {
 
     /// One line describing the plan, for the configure-time log.
     pub fn summary(&self) -> String {
-        let routes = self.routes.routes();
+        let routes: Vec<_> = self.services.iter().flat_map(|t| t.routes()).collect();
         let faulted = routes.iter().filter(|r| r.value.is_some()).count();
         let hf = self.header_faults;
         let header = match (hf.abort.is_some(), hf.delay.is_some()) {
@@ -258,8 +302,12 @@ impl FaultPlan {
         let limit = self
             .max_active_faults
             .map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
+        let services = match self.services.len() {
+            1 => String::new(),
+            n => format!(" in {n} VirtualServices"),
+        };
         format!(
-            "{} http routes, {faulted} with faults; header faults: {header}; maxActiveFaults: {limit}",
+            "{} http routes{services}, {faulted} with faults; header faults: {header}; maxActiveFaults: {limit}",
             routes.len()
         )
     }

@@ -119,6 +119,38 @@ impl HostMatcher {
         self.patterns.iter().any(|p| p.matches(host))
     }
 
+    /// How specifically these hosts match `authority`, or `None` when they
+    /// do not: a named host beats a longer wildcard suffix, which beats a
+    /// shorter one, which beats `*`. Envoy picks a virtual host by the same
+    /// order, so a filter given several VirtualServices chooses the one
+    /// Istio would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use meshwasm_core::hosts::HostMatcher;
+    ///
+    /// let any = HostMatcher::compile(&["*".into()]).unwrap();
+    /// let wildcard = HostMatcher::compile(&["*.example.com".into()]).unwrap();
+    /// let named = HostMatcher::compile(&["api.example.com".into()]).unwrap();
+    /// assert!(any.rank("api.example.com") < wildcard.rank("api.example.com"));
+    /// assert!(wildcard.rank("api.example.com") < named.rank("api.example.com"));
+    /// assert_eq!(named.rank("web.example.com"), None);
+    /// ```
+    pub fn rank(&self, authority: &str) -> Option<usize> {
+        let host = strip_port(authority);
+        let best = self
+            .patterns
+            .iter()
+            .filter(|p| p.matches(host))
+            .map(|p| match p {
+                HostPattern::Suffix(suffix) => suffix.len() + 1,
+                _ => usize::MAX,
+            })
+            .max();
+        best.or(self.any.then_some(0))
+    }
+
     /// True if every authority matches (`*` is among the hosts).
     pub fn matches_everything(&self) -> bool {
         self.any

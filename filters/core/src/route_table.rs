@@ -66,13 +66,31 @@ impl<T> RouteTable<T> {
     pub fn compile(
         vs: &VirtualService,
         notes: &mut Vec<ConfigNote>,
+        per_route: impl FnMut(
+            &FieldPath<'_>,
+            &HttpRoute,
+            &mut Vec<ConfigNote>,
+        ) -> Result<T, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        Self::compile_at(&FieldPath::ROOT, vs, notes, per_route)
+    }
+
+    /// As [`compile`](Self::compile), for a spec found at `root` (`[1]` in a
+    /// list of VirtualServices), so errors and notes name it.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found, with its path.
+    pub fn compile_at(
+        root: &FieldPath<'_>,
+        vs: &VirtualService,
+        notes: &mut Vec<ConfigNote>,
         mut per_route: impl FnMut(
             &FieldPath<'_>,
             &HttpRoute,
             &mut Vec<ConfigNote>,
         ) -> Result<T, ConfigError>,
     ) -> Result<Self, ConfigError> {
-        let root = FieldPath::ROOT;
         let hosts = HostMatcher::compile_at(&root.field("hosts"), &vs.hosts)?;
         if !vs.gateways.is_empty() {
             notes.push(
@@ -134,8 +152,40 @@ impl<T> RouteTable<T> {
                 .is_some_and(|authority| self.hosts.matches(&authority))
     }
 
+    /// How specifically `hosts` match the request's authority; see
+    /// [`HostMatcher::rank`].
+    pub fn host_rank(&self, req: &mut impl RequestAttributes) -> Option<usize> {
+        if self.hosts.matches_everything() {
+            return Some(
+                req.header(":authority")
+                    .and_then(|a| self.hosts.rank(&a))
+                    .unwrap_or(0),
+            );
+        }
+        req.header(":authority")
+            .and_then(|authority| self.hosts.rank(&authority))
+    }
+
     /// The compiled routes in order.
     pub fn routes(&self) -> &[Route<T>] {
         &self.routes
     }
+}
+
+/// The position of the table whose `hosts` match the request most
+/// specifically (the first on a tie), as Envoy picks a virtual host; `None`
+/// when no table's hosts match.
+pub fn most_specific<'t, T: 't>(
+    tables: impl IntoIterator<Item = &'t RouteTable<T>>,
+    req: &mut impl RequestAttributes,
+) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, table) in tables.into_iter().enumerate() {
+        if let Some(rank) = table.host_rank(req)
+            && best.is_none_or(|(_, r)| rank > r)
+        {
+            best = Some((i, rank));
+        }
+    }
+    best.map(|(i, _)| i)
 }

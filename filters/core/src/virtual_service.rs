@@ -553,46 +553,86 @@ impl VirtualService {
     /// assert!(err.to_string().contains("unknown field `httpStauts`"));
     /// ```
     pub fn from_json(json: &[u8]) -> Result<Self, crate::ConfigError> {
+        parse_json(json)
+    }
+
+    /// Parses a plugin configuration that holds one VirtualService spec, or
+    /// a JSON list of them (one filter serving several hosts, as one
+    /// sidecar serves every VirtualService in the mesh). Paths in errors of
+    /// a list start with the spec's index: `[1].http[0].route`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_json`](Self::from_json); an empty list is refused too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use meshwasm_core::virtual_service::VirtualService;
+    ///
+    /// let specs = VirtualService::list_from_json(br#"[{"hosts":["ratings"]},{"hosts":["details"]}]"#).unwrap();
+    /// assert_eq!(specs[1].hosts, ["details"]);
+    /// let err = VirtualService::list_from_json(br#"[{"hosts":["a"]},{"hosts":["b"],"htp":[]}]"#).unwrap_err();
+    /// assert_eq!(err.path, "[1].htp");
+    /// ```
+    pub fn list_from_json(json: &[u8]) -> Result<Vec<Self>, crate::ConfigError> {
         use crate::error::{ConfigError, ConfigErrorKind};
-        if json.iter().all(u8::is_ascii_whitespace) {
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+            return Ok(vec![parse_json(json)?]);
+        }
+        let list: Vec<Self> = parse_json(json)?;
+        if list.is_empty() {
             return Err(ConfigError::new("", ConfigErrorKind::Empty));
         }
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
-        let vs = parsed.map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let mut message = inner.to_string();
-            // serde_json appends " at line L column C"; it is reported separately.
-            if let Some(cut) = message.rfind(" at line ") {
-                message.truncate(cut);
-            }
-            if WHOLE_RESOURCE_FIELDS.contains(&path.as_str()) {
-                message.push_str(
-                    "; this looks like a whole VirtualService resource: pass only its `spec`",
-                );
-            }
-            ConfigError::new(
-                if path == "." { String::new() } else { path },
-                ConfigErrorKind::Json {
-                    message,
-                    line: inner.line(),
-                    column: inner.column(),
-                },
-            )
-        })?;
-        de.end().map_err(|e| {
-            ConfigError::new(
-                "",
-                ConfigErrorKind::Json {
-                    message: "trailing characters after the JSON document".into(),
-                    line: e.line(),
-                    column: e.column(),
-                },
-            )
-        })?;
-        Ok(vs)
+        Ok(list)
     }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, crate::ConfigError> {
+    use crate::error::{ConfigError, ConfigErrorKind};
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new("", ConfigErrorKind::Empty));
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = parsed.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = inner.to_string();
+        // serde_json appends " at line L column C"; it is reported separately.
+        if let Some(cut) = message.rfind(" at line ") {
+            message.truncate(cut);
+        }
+        // `kind` at the top of the spec, or of one spec in a list (`[1].kind`).
+        let top_field = match path.split_once("].") {
+            Some((index, field)) if index.starts_with('[') => field,
+            _ => path.as_str(),
+        };
+        if WHOLE_RESOURCE_FIELDS.contains(&top_field) {
+            message.push_str(
+                "; this looks like a whole VirtualService resource: pass only its `spec`",
+            );
+        }
+        ConfigError::new(
+            if path == "." { String::new() } else { path },
+            ConfigErrorKind::Json {
+                message,
+                line: inner.line(),
+                column: inner.column(),
+            },
+        )
+    })?;
+    de.end().map_err(|e| {
+        ConfigError::new(
+            "",
+            ConfigErrorKind::Json {
+                message: "trailing characters after the JSON document".into(),
+                line: e.line(),
+                column: e.column(),
+            },
+        )
+    })?;
+    Ok(value)
 }
 
 const WHOLE_RESOURCE_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];

@@ -47,8 +47,8 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Metrics, defined once per configuration.
 struct Metrics {
-    /// Per route, per destination.
-    routed: Vec<Vec<Metric>>,
+    /// Per VirtualService, per route, per destination.
+    routed: Vec<Vec<Vec<Metric>>>,
     unmatched: Metric,
     redirects: Metric,
     direct_responses: Metric,
@@ -61,15 +61,21 @@ struct Metrics {
 impl Metrics {
     fn define(plan: &RouterPlan) -> Metrics {
         let routed = plan
-            .routes()
-            .iter()
-            .map(|route| match &route.value {
-                RouteAction::Forward(f) => f
-                    .destinations()
+            .services()
+            .map(|routes| {
+                routes
                     .iter()
-                    .map(|d| Metric::counter(&format!("meshwasm.router.routed.{}", d.cluster)))
-                    .collect(),
-                _ => Vec::new(),
+                    .map(|route| match &route.value {
+                        RouteAction::Forward(f) => f
+                            .destinations()
+                            .iter()
+                            .map(|d| {
+                                Metric::counter(&format!("meshwasm.router.routed.{}", d.cluster))
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect()
             })
             .collect();
         let counter = |name: &str| Metric::counter(&format!("meshwasm.router.{name}"));
@@ -216,7 +222,8 @@ impl RouterStream {
         if let Some(metric) = config
             .metrics
             .routed
-            .get(routed.route)
+            .get(routed.service)
+            .and_then(|s| s.get(routed.route))
             .and_then(|r| r.get(routed.destination))
         {
             metric.add(1);

@@ -152,6 +152,8 @@ pub struct LocalResponse<'p> {
 /// the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed<'p> {
+    /// Position of the VirtualService in the configuration (0 for a single spec).
+    pub service: usize,
     /// Position of the route in `http`.
     pub route: usize,
     /// Position of the chosen destination in the route.
@@ -168,6 +170,7 @@ pub struct Routed<'p> {
 /// keep it across callbacks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponsePlan {
+    service: usize,
     route: usize,
     destination: usize,
     cors: Vec<(&'static str, String)>,
@@ -208,23 +211,30 @@ pub enum Decision<'p> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RouterPlan {
+    services: Vec<ServiceRouter>,
+    notes: Vec<ConfigNote>,
+}
+
+/// One VirtualService, compiled.
+#[derive(Debug, Clone)]
+struct ServiceRouter {
     table: RouteTable<RouteAction>,
     cluster_header: String,
     subset_header: String,
     sticky: Option<StickyKey>,
     https_redirect: Option<Redirect>,
     max_mirror_body_bytes: u64,
-    notes: Vec<ConfigNote>,
 }
 
 impl RouterPlan {
-    /// Parses and compiles a VirtualService spec.
+    /// Parses and compiles a plugin configuration: one VirtualService spec,
+    /// or a list of them (see [`VirtualService::list_from_json`]).
     ///
     /// # Errors
     ///
     /// The first [`ConfigError`], naming the field.
     pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
-        Self::compile(&VirtualService::from_json(json)?)
+        Self::compile_all(&VirtualService::list_from_json(json)?)
     }
 
     /// Compiles a parsed VirtualService spec.
@@ -233,8 +243,108 @@ impl RouterPlan {
     ///
     /// The first [`ConfigError`], naming the field.
     pub fn compile(vs: &VirtualService) -> Result<Self, ConfigError> {
+        Self::compile_all(std::slice::from_ref(vs))
+    }
+
+    /// Compiles several VirtualService specs. A request is routed by the
+    /// one whose `hosts` match its authority most specifically (Envoy's
+    /// virtual-host order), so one filter serves several services as one
+    /// sidecar does. Paths in errors and notes start with the spec's index
+    /// when there is more than one.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`], naming the field.
+    pub fn compile_all(specs: &[VirtualService]) -> Result<Self, ConfigError> {
         let mut notes = Vec::new();
-        let ext_path = FieldPath::ROOT.field("meshwasm");
+        let mut services = Vec::with_capacity(specs.len());
+        for (i, vs) in specs.iter().enumerate() {
+            let indexed = FieldPath::ROOT.index(i);
+            let root = if specs.len() == 1 {
+                &FieldPath::ROOT
+            } else {
+                &indexed
+            };
+            services.push(ServiceRouter::compile_at(root, vs, &mut notes)?);
+        }
+        if services.is_empty() {
+            return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
+        }
+        Ok(RouterPlan { services, notes })
+    }
+
+    /// What was accepted but is handled elsewhere or not evaluated.
+    pub fn notes(&self) -> &[ConfigNote] {
+        &self.notes
+    }
+
+    /// The compiled routes of each VirtualService, in order.
+    pub fn services(&self) -> impl Iterator<Item = &[crate::route_table::Route<RouteAction>]> {
+        self.services.iter().map(|s| s.table.routes())
+    }
+
+    /// Largest request body copied to mirrors, over all VirtualServices.
+    pub fn max_mirror_body_bytes(&self) -> u64 {
+        self.services
+            .iter()
+            .map(|s| s.max_mirror_body_bytes)
+            .max()
+            .unwrap_or(DEFAULT_MAX_MIRROR_BODY_BYTES)
+    }
+
+    /// A one-line summary for the configure log.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self.services.iter().map(ServiceRouter::summary).collect();
+        match parts.as_slice() {
+            [one] => one.clone(),
+            _ => format!("{} VirtualServices: {}", parts.len(), parts.join("; ")),
+        }
+    }
+
+    /// Decides what to do with a request.
+    pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> Decision<'_> {
+        let chosen = crate::route_table::most_specific(self.services.iter().map(|s| &s.table), req);
+        match chosen.and_then(|i| self.services.get(i).map(|s| (i, s))) {
+            Some((service, router)) => router.decide(service, req, rng),
+            None => Decision::Pass(self.strip_routing_headers(req)),
+        }
+    }
+
+    /// Response header edits for a forwarded request; empty for most routes,
+    /// so a filter can skip the response callback's host calls.
+    pub fn response_edits<'p>(&'p self, plan: &'p ResponsePlan) -> Vec<HeaderOp<'p>> {
+        self.services
+            .get(plan.service)
+            .map(|s| s.response_edits(plan))
+            .unwrap_or_default()
+    }
+
+    /// True if some route edits responses, so the response callback has work.
+    pub fn edits_responses(&self) -> bool {
+        self.services.iter().any(ServiceRouter::edits_responses)
+    }
+
+    /// Removes every routing header a client sent, so it cannot pick a cluster.
+    fn strip_routing_headers(&self, req: &mut impl RequestAttributes) -> Vec<HeaderOp<'_>> {
+        let mut edits: Vec<HeaderOp<'_>> = Vec::new();
+        for service in &self.services {
+            for op in service.strip_routing_headers(req) {
+                if !edits.contains(&op) {
+                    edits.push(op);
+                }
+            }
+        }
+        edits
+    }
+}
+
+impl ServiceRouter {
+    fn compile_at(
+        root: &FieldPath<'_>,
+        vs: &VirtualService,
+        notes: &mut Vec<ConfigNote>,
+    ) -> Result<Self, ConfigError> {
+        let ext_path = root.field("meshwasm");
         let ext_path = ext_path.field("router");
         let default_ext = RouterExtensions::default();
         let ext = vs
@@ -274,10 +384,10 @@ impl RouterPlan {
             template,
             reserved: [&cluster_header, &subset_header],
         };
-        let table = RouteTable::compile(vs, &mut notes, |at, route, notes| {
+        let table = RouteTable::compile_at(root, vs, notes, |at, route, notes| {
             compile_route(at, route, &names, notes)
         })?;
-        Ok(RouterPlan {
+        Ok(ServiceRouter {
             table,
             sticky,
             https_redirect: ext.https_redirect.then(Redirect::to_https),
@@ -286,27 +396,10 @@ impl RouterPlan {
                 .unwrap_or(DEFAULT_MAX_MIRROR_BODY_BYTES),
             cluster_header,
             subset_header,
-            notes,
         })
     }
 
-    /// What was accepted but is handled elsewhere or not evaluated.
-    pub fn notes(&self) -> &[ConfigNote] {
-        &self.notes
-    }
-
-    /// The compiled routes, in order.
-    pub fn routes(&self) -> &[crate::route_table::Route<RouteAction>] {
-        self.table.routes()
-    }
-
-    /// Largest request body copied to mirrors.
-    pub fn max_mirror_body_bytes(&self) -> u64 {
-        self.max_mirror_body_bytes
-    }
-
-    /// A one-line summary for the configure log.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let (mut forward, mut split, mut mirror, mut local) = (0, 0, 0, 0);
         for route in self.table.routes() {
             match &route.value {
@@ -331,8 +424,12 @@ impl RouterPlan {
         )
     }
 
-    /// Decides what to do with a request.
-    pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> Decision<'_> {
+    fn decide(
+        &self,
+        service: usize,
+        req: &mut impl RequestAttributes,
+        rng: &mut Rng,
+    ) -> Decision<'_> {
         if let Some(https) = &self.https_redirect
             && self.table.hosts_match(req)
             && request_scheme(req).as_deref() == Some("http")
@@ -378,12 +475,15 @@ impl RouterPlan {
                     .collect(),
                 body,
             }),
-            RouteAction::Forward(forward) => self.forward(route.index, forward, uri, req, rng),
+            RouteAction::Forward(forward) => {
+                self.forward(service, route.index, forward, uri, req, rng)
+            }
         }
     }
 
     fn forward<'p>(
         &'p self,
+        service: usize,
         route: usize,
         forward: &'p Forward,
         uri: Option<&StringMatcher>,
@@ -462,11 +562,13 @@ impl RouterPlan {
             .map(|m| m.cluster.as_str())
             .collect();
         Decision::Forward(Routed {
+            service,
             route,
             destination: index,
             request_edits: edits,
             mirrors,
             response: ResponsePlan {
+                service,
                 route,
                 destination: index,
                 cors,
@@ -474,9 +576,7 @@ impl RouterPlan {
         })
     }
 
-    /// Response header edits for a forwarded request; empty for most routes,
-    /// so a filter can skip the response callback's host calls.
-    pub fn response_edits<'p>(&'p self, plan: &'p ResponsePlan) -> Vec<HeaderOp<'p>> {
+    fn response_edits<'p>(&'p self, plan: &'p ResponsePlan) -> Vec<HeaderOp<'p>> {
         let mut edits = Vec::new();
         if let Some(RouteAction::Forward(forward)) =
             self.table.routes().get(plan.route).map(|r| &r.value)
@@ -494,8 +594,7 @@ impl RouterPlan {
         edits
     }
 
-    /// True if some route edits responses, so the response callback has work.
-    pub fn edits_responses(&self) -> bool {
+    fn edits_responses(&self) -> bool {
         self.table.routes().iter().any(|r| match &r.value {
             RouteAction::Forward(f) => {
                 f.cors.is_some()

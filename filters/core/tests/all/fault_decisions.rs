@@ -190,3 +190,35 @@ fn max_active_faults_and_summary() {
         "0 http routes, 0 with faults; header faults: off; maxActiveFaults: 3"
     );
 }
+
+/// fault-delay.yaml's two VirtualServices in one filter: each host gets
+/// its own faults, and `meshwasm.fault` may be set once for the filter.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_list_applies_each_hosts_own_faults() {
+    let both = format!("[{JASON_ABORT}, {DETAILS_FLAKY}]");
+    let plan = plan(&both);
+    let mut rng = Rng::with_seed(7);
+    let mut jason = request("ratings", "/").with_header("cookie", "user=jason");
+    assert_eq!(
+        plan.decide(&mut jason, &mut rng).abort,
+        Some(Abort::Http(500))
+    );
+    let mut details_jason = request("details", "/").with_header("cookie", "user=jason");
+    assert!(plan.decide(&mut details_jason, &mut rng).is_none());
+    let aborted = (0..2000)
+        .filter(|_| {
+            plan.decide(&mut request("details", "/flaky"), &mut rng)
+                .abort
+                .is_some()
+        })
+        .count();
+    assert!(
+        (850..1150).contains(&aborted),
+        "{aborted} of 2000 aborted at 50 %"
+    );
+
+    let twice = r#"[{"hosts": ["a"], "meshwasm": {"fault": {"maxActiveFaults": 1}}},
+                   {"hosts": ["b"], "meshwasm": {"fault": {"maxActiveFaults": 2}}}]"#;
+    let err = FaultPlan::from_json(twice.as_bytes()).unwrap_err();
+    assert_eq!(err.path, "[1].meshwasm.fault");
+}

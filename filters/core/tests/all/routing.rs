@@ -489,3 +489,80 @@ fn cors_answers_preflights_and_marks_allowed_responses() {
     let plain = forwarded(plan.decide(&mut request("a", "/"), &mut rng));
     assert!(plan.response_edits(&plain.response).is_empty());
 }
+
+/// Two VirtualServices in one configuration, as a sidecar holds them: each
+/// request is routed by the spec whose hosts name it most specifically.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_list_of_virtual_services_routes_each_host_by_its_own_spec() {
+    let plan = plan(
+        r#"[
+      {"hosts": ["*"], "http": [{"route": [{"destination": {"host": "web", "subset": "v1"}}]}]},
+      {"hosts": ["reviews"], "http": [
+        {"match": [{"headers": {"end-user": {"exact": "jason"}}}],
+         "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]},
+      {"hosts": ["*.example.com"], "http": [{"route": [{"destination": {"host": "shop", "subset": "v3"}}]}]}
+    ]"#,
+    );
+    let mut rng = Rng::with_seed(1);
+    let cluster = |req: &mut meshwasm_core::request::StaticRequest, rng: &mut Rng| {
+        let routed = forwarded(plan.decide(req, rng));
+        (
+            routed.service,
+            set_value(&routed, "x-meshwasm-cluster").unwrap(),
+        )
+    };
+    let mut jason = request("reviews", "/").with_header("end-user", "jason");
+    assert_eq!(
+        cluster(&mut jason, &mut rng),
+        (1, "outbound||v2|reviews".into())
+    );
+    assert_eq!(
+        cluster(&mut request("reviews:9080", "/"), &mut rng),
+        (1, "outbound||v1|reviews".into())
+    );
+    assert_eq!(
+        cluster(&mut request("shop.example.com", "/"), &mut rng),
+        (2, "outbound||v3|shop".into())
+    );
+    // `*` is the least specific: only authorities no other spec names use it.
+    assert_eq!(
+        cluster(&mut request("ratings", "/"), &mut rng),
+        (0, "outbound||v1|web".into())
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_list_strips_client_routing_headers_when_no_spec_names_the_host() {
+    let plan = plan(
+        r#"[{"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]},
+            {"hosts": ["details"], "meshwasm": {"router": {"clusterHeader": "x-pick"}},
+             "http": [{"route": [{"destination": {"host": "details"}}]}]}]"#,
+    );
+    let mut req = request("reviews", "/")
+        .with_header("x-meshwasm-cluster", "admin")
+        .with_header("x-pick", "admin");
+    let Decision::Pass(edits) = plan.decide(&mut req, &mut Rng::with_seed(1)) else {
+        panic!("no spec names reviews");
+    };
+    assert_eq!(
+        edits,
+        [
+            HeaderOp::Remove("x-meshwasm-cluster"),
+            HeaderOp::Remove("x-pick")
+        ]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn errors_in_a_list_name_the_spec_by_index() {
+    let err = RouterPlan::from_json(
+        br#"[{"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}]}]},
+             {"hosts": ["b"], "http": [{"route": [{"destination": {"host": "b", "subset": "v1"}, "weight": 0},
+                                                   {"destination": {"host": "b", "subset": "v2"}, "weight": 0}]}]}]"#,
+    )
+    .unwrap_err();
+    assert!(err.path.starts_with("[1].http[0].route"), "{err}");
+    let err = RouterPlan::from_json(b"[]").unwrap_err();
+    assert!(err.to_string().contains("is empty"), "{err}");
+}
