@@ -188,7 +188,8 @@ impl FaultPlan {
         let mut services = Vec::with_capacity(specs.len());
         let mut options = None;
         for (i, vs) in specs.iter().enumerate() {
-            let indexed = FieldPath::ROOT.index(i);
+            let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
+            let indexed = list.index(i);
             let root = if specs.len() == 1 {
                 &FieldPath::ROOT
             } else {

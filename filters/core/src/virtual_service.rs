@@ -557,9 +557,11 @@ impl VirtualService {
     }
 
     /// Parses a plugin configuration that holds one VirtualService spec, or
-    /// a JSON list of them (one filter serving several hosts, as one
-    /// sidecar serves every VirtualService in the mesh). Paths in errors of
-    /// a list start with the spec's index: `[1].http[0].route`.
+    /// several as `{"virtualServices": [spec, ...]}` (one filter serving
+    /// several hosts, as one sidecar serves every VirtualService in the
+    /// mesh). The list is an object, not a bare array, because a WasmPlugin's
+    /// `pluginConfig` must be one. Paths in errors of a list name the spec:
+    /// `virtualServices[1].http[0].route`.
     ///
     /// # Errors
     ///
@@ -570,22 +572,45 @@ impl VirtualService {
     /// ```
     /// use meshwasm_core::virtual_service::VirtualService;
     ///
-    /// let specs = VirtualService::list_from_json(br#"[{"hosts":["ratings"]},{"hosts":["details"]}]"#).unwrap();
+    /// let specs = VirtualService::list_from_json(br#"{"virtualServices": [{"hosts":["ratings"]},{"hosts":["details"]}]}"#).unwrap();
     /// assert_eq!(specs[1].hosts, ["details"]);
-    /// let err = VirtualService::list_from_json(br#"[{"hosts":["a"]},{"hosts":["b"],"htp":[]}]"#).unwrap_err();
-    /// assert_eq!(err.path, "[1].htp");
+    /// let err = VirtualService::list_from_json(br#"{"virtualServices": [{"hosts":["a"]},{"hosts":["b"],"htp":[]}]}"#).unwrap_err();
+    /// assert_eq!(err.path, "virtualServices[1].htp");
     /// ```
     pub fn list_from_json(json: &[u8]) -> Result<Vec<Self>, crate::ConfigError> {
         use crate::error::{ConfigError, ConfigErrorKind};
-        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        if !first_key_is(json, LIST_KEY) {
             return Ok(vec![parse_json(json)?]);
         }
-        let list: Vec<Self> = parse_json(json)?;
-        if list.is_empty() {
-            return Err(ConfigError::new("", ConfigErrorKind::Empty));
+        let list: VirtualServiceList = parse_json(json)?;
+        if list.virtual_services.is_empty() {
+            return Err(ConfigError::new(LIST_KEY, ConfigErrorKind::Empty));
         }
-        Ok(list)
+        Ok(list.virtual_services)
     }
+}
+
+/// The key of the list form of a plugin configuration.
+pub const LIST_KEY: &str = "virtualServices";
+
+/// Several specs in one plugin configuration.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VirtualServiceList {
+    virtual_services: Vec<VirtualService>,
+}
+
+/// True if `json` is an object whose first key is `key`; a spec never has
+/// that key, so the two forms cannot be confused.
+fn first_key_is(json: &[u8], key: &str) -> bool {
+    let mut rest = json.trim_ascii_start();
+    let Some(after_brace) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    rest = after_brace.trim_ascii_start();
+    rest.strip_prefix(b"\"")
+        .and_then(|r| r.strip_prefix(key.as_bytes()))
+        .is_some_and(|r| r.starts_with(b"\""))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, crate::ConfigError> {
@@ -603,9 +628,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, crate::C
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
-        // `kind` at the top of the spec, or of one spec in a list (`[1].kind`).
+        // `kind` at the top of the spec, or of one spec in a list.
         let top_field = match path.split_once("].") {
-            Some((index, field)) if index.starts_with('[') => field,
+            Some((list, field)) if list.starts_with(LIST_KEY) => field,
             _ => path.as_str(),
         };
         if WHOLE_RESOURCE_FIELDS.contains(&top_field) {

@@ -228,7 +228,7 @@ struct ServiceRouter {
 
 impl RouterPlan {
     /// Parses and compiles a plugin configuration: one VirtualService spec,
-    /// or a list of them (see [`VirtualService::list_from_json`]).
+    /// or `{"virtualServices": [...]}` (see [`VirtualService::list_from_json`]).
     ///
     /// # Errors
     ///
@@ -249,8 +249,8 @@ impl RouterPlan {
     /// Compiles several VirtualService specs. A request is routed by the
     /// one whose `hosts` match its authority most specifically (Envoy's
     /// virtual-host order), so one filter serves several services as one
-    /// sidecar does. Paths in errors and notes start with the spec's index
-    /// when there is more than one.
+    /// sidecar does. Paths in errors and notes start with
+    /// `virtualServices[i]` when there is more than one.
     ///
     /// # Errors
     ///
@@ -259,7 +259,8 @@ impl RouterPlan {
         let mut notes = Vec::new();
         let mut services = Vec::with_capacity(specs.len());
         for (i, vs) in specs.iter().enumerate() {
-            let indexed = FieldPath::ROOT.index(i);
+            let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
+            let indexed = list.index(i);
             let root = if specs.len() == 1 {
                 &FieldPath::ROOT
             } else {
@@ -639,17 +640,37 @@ struct Names<'a> {
     reserved: [&'a String; 2],
 }
 
+/// The cluster a destination is sent to: `template` with `{host}`,
+/// `{subset}` and `{port}` filled in, empty where the destination has none.
+/// Envoy configurations that receive the router's choice need clusters of
+/// exactly these names.
+///
+/// # Examples
+///
+/// ```
+/// use meshwasm_core::router::{DEFAULT_CLUSTER_TEMPLATE, cluster_name};
+/// use meshwasm_core::virtual_service::{Destination, PortSelector};
+///
+/// let d = Destination { host: "reviews".into(), subset: Some("v2".into()), port: Some(PortSelector { number: 9080 }) };
+/// assert_eq!(cluster_name(DEFAULT_CLUSTER_TEMPLATE, &d), "outbound|9080|v2|reviews");
+/// let d = Destination { host: "ratings".into(), subset: None, port: None };
+/// assert_eq!(cluster_name(DEFAULT_CLUSTER_TEMPLATE, &d), "outbound|||ratings");
+/// ```
+pub fn cluster_name(template: &str, d: &Destination) -> String {
+    let port = d
+        .port
+        .as_ref()
+        .map(|p| p.number.to_string())
+        .unwrap_or_default();
+    template
+        .replace("{host}", &d.host)
+        .replace("{subset}", d.subset.as_deref().unwrap_or(""))
+        .replace("{port}", &port)
+}
+
 impl Names<'_> {
     fn cluster(&self, d: &Destination) -> String {
-        let port = d
-            .port
-            .as_ref()
-            .map(|p| p.number.to_string())
-            .unwrap_or_default();
-        self.template
-            .replace("{host}", &d.host)
-            .replace("{subset}", d.subset.as_deref().unwrap_or(""))
-            .replace("{port}", &port)
+        cluster_name(self.template, d)
     }
 
     fn check_ops(&self, path: &FieldPath<'_>, ops: &HeaderOps) -> Result<(), ConfigError> {

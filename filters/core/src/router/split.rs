@@ -42,14 +42,15 @@ impl Split {
     ///
     /// [`ConfigErrorKind::Invalid`] for a negative weight or weights that sum to 0.
     pub fn from_weights(weights: &[i32]) -> Result<Self, ConfigErrorKind> {
-        if weights.len() == 1 {
-            return Ok(Split {
-                thresholds: vec![MILLION],
-            });
-        }
+        // Istio refuses a negative weight even on a lone destination.
         if let Some(w) = weights.iter().find(|w| **w < 0) {
             return Err(ConfigErrorKind::Invalid {
                 reason: format!("weight {w} is negative"),
+            });
+        }
+        if weights.len() == 1 {
+            return Ok(Split {
+                thresholds: vec![MILLION],
             });
         }
         let sum: u64 = weights.iter().map(|w| u64::from(w.unsigned_abs())).sum();

@@ -195,7 +195,7 @@ fn max_active_faults_and_summary() {
 /// its own faults, and `meshwasm.fault` may be set once for the filter.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_list_applies_each_hosts_own_faults() {
-    let both = format!("[{JASON_ABORT}, {DETAILS_FLAKY}]");
+    let both = format!(r#"{{"virtualServices": [{JASON_ABORT}, {DETAILS_FLAKY}]}}"#);
     let plan = plan(&both);
     let mut rng = Rng::with_seed(7);
     let mut jason = request("ratings", "/").with_header("cookie", "user=jason");
@@ -217,8 +217,8 @@ fn a_list_applies_each_hosts_own_faults() {
         "{aborted} of 2000 aborted at 50 %"
     );
 
-    let twice = r#"[{"hosts": ["a"], "meshwasm": {"fault": {"maxActiveFaults": 1}}},
-                   {"hosts": ["b"], "meshwasm": {"fault": {"maxActiveFaults": 2}}}]"#;
+    let twice = r#"{"virtualServices": [{"hosts": ["a"], "meshwasm": {"fault": {"maxActiveFaults": 1}}},
+                   {"hosts": ["b"], "meshwasm": {"fault": {"maxActiveFaults": 2}}}]}"#;
     let err = FaultPlan::from_json(twice.as_bytes()).unwrap_err();
-    assert_eq!(err.path, "[1].meshwasm.fault");
+    assert_eq!(err.path, "virtualServices[1].meshwasm.fault");
 }

@@ -495,14 +495,14 @@ fn cors_answers_preflights_and_marks_allowed_responses() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_list_of_virtual_services_routes_each_host_by_its_own_spec() {
     let plan = plan(
-        r#"[
+        r#"{"virtualServices": [
       {"hosts": ["*"], "http": [{"route": [{"destination": {"host": "web", "subset": "v1"}}]}]},
       {"hosts": ["reviews"], "http": [
         {"match": [{"headers": {"end-user": {"exact": "jason"}}}],
          "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
         {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]},
       {"hosts": ["*.example.com"], "http": [{"route": [{"destination": {"host": "shop", "subset": "v3"}}]}]}
-    ]"#,
+    ]}"#,
     );
     let mut rng = Rng::with_seed(1);
     let cluster = |req: &mut meshwasm_core::request::StaticRequest, rng: &mut Rng| {
@@ -535,9 +535,9 @@ fn a_list_of_virtual_services_routes_each_host_by_its_own_spec() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_list_strips_client_routing_headers_when_no_spec_names_the_host() {
     let plan = plan(
-        r#"[{"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]},
+        r#"{"virtualServices": [{"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]},
             {"hosts": ["details"], "meshwasm": {"router": {"clusterHeader": "x-pick"}},
-             "http": [{"route": [{"destination": {"host": "details"}}]}]}]"#,
+             "http": [{"route": [{"destination": {"host": "details"}}]}]}]}"#,
     );
     let mut req = request("reviews", "/")
         .with_header("x-meshwasm-cluster", "admin")
@@ -557,12 +557,15 @@ fn a_list_strips_client_routing_headers_when_no_spec_names_the_host() {
 #[wasm_bindgen_test(unsupported = test)]
 fn errors_in_a_list_name_the_spec_by_index() {
     let err = RouterPlan::from_json(
-        br#"[{"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}]}]},
+        br#"{"virtualServices": [{"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}]}]},
              {"hosts": ["b"], "http": [{"route": [{"destination": {"host": "b", "subset": "v1"}, "weight": 0},
-                                                   {"destination": {"host": "b", "subset": "v2"}, "weight": 0}]}]}]"#,
+                                                   {"destination": {"host": "b", "subset": "v2"}, "weight": 0}]}]}]}"#,
     )
     .unwrap_err();
-    assert!(err.path.starts_with("[1].http[0].route"), "{err}");
-    let err = RouterPlan::from_json(b"[]").unwrap_err();
+    assert!(
+        err.path.starts_with("virtualServices[1].http[0].route"),
+        "{err}"
+    );
+    let err = RouterPlan::from_json(br#"{"virtualServices": []}"#).unwrap_err();
     assert!(err.to_string().contains("is empty"), "{err}");
 }
