@@ -1,0 +1,345 @@
+//! `envoyfilter`: Istio YAML in, manifests that deploy the meshwasm filters out.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use envoyfilter::render::{
+    self, Code, EnvoyFilterForm, EnvoyOptions, FailStrategy, Filter, IstioOptions,
+};
+use envoyfilter::translate::{self, Options, Rejected, Translation};
+use envoyfilter::yaml;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Translate Istio VirtualService, DestinationRule and Gateway YAML into the
+/// manifests that deploy the meshwasm filters: Istio WasmPlugins, EnvoyFilters
+/// or plain Envoy configuration. Warnings go to stderr; `--strict` makes them errors.
+#[derive(Parser)]
+#[command(name = "envoyfilter", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the input and list what would not carry over; prints nothing else.
+    Check(Input),
+    /// The filters' plugin configurations, as JSON per placement.
+    Config(Input),
+    /// WasmPlugins, companion VirtualServices, and the DestinationRules and Gateways as given.
+    Istio {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        istio: IstioArgs,
+    },
+    /// EnvoyFilters that insert the filters before Envoy's router, plus the companion VirtualServices.
+    Envoyfilter {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        istio: IstioArgs,
+        /// `inline`: the filter in an HTTP_FILTER patch; `ecds`: EXTENSION_CONFIG plus config_discovery.
+        #[arg(long, value_enum, default_value = "inline")]
+        form: Form,
+        /// Module location for the inline form: a path in the proxy (`local`) or an https url (`remote`).
+        /// `{file}` is replaced by the module's file name.
+        #[arg(long, default_value = "/var/local/lib/wasm-filters/{file}")]
+        code: String,
+        /// Envoy cluster that serves an https `--code` url.
+        #[arg(long, default_value = "")]
+        code_cluster: String,
+    },
+    /// A complete plain Envoy bootstrap (listener, routes, filters, clusters).
+    Envoy {
+        #[command(flatten)]
+        input: Input,
+        /// Listener address.
+        #[arg(long, default_value = "0.0.0.0:10000")]
+        listen: String,
+        /// Admin address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// Directory of the built modules, as Envoy sees it.
+        #[arg(long, default_value = "target/wasm32-wasip1/release")]
+        wasm_dir: String,
+        /// Address of an upstream: CLUSTER_OR_HOST=ADDRESS:PORT (repeatable).
+        #[arg(long = "upstream", value_name = "NAME=ADDRESS:PORT")]
+        upstreams: Vec<String>,
+        /// Where requests that no VirtualService routes go (default: a 404).
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        default_upstream: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct Input {
+    /// Multi-document Istio YAML files; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Treat every warning as an error.
+    #[arg(long)]
+    strict: bool,
+    /// Namespace of resources that name none.
+    #[arg(long, default_value = "default")]
+    default_namespace: String,
+    /// Write the output to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct IstioArgs {
+    /// Image repository prefix (`oci://REGISTRY/PATH`), or a `file://` or `https://` directory.
+    #[arg(long, default_value = "oci://ghcr.io/meshwasm")]
+    image_prefix: String,
+    /// Image tag.
+    #[arg(long, default_value = "latest")]
+    tag: String,
+    /// Manifest digest per filter, as `wasmhub inspect` prints it: `router=sha256:...` (repeatable).
+    #[arg(long, value_name = "FILTER=DIGEST")]
+    sha256: Vec<String>,
+    /// Namespace of mesh-wide resources (Istio's root namespace applies them to every namespace).
+    #[arg(long, default_value = "istio-system")]
+    namespace: String,
+    /// What a plugin that cannot load does.
+    #[arg(long, value_enum, default_value = "FAIL_CLOSE")]
+    fail_strategy: FailStrategy,
+    /// `imagePullSecret` for a private registry.
+    #[arg(long)]
+    pull_secret: Option<String>,
+    /// `vmConfig.env` entries: NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    vm_env: Vec<String>,
+    /// Select by Gateway API `targetRefs` instead of labels: KIND/NAME (repeatable).
+    #[arg(long = "target-ref", value_name = "KIND/NAME")]
+    target_refs: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Form {
+    Inline,
+    Ecds,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(rejected) = e.downcast_ref::<Rejected>() {
+                let errors = rejected
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == translate::Severity::Error)
+                    .count();
+                eprintln!("{rejected}\nenvoyfilter: {errors} error(s); nothing written");
+            } else {
+                eprintln!("envoyfilter: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let (input, documents) = match cli.command {
+        Command::Check(input) => {
+            let t = load(&input)?;
+            eprintln!(
+                "{} VirtualServices, {} placements, {} warnings",
+                t.services.len(),
+                t.placements().len(),
+                t.findings.len()
+            );
+            return Ok(());
+        }
+        Command::Config(input) => {
+            let t = load(&input)?;
+            let mut out = serde_json::Map::new();
+            for placement in t.placements() {
+                let mut filters = serde_json::Map::new();
+                for filter in Filter::ALL {
+                    if let Some(config) = filter.config(&t, &placement) {
+                        filters.insert(filter.plugin_name().into(), config);
+                    }
+                }
+                out.insert(placement.slug().to_owned(), Value::Object(filters));
+            }
+            let text = serde_json::to_string_pretty(&Value::Object(out))? + "\n";
+            return write_output(&input, &text);
+        }
+        Command::Istio { input, istio } => {
+            let t = load(&input)?;
+            let docs = render::istio_manifests(&t, &istio_options(&istio)?);
+            (input, docs)
+        }
+        Command::Envoyfilter {
+            input,
+            istio,
+            form,
+            code,
+            code_cluster,
+        } => {
+            let t = load(&input)?;
+            let options = istio_options(&istio)?;
+            let form = match form {
+                Form::Inline if code.starts_with("https://") || code.starts_with("http://") => {
+                    if code_cluster.is_empty() {
+                        bail!(
+                            "--code {code} is a url, so Envoy needs --code-cluster naming the cluster that serves it"
+                        );
+                    }
+                    EnvoyFilterForm::Inline(Code::Remote {
+                        uri: code,
+                        cluster: code_cluster,
+                        sha256: None,
+                    })
+                }
+                Form::Inline => EnvoyFilterForm::Inline(Code::Local { filename: code }),
+                Form::Ecds => EnvoyFilterForm::Ecds {
+                    uri: format!(
+                        "{}/{{image}}:{}",
+                        options.image_prefix.trim_end_matches('/'),
+                        options.tag
+                    ),
+                    sha256: None,
+                },
+            };
+            let mut docs = render::envoy_filters(&t, &form, &options);
+            docs.extend(
+                t.services
+                    .iter()
+                    .map(|s| render::companion_virtual_service(s, &t)),
+            );
+            docs.extend(t.passthrough.iter().cloned());
+            (input, docs)
+        }
+        Command::Envoy {
+            input,
+            listen,
+            admin,
+            wasm_dir,
+            upstreams,
+            default_upstream,
+        } => {
+            let t = load(&input)?;
+            let mut options = EnvoyOptions {
+                listen: address(&listen, "--listen")?,
+                admin: address(&admin, "--admin")?,
+                wasm_dir,
+                ..EnvoyOptions::default()
+            };
+            for entry in &upstreams {
+                let (name, addr) = entry
+                    .split_once('=')
+                    .with_context(|| format!("--upstream {entry:?}: expected NAME=ADDRESS:PORT"))?;
+                options
+                    .upstreams
+                    .insert(name.to_owned(), address(addr, "--upstream")?);
+            }
+            if let Some(addr) = default_upstream {
+                options.default_cluster = Some(address(&addr, "--default-upstream")?);
+            }
+            (input, vec![render::envoy_bootstrap(&t, &options)])
+        }
+    };
+    write_output(&input, &yaml::dump(&documents))
+}
+
+/// Reads and translates every input file, printing warnings to stderr.
+fn load(input: &Input) -> Result<Translation> {
+    let options = Options {
+        strict: input.strict,
+        default_namespace: input.default_namespace.clone(),
+        ..Options::default()
+    };
+    let mut inputs = Vec::with_capacity(input.files.len());
+    for file in &input.files {
+        let (name, content) = if file.as_os_str() == "-" {
+            let text =
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?;
+            ("<stdin>".to_owned(), text)
+        } else {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            (file.display().to_string(), text)
+        };
+        inputs.push((name, content));
+    }
+    match translate::translate_files(&inputs, &options) {
+        Ok(t) => {
+            for finding in &t.findings {
+                eprintln!("{finding}");
+            }
+            Ok(t)
+        }
+        Err(rejected) => Err(rejected.into()),
+    }
+}
+
+fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
+    let mut sha256 = BTreeMap::new();
+    for entry in &args.sha256 {
+        let (name, digest) = entry.split_once('=').with_context(|| {
+            format!("--sha256 {entry:?}: expected FILTER=DIGEST, e.g. router=sha256:...")
+        })?;
+        let filter = match name {
+            "router" | "meshwasm-router" | "meshwasm.router" => Filter::Router,
+            "fault" | "meshwasm-fault" | "meshwasm.fault" => Filter::Fault,
+            other => bail!("--sha256: unknown filter {other:?}; use router or fault"),
+        };
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--sha256 {entry:?}: a digest is 64 hex digits, optionally after sha256:");
+        }
+        sha256.insert(filter, hex.to_ascii_lowercase());
+    }
+    let pairs = |entries: &[String], flag: &str, sep: char| -> Result<Vec<(String, String)>> {
+        entries
+            .iter()
+            .map(|e| {
+                e.split_once(sep)
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .with_context(|| format!("{flag} {e:?}: expected A{sep}B"))
+            })
+            .collect()
+    };
+    Ok(IstioOptions {
+        image_prefix: args.image_prefix.clone(),
+        tag: args.tag.clone(),
+        sha256,
+        namespace: args.namespace.clone(),
+        fail_strategy: args.fail_strategy,
+        pull_policy: Some("IfNotPresent".into()),
+        pull_secret: args.pull_secret.clone(),
+        vm_env: pairs(&args.vm_env, "--env", '=')?,
+        target_refs: pairs(&args.target_refs, "--target-ref", '/')?,
+    })
+}
+
+fn address(text: &str, flag: &str) -> Result<(String, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("{flag} {text:?}: expected ADDRESS:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{flag} {text:?}: {port:?} is not a port"))?;
+    Ok((host.trim_matches(['[', ']']).to_owned(), port))
+}
+
+fn write_output(input: &Input, text: &str) -> Result<()> {
+    match &input.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}

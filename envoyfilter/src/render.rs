@@ -1,0 +1,879 @@
+//! Manifests that deploy the filters: Istio's WasmPlugin and EnvoyFilter
+//! (inline and ECDS), the companion VirtualServices Istio needs, and plain
+//! Envoy configuration.
+//!
+//! Every function returns JSON values; [`crate::yaml::dump`] writes them
+//! as one YAML stream.
+
+use crate::translate::{Placement, Translation};
+use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The Envoy type of a Wasm HTTP filter's configuration.
+pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Label put on every generated resource, so they can be listed and pruned.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meshwasm-envoyfilter");
+
+/// A meshwasm filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Filter {
+    /// VirtualService faults (delay, abort).
+    Fault,
+    /// VirtualService routing.
+    Router,
+}
+
+/// An Istio WasmPlugin phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before Istio's authentication filters.
+    Authn,
+    /// After authentication, before Istio's authorization filters.
+    Authz,
+    /// After authorization, before Istio's stats filters.
+    Stats,
+    /// Istio decides; generally the end of the chain, before the router.
+    Unspecified,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Authn => "AUTHN",
+            Phase::Authz => "AUTHZ",
+            Phase::Stats => "STATS",
+            Phase::Unspecified => "UNSPECIFIED_PHASE",
+        })
+    }
+}
+
+impl Filter {
+    /// Both filters, in the order they run.
+    pub const ALL: [Filter; 2] = [Filter::Fault, Filter::Router];
+
+    /// The filter's name in Envoy and its root id (`meshwasm.router`).
+    pub fn plugin_name(self) -> &'static str {
+        match self {
+            Filter::Fault => "meshwasm.fault",
+            Filter::Router => "meshwasm.router",
+        }
+    }
+
+    /// The crate, the image repository and the base of Kubernetes names.
+    pub fn crate_name(self) -> &'static str {
+        match self {
+            Filter::Fault => "meshwasm-fault",
+            Filter::Router => "meshwasm-router",
+        }
+    }
+
+    /// The built module's file name.
+    pub fn wasm_file(self) -> &'static str {
+        match self {
+            Filter::Fault => "meshwasm_fault.wasm",
+            Filter::Router => "meshwasm_router.wasm",
+        }
+    }
+
+    /// Default WasmPlugin phase and priority.
+    ///
+    /// Both run in STATS: after Istio's authentication and authorization
+    /// (a request that RBAC denies is neither delayed nor routed), and before
+    /// Istio's own fault and CORS filters, which come later in the chain
+    /// whatever the phase. Within the phase a higher priority runs first:
+    /// the fault filter (20) before the router (10), as Istio orders its
+    /// fault filter before its router, so an aborted request never picks a
+    /// destination. A telemetry filter belongs above both, so it sees the
+    /// aborts as responses.
+    pub fn default_order(self) -> (Phase, i32) {
+        match self {
+            Filter::Fault => (Phase::Stats, 20),
+            Filter::Router => (Phase::Stats, 10),
+        }
+    }
+
+    /// Its plugin configuration in a translation, at a placement.
+    pub fn config(self, translation: &Translation, placement: &Placement) -> Option<Value> {
+        match self {
+            Filter::Fault => translation.fault_config(placement),
+            Filter::Router => translation.router_config(placement),
+        }
+    }
+}
+
+/// WasmPlugin `failStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailStrategy {
+    /// A VM that cannot load fails requests (503): no request skips the filter.
+    FailClose,
+    /// A VM that cannot load is skipped.
+    FailOpen,
+    /// Reload the VM on failure, as Istio 1.24+ allows.
+    FailReload,
+}
+
+impl fmt::Display for FailStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailStrategy::FailClose => "FAIL_CLOSE",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+        })
+    }
+}
+
+/// Where Istio gets a filter's module, and how the plugins are set up.
+#[derive(Debug, Clone)]
+pub struct IstioOptions {
+    /// Image repository prefix: `oci://ghcr.io/acme` gives `oci://ghcr.io/acme/meshwasm-router:TAG`.
+    /// `file://` and `https://` prefixes are used the same way (with `.wasm` names).
+    pub image_prefix: String,
+    /// Image tag.
+    pub tag: String,
+    /// Manifest digest (`sha256:...` or hex) of each filter's image, as `wasmhub inspect` prints it.
+    pub sha256: BTreeMap<Filter, String>,
+    /// Namespace of mesh-wide plugins; Istio's root namespace makes them apply to every namespace.
+    pub namespace: String,
+    /// What a plugin that cannot load does.
+    pub fail_strategy: FailStrategy,
+    /// `imagePullPolicy`.
+    pub pull_policy: Option<String>,
+    /// `imagePullSecret`.
+    pub pull_secret: Option<String>,
+    /// `vmConfig.env` as name and value pairs.
+    pub vm_env: Vec<(String, String)>,
+    /// Select workloads by Gateway API `targetRefs` (kind/name) instead of labels.
+    pub target_refs: Vec<(String, String)>,
+}
+
+impl Default for IstioOptions {
+    fn default() -> Self {
+        IstioOptions {
+            image_prefix: "oci://ghcr.io/meshwasm".into(),
+            tag: "latest".into(),
+            sha256: BTreeMap::new(),
+            namespace: "istio-system".into(),
+            fail_strategy: FailStrategy::FailClose,
+            pull_policy: Some("IfNotPresent".into()),
+            pull_secret: None,
+            vm_env: Vec::new(),
+            target_refs: Vec::new(),
+        }
+    }
+}
+
+impl IstioOptions {
+    /// The module url of a filter.
+    pub fn url(&self, filter: Filter) -> String {
+        let prefix = self.image_prefix.trim_end_matches('/');
+        if prefix.starts_with("oci://") {
+            format!("{prefix}/{}:{}", filter.crate_name(), self.tag)
+        } else {
+            format!("{prefix}/{}", filter.wasm_file())
+        }
+    }
+
+    fn sha256(&self, filter: Filter) -> Option<String> {
+        self.sha256
+            .get(&filter)
+            .map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_owned())
+    }
+}
+
+/// Everything Istio needs for a translation: per placement one WasmPlugin
+/// per filter that has work there, a companion VirtualService per
+/// VirtualService, and the DestinationRules and Gateways as they were.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{istio_manifests, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/fault-jason-abort.yaml"), &Options::default()).unwrap();
+/// let docs = istio_manifests(&t, &IstioOptions::default());
+/// let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+/// assert_eq!(kinds, ["WasmPlugin", "WasmPlugin", "VirtualService"]);
+/// assert_eq!(docs[0]["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-fault:latest");
+/// ```
+pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
+    let mut out = Vec::new();
+    for placement in translation.placements() {
+        for filter in Filter::ALL {
+            if let Some(config) = filter.config(translation, &placement) {
+                let config = qualify_for_istio(filter, config, translation, &placement);
+                out.push(wasm_plugin(filter, &placement, config, options));
+            }
+        }
+    }
+    for service in &translation.services {
+        out.push(companion_virtual_service(service, translation));
+    }
+    out.extend(translation.passthrough.iter().cloned());
+    out
+}
+
+fn labels() -> Value {
+    json!({ MANAGED_BY.0: MANAGED_BY.1 })
+}
+
+fn placement_namespace(placement: &Placement, options: &IstioOptions) -> String {
+    match placement {
+        Placement::Mesh => options.namespace.clone(),
+        Placement::Gateway { namespace, .. } => namespace.clone(),
+    }
+}
+
+/// One WasmPlugin.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{wasm_plugin, Filter, IstioOptions};
+/// use envoyfilter::translate::Placement;
+/// use serde_json::json;
+///
+/// let plugin = wasm_plugin(Filter::Router, &Placement::Mesh, json!({"hosts": ["*"]}), &IstioOptions::default());
+/// assert_eq!(plugin["spec"]["phase"], "STATS");
+/// assert_eq!(plugin["spec"]["match"][0]["mode"], "CLIENT"); // VirtualServices apply to outbound calls
+/// assert_eq!(plugin["spec"]["pluginConfig"]["hosts"][0], "*");
+/// ```
+pub fn wasm_plugin(
+    filter: Filter,
+    placement: &Placement,
+    config: Value,
+    options: &IstioOptions,
+) -> Value {
+    let (phase, priority) = filter.default_order();
+    let mut spec = Map::new();
+    match placement {
+        Placement::Gateway { selector, .. } if options.target_refs.is_empty() => {
+            spec.insert("selector".into(), json!({ "matchLabels": selector }));
+        }
+        _ if !options.target_refs.is_empty() => {
+            let refs: Vec<Value> = options
+                .target_refs
+                .iter()
+                .map(|(kind, name)| {
+                    let group = if kind == "Service" {
+                        ""
+                    } else {
+                        "gateway.networking.k8s.io"
+                    };
+                    json!({"group": group, "kind": kind, "name": name})
+                })
+                .collect();
+            spec.insert("targetRefs".into(), Value::Array(refs));
+        }
+        _ => {}
+    }
+    spec.insert("url".into(), json!(options.url(filter)));
+    if let Some(sha) = options.sha256(filter) {
+        spec.insert("sha256".into(), json!(sha));
+    }
+    if let Some(policy) = &options.pull_policy {
+        spec.insert("imagePullPolicy".into(), json!(policy));
+    }
+    if let Some(secret) = &options.pull_secret {
+        spec.insert("imagePullSecret".into(), json!(secret));
+    }
+    spec.insert("pluginName".into(), json!(filter.plugin_name()));
+    spec.insert("phase".into(), json!(phase.to_string()));
+    spec.insert("priority".into(), json!(priority));
+    spec.insert(
+        "failStrategy".into(),
+        json!(options.fail_strategy.to_string()),
+    );
+    spec.insert("type".into(), json!("HTTP"));
+    if *placement == Placement::Mesh {
+        spec.insert("match".into(), json!([{"mode": "CLIENT"}]));
+    }
+    if !options.vm_env.is_empty() {
+        let env: Vec<Value> = options
+            .vm_env
+            .iter()
+            .map(|(name, value)| json!({"name": name, "valueFrom": "INLINE", "value": value}))
+            .collect();
+        spec.insert("vmConfig".into(), json!({ "env": env }));
+    }
+    spec.insert("pluginConfig".into(), config);
+    json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {
+            "name": format!("{}-{}", filter.crate_name(), placement.slug()),
+            "namespace": placement_namespace(placement, options),
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    })
+}
+
+/// The router's configuration for Istio: destination hosts made FQDNs, so
+/// the clusters it names (mirror targets) are Istio's
+/// `outbound|PORT|SUBSET|FQDN` clusters.
+fn qualify_for_istio(
+    filter: Filter,
+    config: Value,
+    translation: &Translation,
+    placement: &Placement,
+) -> Value {
+    if filter != Filter::Router {
+        return config;
+    }
+    let namespaces: Vec<String> = translation
+        .services
+        .iter()
+        .filter(|s| s.placements.contains(placement))
+        .map(service_namespace)
+        .collect();
+    let qualify_spec = |spec: &mut Value, ns: &str| {
+        for_each_destination(spec, |d| {
+            if let Some(host) = d.get("host").and_then(Value::as_str)
+                && !host.contains('.')
+            {
+                let fqdn = fqdn(host, ns);
+                d.insert("host".into(), json!(fqdn));
+            }
+        });
+    };
+    let mut config = config;
+    match config.get_mut(meshwasm_core::virtual_service::LIST_KEY) {
+        Some(Value::Array(specs)) => {
+            for (spec, ns) in specs.iter_mut().zip(&namespaces) {
+                qualify_spec(spec, ns);
+            }
+        }
+        _ => {
+            if let Some(ns) = namespaces.first() {
+                qualify_spec(&mut config, ns);
+            }
+        }
+    }
+    config
+}
+
+fn service_namespace(service: &crate::translate::Service) -> String {
+    service
+        .source
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+fn fqdn(host: &str, namespace: &str) -> String {
+    format!("{host}.{namespace}.svc.cluster.local")
+}
+
+/// Calls `f` on every `destination` and mirror object of a spec.
+fn for_each_destination(spec: &mut Value, mut f: impl FnMut(&mut Map<String, Value>)) {
+    let Some(routes) = spec.get_mut("http").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for route in routes {
+        if let Some(ds) = route.get_mut("route").and_then(Value::as_array_mut) {
+            for d in ds {
+                if let Some(Value::Object(dest)) = d.get_mut("destination") {
+                    f(dest);
+                }
+            }
+        }
+        if let Some(Value::Object(mirror)) = route.get_mut("mirror") {
+            f(mirror);
+        }
+        if let Some(ms) = route.get_mut("mirrors").and_then(Value::as_array_mut) {
+            for m in ms {
+                if let Some(Value::Object(dest)) = m.get_mut("destination") {
+                    f(dest);
+                }
+            }
+        }
+    }
+}
+
+/// The VirtualService that makes Istio follow the router's choice.
+///
+/// Istio's own route for the hosts still runs after the filter; this one
+/// replaces the user's VirtualService (apply it instead, not beside), with
+/// the same hosts and gateways and one rule per destination, matched on
+/// the cluster header the router sets. Faults, rewrites, retries and the
+/// rest are done by the filters, so they are not repeated here.
+pub fn companion_virtual_service(
+    service: &crate::translate::Service,
+    _translation: &Translation,
+) -> Value {
+    let ns = service_namespace(service);
+    let header = service.spec["meshwasm"]["router"]["clusterHeader"]
+        .as_str()
+        .unwrap_or(DEFAULT_CLUSTER_HEADER)
+        .to_owned();
+    let template = service.spec["meshwasm"]["router"]["clusterTemplate"]
+        .as_str()
+        .unwrap_or(DEFAULT_CLUSTER_TEMPLATE);
+    let mut http = Vec::new();
+    for upstream in service.upstreams.iter().filter(|u| !u.mirror) {
+        let mut qualified = upstream.destination();
+        if !qualified.host.contains('.') {
+            qualified.host = fqdn(&qualified.host, &ns);
+        }
+        let cluster = cluster_name(template, &qualified);
+        let mut destination = Map::new();
+        destination.insert("host".into(), json!(upstream.host));
+        if let Some(subset) = &upstream.subset {
+            destination.insert("subset".into(), json!(subset));
+        }
+        if let Some(port) = upstream.port {
+            destination.insert("port".into(), json!({"number": port}));
+        }
+        http.push(json!({
+            "name": cluster,
+            "match": [{"headers": {header.clone(): {"exact": cluster}}}],
+            "route": [{"destination": Value::Object(destination)}],
+        }));
+    }
+    let mut spec = Map::new();
+    spec.insert("hosts".into(), json!(service.hosts));
+    if !service.gateways.is_empty() {
+        spec.insert("gateways".into(), json!(service.gateways));
+    }
+    spec.insert("http".into(), Value::Array(http));
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(service.source.name));
+    if let Some(ns) = &service.source.namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    metadata.insert("labels".into(), labels());
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": Value::Object(metadata),
+        "spec": Value::Object(spec),
+    })
+}
+
+/// Where Envoy gets a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// A file on the proxy's filesystem.
+    Local {
+        /// Its path.
+        filename: String,
+    },
+    /// Fetched by Envoy (or, for `oci://`, by Istio's agent) from a url.
+    Remote {
+        /// `https://` or `oci://` url.
+        uri: String,
+        /// Envoy cluster serving the url (ignored for `oci://`, which Istio's agent fetches).
+        cluster: String,
+        /// Module digest (hex) Envoy checks.
+        sha256: Option<String>,
+    },
+}
+
+/// One filter entry for an Envoy `http_filters` list.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{http_filter, Code, Filter};
+/// use serde_json::json;
+///
+/// let entry = http_filter(Filter::Router, &json!({"hosts": ["*"]}), &Code::Local { filename: "meshwasm_router.wasm".into() });
+/// assert_eq!(entry["name"], "meshwasm.router");
+/// let config = &entry["typed_config"]["config"];
+/// assert_eq!(config["root_id"], "meshwasm.router");
+/// assert_eq!(config["configuration"]["value"], r#"{"hosts":["*"]}"#);
+/// assert_eq!(config["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+/// ```
+pub fn http_filter(filter: Filter, config: &Value, code: &Code) -> Value {
+    json!({
+        "name": filter.plugin_name(),
+        "typed_config": {
+            "@type": WASM_FILTER_TYPE,
+            "config": plugin_config(filter, config, code),
+        },
+    })
+}
+
+fn plugin_config(filter: Filter, config: &Value, code: &Code) -> Value {
+    let code = match code {
+        Code::Local { filename } => json!({"local": {"filename": filename}}),
+        Code::Remote {
+            uri,
+            cluster,
+            sha256,
+        } => {
+            let mut remote =
+                json!({"http_uri": {"uri": uri, "cluster": cluster, "timeout": "30s"}});
+            if let Some(sha) = sha256 {
+                remote["sha256"] = json!(sha.strip_prefix("sha256:").unwrap_or(sha));
+            }
+            json!({ "remote": remote })
+        }
+    };
+    json!({
+        "name": filter.plugin_name(),
+        "root_id": filter.plugin_name(),
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": config.to_string(),
+        },
+        // Both filters share one VM per worker: it saves memory and costs
+        // nothing per request (see DESIGN.md).
+        "vm_config": {
+            "vm_id": "meshwasm",
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": code,
+        },
+    })
+}
+
+/// Which Istio listeners an EnvoyFilter patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PatchContext {
+    /// Sidecars' outbound listeners (VirtualService routing applies here).
+    SidecarOutbound,
+    /// Sidecars' inbound listeners.
+    SidecarInbound,
+    /// Gateways.
+    Gateway,
+}
+
+impl fmt::Display for PatchContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PatchContext::SidecarOutbound => "SIDECAR_OUTBOUND",
+            PatchContext::SidecarInbound => "SIDECAR_INBOUND",
+            PatchContext::Gateway => "GATEWAY",
+        })
+    }
+}
+
+/// The EnvoyFilter form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvoyFilterForm {
+    /// The filter inline in an `HTTP_FILTER` patch, with its code.
+    Inline(Code),
+    /// An `EXTENSION_CONFIG` patch plus a filter that points at it with
+    /// `config_discovery`; Istio's agent fetches `oci://` and `https://`
+    /// code for it.
+    Ecds {
+        /// Module url.
+        uri: String,
+        /// Module digest.
+        sha256: Option<String>,
+    },
+}
+
+/// The placement's context, name, namespace and workload labels.
+fn envoy_filter_target(
+    placement: &Placement,
+    options: &IstioOptions,
+) -> (PatchContext, String, Option<BTreeMap<String, String>>) {
+    match placement {
+        Placement::Mesh => (
+            PatchContext::SidecarOutbound,
+            options.namespace.clone(),
+            None,
+        ),
+        Placement::Gateway {
+            namespace,
+            selector,
+            ..
+        } => (
+            PatchContext::Gateway,
+            namespace.clone(),
+            Some(selector.clone()),
+        ),
+    }
+}
+
+/// An EnvoyFilter that inserts one filter before Envoy's router, for each
+/// placement of the translation where the filter has work.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{envoy_filters, Code, EnvoyFilterForm, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let form = EnvoyFilterForm::Inline(Code::Local { filename: "/var/local/lib/wasm/meshwasm_router.wasm".into() });
+/// let docs = envoy_filters(&t, &form, &IstioOptions::default());
+/// let patch = &docs[0]["spec"]["configPatches"][0];
+/// assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+/// assert_eq!(patch["match"]["context"], "GATEWAY");
+/// ```
+pub fn envoy_filters(
+    translation: &Translation,
+    form: &EnvoyFilterForm,
+    options: &IstioOptions,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for placement in translation.placements() {
+        for filter in Filter::ALL {
+            let Some(config) = filter.config(translation, &placement) else {
+                continue;
+            };
+            let config = qualify_for_istio(filter, config, translation, &placement);
+            let (context, namespace, selector) = envoy_filter_target(&placement, options);
+            let (_, priority) = filter.default_order();
+            let insert = |value: Value| {
+                json!({
+                    "applyTo": "HTTP_FILTER",
+                    "match": {
+                        "context": context.to_string(),
+                        "listener": {"filterChain": {"filter": {
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "subFilter": {"name": "envoy.filters.http.router"},
+                        }}},
+                    },
+                    "patch": {"operation": "INSERT_BEFORE", "value": value},
+                })
+            };
+            let patches = match form {
+                EnvoyFilterForm::Inline(code) => {
+                    let code = match code {
+                        Code::Local { filename } => Code::Local {
+                            filename: filename.replace("{file}", filter.wasm_file()),
+                        },
+                        Code::Remote {
+                            uri,
+                            cluster,
+                            sha256,
+                        } => Code::Remote {
+                            uri: uri.replace("{file}", filter.wasm_file()),
+                            cluster: cluster.clone(),
+                            sha256: sha256.clone(),
+                        },
+                    };
+                    vec![insert(http_filter(filter, &config, &code))]
+                }
+                EnvoyFilterForm::Ecds { uri, sha256 } => {
+                    let uri = uri
+                        .replace("{file}", filter.wasm_file())
+                        .replace("{image}", filter.crate_name());
+                    let mut remote = json!({"http_uri": {"uri": uri}});
+                    if let Some(sha) = sha256 {
+                        remote["sha256"] = json!(sha.strip_prefix("sha256:").unwrap_or(sha));
+                    }
+                    let mut typed = json!({
+                        "@type": WASM_FILTER_TYPE,
+                        "config": plugin_config(filter, &config, &Code::Local { filename: String::new() }),
+                    });
+                    typed["config"]["vm_config"]["code"] = json!({ "remote": remote });
+                    vec![
+                        json!({
+                            "applyTo": "EXTENSION_CONFIG",
+                            "patch": {"operation": "ADD", "value": {
+                                "name": filter.plugin_name(),
+                                "typed_config": typed,
+                            }},
+                        }),
+                        insert(json!({
+                            "name": filter.plugin_name(),
+                            "config_discovery": {
+                                "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+                                "type_urls": [WASM_FILTER_TYPE],
+                            },
+                        })),
+                    ]
+                }
+            };
+            let mut spec = Map::new();
+            if let Some(labels) = &selector {
+                spec.insert("workloadSelector".into(), json!({ "labels": labels }));
+            }
+            // EnvoyFilters apply in priority order (lower first): the fault filter first.
+            spec.insert("priority".into(), json!(-priority));
+            spec.insert("configPatches".into(), Value::Array(patches));
+            out.push(json!({
+                "apiVersion": "networking.istio.io/v1alpha3",
+                "kind": "EnvoyFilter",
+                "metadata": {
+                    "name": format!("{}-{}", filter.crate_name(), placement.slug()),
+                    "namespace": namespace,
+                    "labels": labels(),
+                },
+                "spec": Value::Object(spec),
+            }));
+        }
+    }
+    out
+}
+
+/// Pod annotations that mount a ConfigMap holding the modules into the
+/// sidecar, for the inline form with `local` code. Put them on the pod
+/// template; create the ConfigMap with
+/// `kubectl create configmap meshwasm-filters --from-file=target/wasm32-wasip1/release/meshwasm_router.wasm ...`.
+///
+/// # Examples
+///
+/// ```
+/// let a = envoyfilter::render::user_volume_annotations("meshwasm-filters", "/var/local/lib/wasm");
+/// assert!(a["sidecar.istio.io/userVolumeMount"].as_str().unwrap().contains("/var/local/lib/wasm"));
+/// ```
+pub fn user_volume_annotations(config_map: &str, mount_path: &str) -> Value {
+    let volume = json!([{"name": "meshwasm-filters", "configMap": {"name": config_map}}]);
+    let mount = json!([{"name": "meshwasm-filters", "mountPath": mount_path, "readOnly": true}]);
+    json!({
+        "sidecar.istio.io/userVolume": volume.to_string(),
+        "sidecar.istio.io/userVolumeMount": mount.to_string(),
+    })
+}
+
+/// A plain Envoy deployment: listener, routes, filters and clusters.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    /// Listener address.
+    pub listen: (String, u16),
+    /// Admin address.
+    pub admin: (String, u16),
+    /// Directory holding the built modules, as Envoy sees it.
+    pub wasm_dir: String,
+    /// Address of each upstream cluster, by cluster name or by host
+    /// (`reviews` covers every `reviews` cluster); others resolve
+    /// `HOST:PORT` (port 80 when the destination has none) by DNS.
+    pub upstreams: BTreeMap<String, (String, u16)>,
+    /// Cluster for requests no VirtualService routes, with its address.
+    pub default_cluster: Option<(String, u16)>,
+}
+
+impl Default for EnvoyOptions {
+    fn default() -> Self {
+        EnvoyOptions {
+            listen: ("0.0.0.0".into(), 10000),
+            admin: ("127.0.0.1".into(), 9901),
+            wasm_dir: "target/wasm32-wasip1/release".into(),
+            upstreams: BTreeMap::new(),
+            default_cluster: None,
+        }
+    }
+}
+
+/// A complete Envoy bootstrap for a translation's mesh placement (and
+/// every gateway's, since plain Envoy has one listener): the filters, the
+/// route that follows the router's cluster header, and one cluster per
+/// destination.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{envoy_bootstrap, EnvoyOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let bootstrap = envoy_bootstrap(&t, &EnvoyOptions::default());
+/// let clusters = bootstrap["static_resources"]["clusters"].as_array().unwrap();
+/// let names: Vec<&str> = clusters.iter().map(|c| c["name"].as_str().unwrap()).collect();
+/// assert_eq!(names, ["outbound|5005|v1|web", "outbound|5005|v2|web"]);
+/// ```
+pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Value {
+    let everywhere = Translation {
+        services: translation
+            .services
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.placements = vec![Placement::Mesh];
+                s
+            })
+            .collect(),
+        ..translation.clone()
+    };
+    let mut http_filters = Vec::new();
+    for filter in Filter::ALL {
+        if let Some(config) = filter.config(&everywhere, &Placement::Mesh) {
+            let filename = format!(
+                "{}/{}",
+                options.wasm_dir.trim_end_matches('/'),
+                filter.wasm_file()
+            );
+            http_filters.push(http_filter(filter, &config, &Code::Local { filename }));
+        }
+    }
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }));
+    let mut clusters = Vec::new();
+    let mut seen = Vec::new();
+    for service in &translation.services {
+        let template = service.spec["meshwasm"]["router"]["clusterTemplate"]
+            .as_str()
+            .unwrap_or(DEFAULT_CLUSTER_TEMPLATE);
+        for upstream in &service.upstreams {
+            let name = cluster_name(template, &upstream.destination());
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name.clone());
+            let address = options
+                .upstreams
+                .get(&name)
+                .or_else(|| options.upstreams.get(&upstream.host))
+                .cloned()
+                .unwrap_or_else(|| {
+                    (
+                        upstream.host.clone(),
+                        upstream.port.map_or(80, |p| p as u16),
+                    )
+                });
+            clusters.push(cluster(&name, &address));
+        }
+    }
+    let mut routes = vec![json!({
+        "match": {"prefix": "/", "headers": [{"name": DEFAULT_CLUSTER_HEADER, "present_match": true}]},
+        "route": {"cluster_header": DEFAULT_CLUSTER_HEADER, "timeout": "30s"},
+    })];
+    match &options.default_cluster {
+        Some(address) => {
+            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "default", "timeout": "30s"}}));
+            clusters.push(cluster("default", address));
+        }
+        None => routes.push(json!({
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "no VirtualService route\n"}},
+        })),
+    }
+    json!({
+        "admin": {"address": socket(&options.admin)},
+        "static_resources": {
+            "listeners": [{
+                "name": "meshwasm",
+                "address": socket(&options.listen),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "meshwasm",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                        "http_filters": http_filters,
+                    },
+                }]}],
+            }],
+            "clusters": clusters,
+        },
+    })
+}
+
+fn socket((address, port): &(String, u16)) -> Value {
+    json!({"socket_address": {"address": address, "port_value": port}})
+}
+
+fn cluster(name: &str, address: &(String, u16)) -> Value {
+    let is_ip = address.0.parse::<std::net::IpAddr>().is_ok();
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(address)}}]}],
+        },
+    })
+}

@@ -1,0 +1,400 @@
+//! Translation of the Istio examples the project keeps in
+//! `examples/virtual-services/`, and the errors users get for bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use envoyfilter::render::{self, Code, EnvoyFilterForm, EnvoyOptions, Filter, IstioOptions};
+use envoyfilter::translate::{Finding, Options, Placement, Severity, translate, translate_files};
+use meshwasm_core::fault::FaultPlan;
+use meshwasm_core::router::RouterPlan;
+use serde_json::Value;
+
+fn example(name: &str) -> String {
+    let path = format!(
+        "{}/../examples/virtual-services/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+const EXAMPLES: [&str; 5] = [
+    "canary-split.yaml",
+    "fault-delay.yaml",
+    "fault-jason-abort.yaml",
+    "gateway-prefixes-mirror.yaml",
+    "header-routing.yaml",
+];
+
+/// The configuration each filter would get at a placement, compiled by the
+/// filters' own code: what Envoy would load.
+fn compile(config: &Value) -> (RouterPlan, FaultPlan) {
+    let json = config.to_string();
+    (
+        RouterPlan::from_json(json.as_bytes()).unwrap(),
+        FaultPlan::from_json(json.as_bytes()).unwrap(),
+    )
+}
+
+fn only_error(input: &str) -> Finding {
+    let rejected = translate(input, &Options::default()).unwrap_err();
+    let errors: Vec<_> = rejected
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{rejected}");
+    errors[0].clone()
+}
+
+#[test]
+fn every_example_translates_and_the_filters_accept_the_result() {
+    for name in EXAMPLES {
+        let t = translate(&example(name), &Options::default())
+            .unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        assert!(!t.services.is_empty(), "{name}");
+        for placement in t.placements() {
+            let router = t.router_config(&placement).unwrap();
+            compile(&router);
+            if let Some(fault) = t.fault_config(&placement) {
+                compile(&fault);
+            }
+        }
+        for doc in render::istio_manifests(&t, &IstioOptions::default()) {
+            assert!(
+                doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
+                "{name}: {doc}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fault_delay_puts_both_services_in_one_filter_per_kind() {
+    let t = translate(&example("fault-delay.yaml"), &Options::default()).unwrap();
+    assert_eq!(t.placements(), [Placement::Mesh]);
+    let router = t.router_config(&Placement::Mesh).unwrap();
+    let specs = router["virtualServices"].as_array().unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[1]["hosts"][0], "details");
+    // Both have faults, so the fault filter gets both.
+    let fault = t.fault_config(&Placement::Mesh).unwrap();
+    assert_eq!(fault["virtualServices"].as_array().unwrap().len(), 2);
+    assert!(t.findings.is_empty(), "{:?}", t.findings);
+}
+
+#[test]
+fn jason_abort_gets_a_fault_plugin_before_the_router() {
+    let t = translate(&example("fault-jason-abort.yaml"), &Options::default()).unwrap();
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let fault = &docs[0];
+    let router = &docs[1];
+    assert_eq!(fault["spec"]["pluginName"], "meshwasm.fault");
+    assert_eq!(router["spec"]["pluginName"], "meshwasm.router");
+    assert_eq!(fault["spec"]["phase"], router["spec"]["phase"]);
+    assert!(fault["spec"]["priority"].as_i64() > router["spec"]["priority"].as_i64());
+    assert_eq!(
+        fault["spec"]["pluginConfig"]["http"][0]["fault"]["abort"]["httpStatus"],
+        500
+    );
+    // The companion replaces the user's VirtualService (same name) and routes by the router's header.
+    let companion = &docs[2];
+    assert_eq!(companion["metadata"]["name"], "ratings");
+    assert_eq!(
+        companion["spec"]["http"][0]["match"][0]["headers"]["x-meshwasm-cluster"]["exact"],
+        "outbound||v1|ratings.default.svc.cluster.local"
+    );
+    assert_eq!(
+        companion["spec"]["http"][0]["route"][0]["destination"]["subset"],
+        "v1"
+    );
+}
+
+#[test]
+fn gateway_placement_uses_the_gateways_selector_and_its_https_redirect() {
+    let t = translate(
+        &example("gateway-prefixes-mirror.yaml"),
+        &Options::default(),
+    )
+    .unwrap();
+    let gateway = t
+        .placements()
+        .into_iter()
+        .find(|p| matches!(p, Placement::Gateway { .. }))
+        .unwrap();
+    let Placement::Gateway { name, selector, .. } = &gateway else {
+        unreachable!()
+    };
+    assert_eq!(name, "httpbin-gateway");
+    assert_eq!(selector["istio"], "ingressgateway");
+    let config = t.router_config(&gateway).unwrap();
+    assert_eq!(config["hosts"][0], "httpbin.example.com");
+    assert_eq!(config["meshwasm"]["router"]["httpsRedirect"], true);
+    // The mirror service stays in the mesh, without the gateway's redirect.
+    let mesh = t.router_config(&Placement::Mesh).unwrap();
+    assert_eq!(mesh["hosts"][0], "httpbin");
+    assert!(mesh.get("meshwasm").is_none());
+    // A mirror without a port cannot name an Istio cluster: said, with its line.
+    let mirror = &t.findings[0];
+    assert_eq!(mirror.path, "spec.http[0].mirror");
+    assert_eq!(mirror.line, Some(54));
+    assert_eq!(mirror.source.as_ref().unwrap().name, "httpbin-mirror");
+}
+
+#[test]
+fn strict_turns_every_warning_into_an_error() {
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let rejected = translate(&example("canary-split.yaml"), &strict).unwrap_err();
+    assert!(
+        rejected
+            .findings
+            .iter()
+            .all(|f| f.severity == Severity::Error)
+    );
+    assert!(
+        rejected.to_string().contains("spec.gateways[0] (line 24)"),
+        "{rejected}"
+    );
+    // An example without warnings passes strict mode.
+    translate(&example("fault-delay.yaml"), &strict).unwrap();
+}
+
+#[test]
+fn a_gateway_in_another_file_serves_the_virtual_service() {
+    let gateway = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: web-gateway}\nspec:\n  selector: {app: edge}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n";
+    let files = [
+        ("gw.yaml".to_owned(), gateway.to_owned()),
+        ("canary.yaml".to_owned(), example("canary-split.yaml")),
+    ];
+    let t = translate_files(
+        &files,
+        &Options {
+            strict: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let Placement::Gateway { selector, .. } = &t.placements()[0] else {
+        panic!()
+    };
+    assert_eq!(selector["app"], "edge");
+}
+
+#[test]
+fn bad_input_names_document_resource_path_and_line() {
+    let vs = |spec: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r}}\nspec: {{host: r}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n{spec}"
+        )
+    };
+    // Weights summing to 0.
+    let e = only_error(&vs(
+        "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: a}\n      weight: 0\n    - destination: {host: reviews, subset: b}\n      weight: 0\n",
+    ));
+    let source = e.source.clone().unwrap();
+    assert_eq!(
+        (source.document, source.kind.as_str(), source.name.as_str()),
+        (2, "VirtualService", "reviews")
+    );
+    assert!(e.path.starts_with("spec.http[0].route"), "{e}");
+    assert_eq!(e.line, Some(13), "{e}");
+    // A regex that does not compile.
+    let e = only_error(&vs(
+        "  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        cookie: {regex: 'user=(jason'}\n    route:\n    - destination: {host: reviews}\n",
+    ));
+    assert_eq!(e.path, "spec.http[0].match[0].headers.cookie.regex", "{e}");
+    assert_eq!(e.line, Some(15), "{e}");
+    assert!(e.message.contains("user=(jason"), "{e}");
+    // Missing hosts.
+    let e = only_error(&vs(
+        "  http:\n  - route:\n    - destination: {host: reviews}\n",
+    ));
+    assert_eq!(e.path, "spec.hosts", "{e}");
+    assert_eq!(e.line, Some(10), "{e}"); // missing: the line of `spec`
+    // A misspelt field.
+    let e = only_error(&vs("  hosts: [reviews]\n  http:\n  - rout: []\n"));
+    assert_eq!(e.path, "spec.http[0].rout", "{e}");
+    assert!(e.message.contains("unknown field `rout`"), "{e}");
+    assert_eq!(e.line, Some(13), "{e}");
+}
+
+#[test]
+fn unknown_kinds_and_bad_yaml_are_errors_with_lines() {
+    let e = only_error("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}\n");
+    assert_eq!(e.path, "kind");
+    assert!(e.message.contains("unknown kind \"Deployment\""), "{e}");
+    let e = only_error(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: [a\n",
+    );
+    assert!(e.message.starts_with("not valid YAML"), "{e}");
+    assert_eq!(e.line, Some(6), "{e}");
+    let e = only_error(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: {hosts: [a]}\n",
+    );
+    assert_eq!(e.path, "metadata.name");
+    let e = only_error("# only a comment\n");
+    assert!(e.message.contains("no documents"), "{e}");
+    // Other Istio kinds are not lost in silence either.
+    let rejected = translate(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [a]}\n",
+        &Options { strict: true, ..Options::default() },
+    )
+    .unwrap_err();
+    assert!(
+        rejected
+            .to_string()
+            .contains("ServiceEntry is not translated"),
+        "{rejected}"
+    );
+}
+
+#[test]
+fn destination_rule_subsets_and_policies_are_checked() {
+    let input = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n  subsets:\n  - name: v1\n    labels: {version: v1}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v3}\n";
+    let t = translate(input, &Options::default()).unwrap();
+    let paths: Vec<&str> = t.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.trafficPolicy",
+            "spec.http[0].route[0].destination.subset"
+        ]
+    );
+    assert!(
+        t.findings[1].message.contains("subset \"v3\""),
+        "{}",
+        t.findings[1]
+    );
+}
+
+#[test]
+fn notes_from_the_filters_become_warnings_with_paths() {
+    let input = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  exportTo: ['.']\n  tcp:\n  - route: [{destination: {host: r}}]\n  http:\n  - match: [{uri: {prefix: /a}, statPrefix: a}]\n    route: [{destination: {host: r}}]\n";
+    let t = translate(input, &Options::default()).unwrap();
+    let paths: Vec<&str> = t.findings.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"spec"), "{paths:?}"); // tcp routes: ignored by HTTP filters
+    assert!(
+        paths.contains(&"spec.http[0].match[0].statPrefix"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"spec.exportTo"), "{paths:?}");
+}
+
+#[test]
+fn envoy_filter_forms_carry_the_same_configuration() {
+    let t = translate(&example("header-routing.yaml"), &Options::default()).unwrap();
+    let options = IstioOptions::default();
+    let inline = render::envoy_filters(
+        &t,
+        &EnvoyFilterForm::Inline(Code::Local {
+            filename: "/wasm/{file}".into(),
+        }),
+        &options,
+    );
+    let mesh = inline
+        .iter()
+        .find(|d| d["metadata"]["name"] == "meshwasm-router-mesh")
+        .unwrap();
+    let patch = &mesh["spec"]["configPatches"][0];
+    assert_eq!(patch["match"]["context"], "SIDECAR_OUTBOUND");
+    let config = &patch["patch"]["value"]["typed_config"]["config"];
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"],
+        "/wasm/meshwasm_router.wasm"
+    );
+    let value: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    // bookinfo-rule (gateways: [my-gateway, mesh]) and reviews both apply to sidecars.
+    let hosts: Vec<&str> = value["virtualServices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hosts"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["reviews.prod.svc.cluster.local", "reviews"]);
+    let ecds = render::envoy_filters(
+        &t,
+        &EnvoyFilterForm::Ecds {
+            uri: "oci://r.example/{image}:1".into(),
+            sha256: None,
+        },
+        &options,
+    );
+    let mesh = ecds
+        .iter()
+        .find(|d| d["metadata"]["name"] == "meshwasm-router-mesh")
+        .unwrap();
+    let patches = mesh["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches[0]["applyTo"], "EXTENSION_CONFIG");
+    assert_eq!(
+        patches[0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["code"]["remote"]["http_uri"]
+            ["uri"],
+        "oci://r.example/meshwasm-router:1"
+    );
+    assert_eq!(
+        patches[1]["patch"]["value"]["config_discovery"]["type_urls"][0],
+        render::WASM_FILTER_TYPE
+    );
+    assert_eq!(
+        patches[1]["patch"]["value"]["name"],
+        patches[0]["patch"]["value"]["name"]
+    );
+}
+
+#[test]
+fn wasm_plugin_options_reach_the_manifest() {
+    let t = translate(&example("fault-jason-abort.yaml"), &Options::default()).unwrap();
+    let mut options = IstioOptions::default();
+    options
+        .sha256
+        .insert(Filter::Router, format!("sha256:{}", "ab".repeat(32)));
+    options.pull_secret = Some("regcred".into());
+    options.vm_env = vec![("LOG".into(), "debug".into())];
+    options.target_refs = vec![("Service".into(), "ratings".into())];
+    let docs = render::istio_manifests(&t, &options);
+    let router = docs
+        .iter()
+        .find(|d| d["spec"]["pluginName"] == "meshwasm.router")
+        .unwrap();
+    assert_eq!(router["spec"]["sha256"], "ab".repeat(32));
+    assert_eq!(router["spec"]["imagePullSecret"], "regcred");
+    assert_eq!(router["spec"]["vmConfig"]["env"][0]["name"], "LOG");
+    assert_eq!(router["spec"]["targetRefs"][0]["kind"], "Service");
+    assert!(
+        router["spec"].get("selector").is_none(),
+        "selector and targetRefs are exclusive"
+    );
+}
+
+#[test]
+fn the_envoy_bootstrap_has_a_cluster_per_destination_and_mirror() {
+    let t = translate(
+        &example("gateway-prefixes-mirror.yaml"),
+        &Options::default(),
+    )
+    .unwrap();
+    let mut options = EnvoyOptions::default();
+    options
+        .upstreams
+        .insert("httpbin".into(), ("127.0.0.1".into(), 8000));
+    let bootstrap = render::envoy_bootstrap(&t, &options);
+    let clusters: Vec<&str> = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        clusters,
+        [
+            "outbound|8000||httpbin",
+            "outbound||v1|httpbin",
+            "outbound||v2|httpbin"
+        ]
+    );
+    let filters = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    assert_eq!(filters[0]["name"], "meshwasm.router");
+    assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+}
