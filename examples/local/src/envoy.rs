@@ -117,6 +117,8 @@ pub struct Bootstrap {
     route_timeout: Duration,
     cpu: Option<u32>,
     callgrind: bool,
+    /// A complete configuration made elsewhere (by `envoyfilter`), used as is.
+    config: Option<Value>,
 }
 
 impl Bootstrap {
@@ -132,6 +134,7 @@ impl Bootstrap {
             route_timeout: Duration::from_secs(30),
             cpu: None,
             callgrind: false,
+            config: None,
         }
     }
 
@@ -184,8 +187,20 @@ impl Bootstrap {
         self
     }
 
+    /// A complete Envoy configuration, such as `envoyfilter envoy` renders,
+    /// run as it is (one worker). Bind its listener and admin to port 0 on
+    /// 127.0.0.1: the harness finds the bound ports.
+    pub fn from_config(config: Value) -> Self {
+        let mut bootstrap = Bootstrap::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        bootstrap.config = Some(config);
+        bootstrap
+    }
+
     /// The bootstrap as JSON (Envoy reads JSON and YAML alike).
     pub fn to_json(&self) -> Value {
+        if let Some(config) = &self.config {
+            return config.clone();
+        }
         let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_json).collect();
         http_filters.push(json!({
             "name": "envoy.filters.http.router",

@@ -136,6 +136,10 @@ impl HostMatcher {
     /// assert!(any.rank("api.example.com") < wildcard.rank("api.example.com"));
     /// assert!(wildcard.rank("api.example.com") < named.rank("api.example.com"));
     /// assert_eq!(named.rank("web.example.com"), None);
+    ///
+    /// let fqdn = HostMatcher::compile(&["reviews.prod.svc.cluster.local".into()]).unwrap();
+    /// let short = HostMatcher::compile(&["reviews".into()]).unwrap();
+    /// assert!(fqdn.rank("reviews") < short.rank("reviews"));
     /// ```
     pub fn rank(&self, authority: &str) -> Option<usize> {
         let host = strip_port(authority);
@@ -145,7 +149,17 @@ impl HostMatcher {
             .filter(|p| p.matches(host))
             .map(|p| match p {
                 HostPattern::Suffix(suffix) => suffix.len() + 1,
-                _ => usize::MAX,
+                // The name as written beats a form derived from it: a
+                // client calling `reviews` means the `reviews` service of
+                // its own namespace before `reviews.prod.svc.cluster.local`.
+                HostPattern::Exact(name)
+                | HostPattern::ShortName(name)
+                | HostPattern::ServiceFqdn { full: name, .. }
+                    if name.eq_ignore_ascii_case(host) =>
+                {
+                    usize::MAX
+                }
+                _ => usize::MAX - 1,
             })
             .max();
         best.or(self.any.then_some(0))

@@ -1,0 +1,132 @@
+//! envoyfilter's plain Envoy output, from the Istio YAML in
+//! `examples/virtual-services/`: Envoy accepts every rendered bootstrap
+//! (validation creates the Wasm VMs and configures the filters), and one
+//! bootstrap with two VirtualServices in one filter routes real traffic.
+
+use envoyfilter::render::{EnvoyOptions, envoy_bootstrap};
+use envoyfilter::translate::{Options, Translation, translate};
+use meshwasm_local::artifacts::ROUTER_WASM;
+use meshwasm_local::envoy::{self, Bootstrap, Envoy};
+use meshwasm_local::traffic::{send, send_many};
+use meshwasm_local::upstream::Upstream;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn example(name: &str) -> Translation {
+    let path = format!(
+        "{}/../examples/virtual-services/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    translate(&text, &Options::default()).unwrap_or_else(|e| panic!("{path}:\n{e}"))
+}
+
+fn loopback_options() -> EnvoyOptions {
+    let wasm_dir = Path::new(ROUTER_WASM).parent().unwrap();
+    EnvoyOptions {
+        listen: ("127.0.0.1".into(), 0),
+        admin: ("127.0.0.1".into(), 0),
+        wasm_dir: wasm_dir.display().to_string(),
+        ..EnvoyOptions::default()
+    }
+}
+
+#[test]
+fn envoy_accepts_every_rendered_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "canary-split.yaml",
+        "fault-delay.yaml",
+        "fault-jason-abort.yaml",
+        "gateway-prefixes-mirror.yaml",
+        "header-routing.yaml",
+    ] {
+        let mut options = loopback_options();
+        options.default_cluster = Some(("127.0.0.1".into(), 9));
+        let t = example(name);
+        // Hosts left to DNS must not be looked up here: point them at loopback.
+        for service in &t.services {
+            for upstream in &service.upstreams {
+                options
+                    .upstreams
+                    .insert(upstream.host.clone(), ("127.0.0.1".into(), 9));
+            }
+        }
+        // The YAML a user would save, not the JSON value: the writer is tested too.
+        let config = dir.path().join(name);
+        std::fs::write(
+            &config,
+            envoyfilter::yaml::dump(&[envoy_bootstrap(&t, &options)]),
+        )
+        .unwrap();
+        envoy::validate(&config).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_routing_yaml_routes_each_host_by_its_own_virtual_service() {
+    let t = example("header-routing.yaml");
+    let prod = Upstream::start("prod").await.unwrap();
+    let qa = Upstream::start("qa").await.unwrap();
+    let v1 = Upstream::start("v1").await.unwrap();
+    let v2 = Upstream::start("v2").await.unwrap();
+    let at = |u: &Upstream| (u.addr().ip().to_string(), u.addr().port());
+    let mut options = loopback_options();
+    options.upstreams = BTreeMap::from([
+        ("reviews.prod.svc.cluster.local".into(), at(&prod)),
+        ("reviews.qa.svc.cluster.local".into(), at(&qa)),
+        ("outbound||v1|reviews".into(), at(&v1)),
+        ("outbound||v2|reviews".into(), at(&v2)),
+    ]);
+    let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
+        .await
+        .unwrap();
+    let http = envoy::client().unwrap();
+    let upstream_of = |host: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let mut request = http.get(envoy.url("/reviews/1")).header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let outcome = send(request).await.unwrap();
+            (
+                outcome.status,
+                outcome.upstream().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    // The reviews VirtualService: jason sees v2, everyone else v1.
+    assert_eq!(
+        upstream_of("reviews", &[("end-user", "jason")]).await,
+        (200, "v2".into())
+    );
+    assert_eq!(upstream_of("reviews:9080", &[]).await, (200, "v1".into()));
+    // bookinfo-rule, for its own hosts: the dev cookie goes to qa.
+    assert_eq!(
+        upstream_of("uk.bookinfo.com", &[("cookie", "user=dev-123")]).await,
+        (200, "qa".into())
+    );
+    // No VirtualService names this host: the bootstrap's 404.
+    assert_eq!(upstream_of("ratings", &[]).await.0, 404);
+    // bookinfo-rule's 80/20 split between prod and qa.
+    let url = envoy.url("/reviews/1");
+    let outcomes = send_many(400, 8, move |_| {
+        http.get(&url).header("host", "eu.bookinfo.com")
+    })
+    .await
+    .unwrap();
+    let prod_share = outcomes
+        .iter()
+        .filter(|o| o.upstream() == Some("prod"))
+        .count();
+    let qa_share = outcomes
+        .iter()
+        .filter(|o| o.upstream() == Some("qa"))
+        .count();
+    assert_eq!(prod_share + qa_share, 400);
+    // 80 % of 400 within about 4.5 standard deviations (sd = 8).
+    assert!(
+        (284..=356).contains(&prod_share),
+        "prod {prod_share}, qa {qa_share}"
+    );
+}
