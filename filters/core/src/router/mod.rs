@@ -304,7 +304,12 @@ impl RouterPlan {
 
     /// Decides what to do with a request.
     pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> Decision<'_> {
-        let chosen = crate::route_table::most_specific(self.services.iter().map(|s| &s.table), req);
+        // One spec (the common case) checks its own hosts: no ranking needed.
+        let chosen = if self.services.len() == 1 {
+            Some(0)
+        } else {
+            crate::route_table::most_specific(self.services.iter().map(|s| &s.table), req)
+        };
         match chosen.and_then(|i| self.services.get(i).map(|s| (i, s))) {
             Some((service, router)) => router.decide(service, req, rng),
             None => Decision::Pass(self.strip_routing_headers(req)),
