@@ -185,28 +185,15 @@ impl FaultPlan {
     /// The first [`ConfigError`], naming the field.
     pub fn compile_all(specs: &[VirtualService]) -> Result<Self, ConfigError> {
         let mut notes = Vec::new();
-        let mut services = Vec::with_capacity(specs.len());
         let mut options = None;
-        for (i, vs) in specs.iter().enumerate() {
-            let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
-            let indexed = list.index(i);
-            let root = if specs.len() == 1 {
-                &FieldPath::ROOT
-            } else {
-                &indexed
-            };
-            services.push(RouteTable::compile_at(
-                root,
-                vs,
-                &mut notes,
-                |at, route, notes| {
-                    route
-                        .fault
-                        .as_ref()
-                        .map(|f| compile_fault(&at.field("fault"), f, notes))
-                        .transpose()
-                },
-            )?);
+        let services = crate::route_table::compile_each(specs, |root, vs| {
+            let table = RouteTable::compile_at(root, vs, &mut notes, |at, route, notes| {
+                route
+                    .fault
+                    .as_ref()
+                    .map(|f| compile_fault(&at.field("fault"), f, notes))
+                    .transpose()
+            })?;
             let ext_path = root.field("meshwasm");
             let ext_path = ext_path.field("fault");
             if let Some(ext) = vs.meshwasm.as_ref().and_then(|m| m.fault.as_ref()) {
@@ -221,10 +208,8 @@ impl FaultPlan {
                 };
                 options = Some((header_faults, ext.max_active_faults));
             }
-        }
-        if services.is_empty() {
-            return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
-        }
+            Ok(table)
+        })?;
         let (header_faults, max_active_faults) = options.unwrap_or_default();
         Ok(FaultPlan {
             services,
@@ -236,12 +221,7 @@ impl FaultPlan {
 
     /// Decides what happens to one request.
     pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> FaultDecision {
-        // One spec (the common case) checks its own hosts: no ranking needed.
-        let service = if self.services.len() == 1 {
-            Some(0)
-        } else {
-            crate::route_table::most_specific(&self.services, req)
-        };
+        let service = crate::route_table::most_specific(&self.services, req);
         let policy = service
             .and_then(|i| self.services.get(i))
             .and_then(|table| table.select(req))

@@ -4,7 +4,7 @@
 //! The table is generic over what each filter keeps per route: the fault
 //! filter keeps a fault policy, the router a destination choice.
 
-use crate::error::{ConfigError, ConfigNote, FieldPath};
+use crate::error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};
 use crate::hosts::HostMatcher;
 use crate::request::RequestAttributes;
 use crate::request_match::RequestMatcher;
@@ -155,15 +155,10 @@ impl<T> RouteTable<T> {
     /// How specifically `hosts` match the request's authority; see
     /// [`HostMatcher::rank`].
     pub fn host_rank(&self, req: &mut impl RequestAttributes) -> Option<usize> {
-        if self.hosts.matches_everything() {
-            return Some(
-                req.header(":authority")
-                    .and_then(|a| self.hosts.rank(&a))
-                    .unwrap_or(0),
-            );
+        match req.header(":authority") {
+            Some(authority) => self.hosts.rank(&authority),
+            None => self.hosts.matches_everything().then_some(0),
         }
-        req.header(":authority")
-            .and_then(|authority| self.hosts.rank(&authority))
     }
 
     /// The compiled routes in order.
@@ -174,13 +169,19 @@ impl<T> RouteTable<T> {
 
 /// The position of the table whose `hosts` match the request most
 /// specifically (the first on a tie), as Envoy picks a virtual host; `None`
-/// when no table's hosts match.
+/// when no table's hosts match. A lone table (the common case) is returned
+/// without ranking: its own lookup checks the hosts, and the request pays
+/// for no second authority read.
 pub fn most_specific<'t, T: 't>(
-    tables: impl IntoIterator<Item = &'t RouteTable<T>>,
+    tables: impl IntoIterator<Item = &'t RouteTable<T>, IntoIter: ExactSizeIterator>,
     req: &mut impl RequestAttributes,
 ) -> Option<usize> {
+    let tables = tables.into_iter();
+    if tables.len() == 1 {
+        return Some(0);
+    }
     let mut best: Option<(usize, usize)> = None;
-    for (i, table) in tables.into_iter().enumerate() {
+    for (i, table) in tables.enumerate() {
         if let Some(rank) = table.host_rank(req)
             && best.is_none_or(|(_, r)| rank > r)
         {
@@ -188,4 +189,34 @@ pub fn most_specific<'t, T: 't>(
         }
     }
     best.map(|(i, _)| i)
+}
+
+/// Compiles each spec of a plugin configuration with `compile`, given the
+/// path its errors and notes start from: the root for a lone spec,
+/// `virtualServices[i]` in a list.
+///
+/// # Errors
+///
+/// The first error `compile` returns; [`ConfigErrorKind::Empty`] for no specs.
+pub(crate) fn compile_each<T>(
+    specs: &[VirtualService],
+    mut compile: impl FnMut(&FieldPath<'_>, &VirtualService) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    if specs.is_empty() {
+        return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
+    }
+    let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, vs)| {
+            let indexed = list.index(i);
+            let root = if specs.len() == 1 {
+                &FieldPath::ROOT
+            } else {
+                &indexed
+            };
+            compile(root, vs)
+        })
+        .collect()
 }

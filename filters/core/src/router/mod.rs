@@ -257,20 +257,9 @@ impl RouterPlan {
     /// The first [`ConfigError`], naming the field.
     pub fn compile_all(specs: &[VirtualService]) -> Result<Self, ConfigError> {
         let mut notes = Vec::new();
-        let mut services = Vec::with_capacity(specs.len());
-        for (i, vs) in specs.iter().enumerate() {
-            let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
-            let indexed = list.index(i);
-            let root = if specs.len() == 1 {
-                &FieldPath::ROOT
-            } else {
-                &indexed
-            };
-            services.push(ServiceRouter::compile_at(root, vs, &mut notes)?);
-        }
-        if services.is_empty() {
-            return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
-        }
+        let services = crate::route_table::compile_each(specs, |root, vs| {
+            ServiceRouter::compile_at(root, vs, &mut notes)
+        })?;
         Ok(RouterPlan { services, notes })
     }
 
@@ -304,12 +293,7 @@ impl RouterPlan {
 
     /// Decides what to do with a request.
     pub fn decide(&self, req: &mut impl RequestAttributes, rng: &mut Rng) -> Decision<'_> {
-        // One spec (the common case) checks its own hosts: no ranking needed.
-        let chosen = if self.services.len() == 1 {
-            Some(0)
-        } else {
-            crate::route_table::most_specific(self.services.iter().map(|s| &s.table), req)
-        };
+        let chosen = crate::route_table::most_specific(self.services.iter().map(|s| &s.table), req);
         match chosen.and_then(|i| self.services.get(i).map(|s| (i, s))) {
             Some((service, router)) => router.decide(service, req, rng),
             None => Decision::Pass(self.strip_routing_headers(req)),
