@@ -147,6 +147,8 @@ pub struct IstioOptions {
     pub vm_env: Vec<(String, String)>,
     /// Select workloads by Gateway API `targetRefs` (kind/name) instead of labels.
     pub target_refs: Vec<(String, String)>,
+    /// The mesh's DNS domain, for short host names made FQDNs.
+    pub cluster_domain: String,
 }
 
 impl Default for IstioOptions {
@@ -161,6 +163,7 @@ impl Default for IstioOptions {
             pull_secret: None,
             vm_env: Vec::new(),
             target_refs: Vec::new(),
+            cluster_domain: "cluster.local".into(),
         }
     }
 }
@@ -204,16 +207,25 @@ pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec
     for placement in translation.placements() {
         for filter in Filter::ALL {
             if let Some(config) = filter.config(translation, &placement) {
-                let config = qualify_for_istio(filter, config, translation, &placement);
+                let config = qualify_for_istio(filter, config, translation, &placement, options);
                 out.push(wasm_plugin(filter, &placement, config, options));
             }
         }
     }
-    for service in &translation.services {
-        out.push(companion_virtual_service(service, translation));
-    }
-    out.extend(translation.passthrough.iter().cloned());
+    out.extend(istio_routing(translation, options));
     out
+}
+
+/// What Istio needs beside the filters, whichever way they are deployed:
+/// a companion VirtualService per VirtualService, then the DestinationRules
+/// and Gateways as they were given.
+pub fn istio_routing(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
+    translation
+        .services
+        .iter()
+        .map(|service| companion_virtual_service(service, options))
+        .chain(translation.passthrough.iter().cloned())
+        .collect()
 }
 
 fn labels() -> Value {
@@ -320,22 +332,23 @@ fn qualify_for_istio(
     config: Value,
     translation: &Translation,
     placement: &Placement,
+    options: &IstioOptions,
 ) -> Value {
     if filter != Filter::Router {
         return config;
     }
-    let namespaces: Vec<String> = translation
+    let namespaces: Vec<&str> = translation
         .services
         .iter()
         .filter(|s| s.placements.contains(placement))
-        .map(service_namespace)
+        .map(|s| s.namespace.as_str())
         .collect();
     let qualify_spec = |spec: &mut Value, ns: &str| {
         for_each_destination(spec, |d| {
             if let Some(host) = d.get("host").and_then(Value::as_str)
                 && !host.contains('.')
             {
-                let fqdn = fqdn(host, ns);
+                let fqdn = fqdn(host, ns, &options.cluster_domain);
                 d.insert("host".into(), json!(fqdn));
             }
         });
@@ -356,16 +369,8 @@ fn qualify_for_istio(
     config
 }
 
-fn service_namespace(service: &crate::translate::Service) -> String {
-    service
-        .source
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into())
-}
-
-fn fqdn(host: &str, namespace: &str) -> String {
-    format!("{host}.{namespace}.svc.cluster.local")
+fn fqdn(host: &str, namespace: &str, domain: &str) -> String {
+    format!("{host}.{namespace}.svc.{domain}")
 }
 
 /// Calls `f` on every `destination` and mirror object of a spec.
@@ -403,9 +408,9 @@ fn for_each_destination(spec: &mut Value, mut f: impl FnMut(&mut Map<String, Val
 /// rest are done by the filters, so they are not repeated here.
 pub fn companion_virtual_service(
     service: &crate::translate::Service,
-    _translation: &Translation,
+    options: &IstioOptions,
 ) -> Value {
-    let ns = service_namespace(service);
+    let ns = &service.namespace;
     let header = service.spec["meshwasm"]["router"]["clusterHeader"]
         .as_str()
         .unwrap_or(DEFAULT_CLUSTER_HEADER)
@@ -417,7 +422,7 @@ pub fn companion_virtual_service(
     for upstream in service.upstreams.iter().filter(|u| !u.mirror) {
         let mut qualified = upstream.destination();
         if !qualified.host.contains('.') {
-            qualified.host = fqdn(&qualified.host, &ns);
+            qualified.host = fqdn(&qualified.host, ns, &options.cluster_domain);
         }
         let cluster = cluster_name(template, &qualified);
         let mut destination = Map::new();
@@ -619,7 +624,7 @@ pub fn envoy_filters(
             let Some(config) = filter.config(translation, &placement) else {
                 continue;
             };
-            let config = qualify_for_istio(filter, config, translation, &placement);
+            let config = qualify_for_istio(filter, config, translation, &placement, options);
             let (context, namespace, selector) = envoy_filter_target(&placement, options);
             let (_, priority) = filter.default_order();
             let insert = |value: Value| {

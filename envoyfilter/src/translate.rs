@@ -38,8 +38,6 @@ pub struct Options {
     pub strict: bool,
     /// Namespace of resources that name none.
     pub default_namespace: String,
-    /// The mesh's DNS domain, for short host names made FQDNs.
-    pub cluster_domain: String,
 }
 
 impl Default for Options {
@@ -47,7 +45,6 @@ impl Default for Options {
         Options {
             strict: false,
             default_namespace: "default".into(),
-            cluster_domain: "cluster.local".into(),
         }
     }
 }
@@ -183,6 +180,8 @@ impl Upstream {
 pub struct Service {
     /// The resource it comes from.
     pub source: Source,
+    /// Its namespace: `metadata.namespace`, else the default namespace.
+    pub namespace: String,
     /// The spec the filters get: the user's, plus meshwasm options the
     /// translation derived (such as `httpsRedirect` from a Gateway).
     pub spec: Value,
@@ -627,6 +626,10 @@ impl Context<'_> {
             }
         }
         Some(Service {
+            namespace: source
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.options.default_namespace.clone()),
             source,
             spec: spec.clone(),
             hosts: vs.hosts.clone(),
@@ -732,11 +735,7 @@ impl Context<'_> {
 
     /// Placement from `gateways`, and the Gateways' HTTPS redirects.
     fn place(&mut self, doc: &Document, service: &mut Service, gateways: &[GatewayInfo]) {
-        let own_namespace = service
-            .source
-            .namespace
-            .clone()
-            .unwrap_or_else(|| self.options.default_namespace.clone());
+        let own_namespace = service.namespace.clone();
         if service.gateways.is_empty() {
             service.placements.push(Placement::Mesh);
         }

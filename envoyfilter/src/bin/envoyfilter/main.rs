@@ -117,6 +117,9 @@ struct IstioArgs {
     /// Select by Gateway API `targetRefs` instead of labels: KIND/NAME (repeatable).
     #[arg(long = "target-ref", value_name = "KIND/NAME")]
     target_refs: Vec<String>,
+    /// The mesh's DNS domain, for short service names made FQDNs.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -210,12 +213,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
             };
             let mut docs = render::envoy_filters(&t, &form, &options);
-            docs.extend(
-                t.services
-                    .iter()
-                    .map(|s| render::companion_virtual_service(s, &t)),
-            );
-            docs.extend(t.passthrough.iter().cloned());
+            docs.extend(render::istio_routing(&t, &options));
             (input, docs)
         }
         Command::Envoy {
@@ -255,7 +253,6 @@ fn load(input: &Input) -> Result<Translation> {
     let options = Options {
         strict: input.strict,
         default_namespace: input.default_namespace.clone(),
-        ..Options::default()
     };
     let mut inputs = Vec::with_capacity(input.files.len());
     for file in &input.files {
@@ -318,6 +315,7 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
         pull_secret: args.pull_secret.clone(),
         vm_env: pairs(&args.vm_env, "--env", '=')?,
         target_refs: pairs(&args.target_refs, "--target-ref", '/')?,
+        cluster_domain: args.cluster_domain.clone(),
     })
 }
 
