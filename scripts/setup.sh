@@ -84,3 +84,17 @@ setup_registry_tools() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
 }
+
+# The Istio manifest tests check envoyfilter's output against Istio's CRD
+# schemas with the @kubernetes-models validators (npm), kept in tests/crd.
+setup_crd_validator() {
+    need npm "Install Node.js 18 or newer (with npm): the Istio manifest tests validate with it."
+    local dir="$ROOT/tests/crd"
+    if [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+        say "Istio CRD schema validators: present in tests/crd/node_modules"
+    else
+        say "Installing the Istio CRD schema validators (@kubernetes-models/istio, kubernetes-models) into tests/crd/node_modules"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
+            || die "npm ci in tests/crd failed"
+    fi
+}

@@ -11,6 +11,7 @@ setup_rust
 setup_envoy
 setup_wasm_bindgen_runner
 setup_registry_tools
+setup_crd_validator
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

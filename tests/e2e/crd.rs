@@ -1,0 +1,248 @@
+//! envoyfilter's Istio output against Istio's published CRD schemas (and
+//! Kubernetes' for plain resources), through `tests/crd/validate.mjs`: the
+//! `@kubernetes-models` validators generated from Istio's `crd-all.gen.yaml`,
+//! plus a probe that refuses fields the schema does not name, as
+//! `kubectl apply` does.
+
+use envoyfilter::render::{
+    Code, EnvoyFilterForm, FailStrategy, Filter, IstioOptions, envoy_filters, istio_manifests,
+};
+use envoyfilter::translate::{Options, Translation, translate};
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub(crate) const EXAMPLES: [&str; 5] = [
+    "canary-split.yaml",
+    "fault-delay.yaml",
+    "fault-jason-abort.yaml",
+    "gateway-prefixes-mirror.yaml",
+    "header-routing.yaml",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn example(name: &str) -> Translation {
+    let path = repo().join("examples/virtual-services").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    translate(&text, &Options::default()).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+}
+
+/// What the validator said: exit code and the problem lines.
+pub(crate) struct Verdict {
+    pub code: i32,
+    pub problems: Vec<String>,
+}
+
+/// Runs the schema check on `(source, manifest)` pairs.
+pub(crate) fn validate(manifests: &[(String, Value)]) -> Verdict {
+    let dir = repo().join("tests/crd");
+    assert!(
+        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
+        "the schema validators are not installed: run ./scripts/test.sh, \
+         or `npm ci --prefix tests/crd`"
+    );
+    let input: Vec<Value> = manifests
+        .iter()
+        .map(|(source, manifest)| json!({"source": source, "manifest": manifest}))
+        .collect();
+    let mut child = Command::new("node")
+        .arg("validate.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js 18+) runs the schema check");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "validate.mjs failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("{} manifests", manifests.len())),
+        "validate.mjs did not read every manifest: {stderr}"
+    );
+    Verdict {
+        code,
+        problems: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+fn labelled(source: &str, docs: Vec<Value>) -> impl Iterator<Item = (String, Value)> + '_ {
+    docs.into_iter()
+        .enumerate()
+        .map(move |(i, doc)| (format!("{source} #{}", i + 1), doc))
+}
+
+/// Every option that changes the shape of a WasmPlugin, in one set.
+fn every_option() -> IstioOptions {
+    IstioOptions {
+        image_prefix: "oci://registry.example.com:5000/mesh".into(),
+        tag: "1.2.3".into(),
+        sha256: [(Filter::Router, format!("sha256:{}", "ab".repeat(32)))].into(),
+        namespace: "mesh-root".into(),
+        fail_strategy: FailStrategy::FailReload,
+        pull_policy: Some("Always".into()),
+        pull_secret: Some("registry-credentials".into()),
+        vm_env: vec![("LOG_LEVEL".into(), "debug".into())],
+        target_refs: vec![("Gateway".into(), "web-gateway".into())],
+        cluster_domain: "mesh.internal".into(),
+    }
+}
+
+#[test]
+fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
+    let mut manifests = Vec::new();
+    for name in EXAMPLES {
+        let t = example(name);
+        let defaults = IstioOptions::default();
+        manifests.extend(labelled(name, istio_manifests(&t, &defaults)));
+        manifests.extend(labelled(
+            &format!("{name} (every option)"),
+            istio_manifests(&t, &every_option()),
+        ));
+        for (form, label) in [
+            (
+                EnvoyFilterForm::Inline(Code::Local {
+                    filename: "/var/local/lib/wasm/meshwasm_router.wasm".into(),
+                }),
+                "inline local",
+            ),
+            (
+                EnvoyFilterForm::Inline(Code::Remote {
+                    uri: "https://wasm.example.com/meshwasm_router.wasm".into(),
+                    cluster: "outbound|443||wasm.example.com".into(),
+                    sha256: Some("cd".repeat(32)),
+                }),
+                "inline remote",
+            ),
+            (
+                EnvoyFilterForm::Ecds {
+                    uri: "oci://ghcr.io/meshwasm/meshwasm-router:latest".into(),
+                    sha256: None,
+                },
+                "ECDS",
+            ),
+        ] {
+            manifests.extend(labelled(
+                &format!("{name} (EnvoyFilter, {label})"),
+                envoy_filters(&t, &form, &defaults),
+            ));
+        }
+    }
+    let kinds: std::collections::BTreeSet<&str> = manifests
+        .iter()
+        .filter_map(|(_, m)| m["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "DestinationRule",
+            "EnvoyFilter",
+            "Gateway",
+            "VirtualService",
+            "WasmPlugin"
+        ]
+    );
+    let verdict = validate(&manifests);
+    assert_eq!(
+        verdict.code,
+        0,
+        "{} manifests, problems:\n{}",
+        manifests.len(),
+        verdict.problems.join("\n")
+    );
+}
+
+/// The check is only worth its green if it goes red: each kind of mistake
+/// `kubectl apply` would refuse is reported, naming the manifest and field.
+#[test]
+fn the_schema_check_names_what_a_cluster_would_refuse() {
+    let t = example("canary-split.yaml");
+    let docs = istio_manifests(&t, &IstioOptions::default());
+    let plugin = docs
+        .iter()
+        .find(|d| d["kind"] == "WasmPlugin")
+        .unwrap()
+        .clone();
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "VirtualService")
+        .unwrap()
+        .clone();
+    let broken = |doc: &Value, edit: &dyn Fn(&mut Value)| {
+        let mut doc = doc.clone();
+        edit(&mut doc);
+        doc
+    };
+    let cases = [
+        (
+            broken(&plugin, &|d| d["spec"]["phase"] = json!("LAST")),
+            "/spec/phase must be equal to one of the allowed values",
+        ),
+        (
+            broken(&plugin, &|d| {
+                d["spec"]["selector"]["labels"] = json!({"app": "web"})
+            }),
+            "/spec/selector/labels is not a field of extensions.istio.io/v1alpha1 WasmPlugin",
+        ),
+        (
+            broken(&plugin, &|d| d["spec"]["priority"] = json!("10")),
+            "/spec/priority must be integer",
+        ),
+        (
+            broken(&service, &|d| {
+                d["spec"]["http"][0]["route"][0]["weight"] = json!(12.5);
+            }),
+            "/spec/http/0/route/0/weight must be integer",
+        ),
+        (
+            broken(&service, &|d| d["spec"]["hostz"] = json!(["web"])),
+            "/spec/hostz is not a field of networking.istio.io/v1 VirtualService",
+        ),
+        (
+            json!({"apiVersion": "extensions.istio.io/v1", "kind": "WasmPlugin", "metadata": {"name": "x"}}),
+            "no published schema for extensions.istio.io/v1 WasmPlugin",
+        ),
+    ];
+    let manifests: Vec<(String, Value)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (doc, _))| (format!("case {i}"), doc.clone()))
+        .collect();
+    let verdict = validate(&manifests);
+    assert_eq!(verdict.code, 1);
+    for (i, (doc, want)) in cases.iter().enumerate() {
+        let prefix = format!(
+            "case {i} ({} {}): ",
+            doc["kind"].as_str().unwrap(),
+            doc["metadata"]["name"].as_str().unwrap()
+        );
+        assert!(
+            verdict
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&prefix) && p.ends_with(want)),
+            "expected `{prefix}...{want}` among:\n{}",
+            verdict.problems.join("\n")
+        );
+    }
+    // Free-form pluginConfig keys are the filter's business, not the schema's.
+    assert!(
+        !verdict.problems.iter().any(|p| p.contains("pluginConfig/")),
+        "{}",
+        verdict.problems.join("\n")
+    );
+}
