@@ -137,6 +137,11 @@ pub struct IstioOptions {
     pub sha256: BTreeMap<Filter, String>,
     /// Namespace of mesh-wide plugins; Istio's root namespace makes them apply to every namespace.
     pub namespace: String,
+    /// Namespace of the gateway workloads (the ingress gateway's pods): a
+    /// WasmPlugin or EnvoyFilter selects pods of its own namespace only,
+    /// unless it is in the root namespace, so a Gateway's namespace is not
+    /// where its plugins go.
+    pub gateway_namespace: String,
     /// What a plugin that cannot load does.
     pub fail_strategy: FailStrategy,
     /// `imagePullPolicy`.
@@ -158,6 +163,7 @@ impl Default for IstioOptions {
             tag: "latest".into(),
             sha256: BTreeMap::new(),
             namespace: "istio-system".into(),
+            gateway_namespace: "istio-system".into(),
             fail_strategy: FailStrategy::FailClose,
             pull_policy: Some("IfNotPresent".into()),
             pull_secret: None,
@@ -235,7 +241,7 @@ fn labels() -> Value {
 fn placement_namespace(placement: &Placement, options: &IstioOptions) -> String {
     match placement {
         Placement::Mesh => options.namespace.clone(),
-        Placement::Gateway { namespace, .. } => namespace.clone(),
+        Placement::Gateway { .. } => options.gateway_namespace.clone(),
     }
 }
 
@@ -574,27 +580,16 @@ pub enum EnvoyFilterForm {
     },
 }
 
-/// The placement's context, name, namespace and workload labels.
+/// The placement's context, namespace and workload labels.
 fn envoy_filter_target(
     placement: &Placement,
     options: &IstioOptions,
 ) -> (PatchContext, String, Option<BTreeMap<String, String>>) {
-    match placement {
-        Placement::Mesh => (
-            PatchContext::SidecarOutbound,
-            options.namespace.clone(),
-            None,
-        ),
-        Placement::Gateway {
-            namespace,
-            selector,
-            ..
-        } => (
-            PatchContext::Gateway,
-            namespace.clone(),
-            Some(selector.clone()),
-        ),
-    }
+    let (context, selector) = match placement {
+        Placement::Mesh => (PatchContext::SidecarOutbound, None),
+        Placement::Gateway { selector, .. } => (PatchContext::Gateway, Some(selector.clone())),
+    };
+    (context, placement_namespace(placement, options), selector)
 }
 
 /// An EnvoyFilter that inserts one filter before Envoy's router, for each

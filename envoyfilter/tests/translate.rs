@@ -137,6 +137,32 @@ fn gateway_placement_uses_the_gateways_selector_and_its_https_redirect() {
     assert_eq!(mirror.path, "spec.http[0].mirror");
     assert_eq!(mirror.line, Some(54));
     assert_eq!(mirror.source.as_ref().unwrap().name, "httpbin-mirror");
+    // A plugin selects pods of its own namespace only: the gateway's plugins
+    // go where the gateway pods run, not where the Gateway resource is.
+    let options = IstioOptions {
+        namespace: "meshwasm-demo".into(),
+        gateway_namespace: "ingress".into(),
+        ..IstioOptions::default()
+    };
+    let manifests = render::istio_manifests(&t, &options);
+    let namespaces: Vec<(&str, String)> = manifests
+        .iter()
+        .filter(|d| d["kind"] == "WasmPlugin")
+        .map(|d| {
+            let selected = d["spec"]["selector"]["matchLabels"]["istio"].as_str();
+            (
+                selected.unwrap_or("(mesh)"),
+                d["metadata"]["namespace"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        namespaces,
+        [
+            ("(mesh)", "meshwasm-demo".to_owned()),
+            ("ingressgateway", "ingress".to_owned())
+        ]
+    );
 }
 
 #[test]

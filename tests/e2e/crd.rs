@@ -93,6 +93,7 @@ fn every_option() -> IstioOptions {
         tag: "1.2.3".into(),
         sha256: [(Filter::Router, format!("sha256:{}", "ab".repeat(32)))].into(),
         namespace: "mesh-root".into(),
+        gateway_namespace: "ingress".into(),
         fail_strategy: FailStrategy::FailReload,
         pull_policy: Some("Always".into()),
         pull_secret: Some("registry-credentials".into()),

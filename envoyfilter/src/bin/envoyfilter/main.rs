@@ -105,6 +105,10 @@ struct IstioArgs {
     /// Namespace of mesh-wide resources (Istio's root namespace applies them to every namespace).
     #[arg(long, default_value = "istio-system")]
     namespace: String,
+    /// Namespace of the gateway pods (Istio's ingress gateway runs in istio-system): a plugin
+    /// selects pods of its own namespace only, so gateway plugins go there.
+    #[arg(long, default_value = "istio-system")]
+    gateway_namespace: String,
     /// What a plugin that cannot load does.
     #[arg(long, value_enum, default_value = "FAIL_CLOSE")]
     fail_strategy: FailStrategy,
@@ -310,6 +314,7 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
         tag: args.tag.clone(),
         sha256,
         namespace: args.namespace.clone(),
+        gateway_namespace: args.gateway_namespace.clone(),
         fail_strategy: args.fail_strategy,
         pull_policy: Some("IfNotPresent".into()),
         pull_secret: args.pull_secret.clone(),
