@@ -128,23 +128,33 @@ pub enum Placement {
     /// The sidecars of the mesh, on outbound (client) traffic, where Istio
     /// applies a VirtualService without `gateways` or with `mesh`.
     Mesh,
-    /// The workloads of an Istio Gateway.
+    /// The gateway pods a Gateway's `spec.selector` picks. Gateways with
+    /// the same selector share one placement: their pods run one filter
+    /// chain, so one router must hold all their VirtualServices.
     Gateway {
-        /// The Gateway's name.
-        name: String,
-        /// Its namespace.
-        namespace: String,
-        /// Its `spec.selector`: the gateway pods' labels.
+        /// The gateway pods' labels.
         selector: BTreeMap<String, String>,
     },
 }
 
 impl Placement {
-    /// A name part for generated resources: `mesh` or the gateway's name.
-    pub fn slug(&self) -> &str {
+    /// A name part for generated resources: `mesh`, or the gateway pods'
+    /// label values (`ingressgateway` for `istio: ingressgateway`).
+    pub fn slug(&self) -> String {
         match self {
-            Placement::Mesh => "mesh",
-            Placement::Gateway { name, .. } => name,
+            Placement::Mesh => "mesh".into(),
+            Placement::Gateway { selector } => {
+                let joined = selector.values().cloned().collect::<Vec<_>>().join("-");
+                let label: String = joined
+                    .to_ascii_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                match label.trim_matches('-') {
+                    "" => "gateway".into(),
+                    label => label.to_owned(),
+                }
+            }
         }
     }
 }
@@ -768,11 +778,10 @@ impl Context<'_> {
                     BTreeMap::from([("istio".to_owned(), "ingressgateway".to_owned())])
                 }
             };
-            service.placements.push(Placement::Gateway {
-                name,
-                namespace,
-                selector,
-            });
+            let placement = Placement::Gateway { selector };
+            if !service.placements.contains(&placement) {
+                service.placements.push(placement);
+            }
         }
         if redirect {
             let options = service

@@ -120,11 +120,11 @@ fn gateway_placement_uses_the_gateways_selector_and_its_https_redirect() {
         .into_iter()
         .find(|p| matches!(p, Placement::Gateway { .. }))
         .unwrap();
-    let Placement::Gateway { name, selector, .. } = &gateway else {
+    let Placement::Gateway { selector } = &gateway else {
         unreachable!()
     };
-    assert_eq!(name, "httpbin-gateway");
     assert_eq!(selector["istio"], "ingressgateway");
+    assert_eq!(gateway.slug(), "ingressgateway");
     let config = t.router_config(&gateway).unwrap();
     assert_eq!(config["hosts"][0], "httpbin.example.com");
     assert_eq!(config["meshwasm"]["router"]["httpsRedirect"], true);
@@ -162,6 +162,55 @@ fn gateway_placement_uses_the_gateways_selector_and_its_https_redirect() {
             ("(mesh)", "meshwasm-demo".to_owned()),
             ("ingressgateway", "ingress".to_owned())
         ]
+    );
+}
+
+/// Two Gateways on the same pods: those pods run one filter chain, so one
+/// router holds both VirtualServices, each with its own gateway's redirect.
+#[test]
+fn gateways_on_the_same_pods_share_one_router() {
+    let extras = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [web.example.com]}]
+";
+    let t = translate_files(
+        &[
+            ("canary-split.yaml".into(), example("canary-split.yaml")),
+            (
+                "gateway-prefixes-mirror.yaml".into(),
+                example("gateway-prefixes-mirror.yaml"),
+            ),
+            ("extras.yaml".into(), extras.into()),
+        ],
+        &Options::default(),
+    )
+    .unwrap();
+    let placements = t.placements();
+    assert_eq!(placements.len(), 2, "{placements:?}");
+    let config = t.router_config(&placements[1]).unwrap();
+    let specs = config["virtualServices"].as_array().unwrap();
+    let redirects: Vec<(&str, bool)> = specs
+        .iter()
+        .map(|s| {
+            (
+                s["hosts"][0].as_str().unwrap(),
+                s["meshwasm"]["router"]["httpsRedirect"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(redirects, [("*", false), ("httpbin.example.com", true)]);
+    let plugins = render::istio_manifests(&t, &IstioOptions::default());
+    let names: Vec<&str> = plugins
+        .iter()
+        .filter(|d| d["kind"] == "WasmPlugin")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["meshwasm-router-mesh", "meshwasm-router-ingressgateway"]
     );
 }
 

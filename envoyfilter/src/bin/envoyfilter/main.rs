@@ -174,7 +174,7 @@ fn run(cli: Cli) -> Result<()> {
                         filters.insert(filter.plugin_name().into(), config);
                     }
                 }
-                out.insert(placement.slug().to_owned(), Value::Object(filters));
+                out.insert(placement.slug(), Value::Object(filters));
             }
             let text = serde_json::to_string_pretty(&Value::Object(out))? + "\n";
             return write_output(&input, &text);
