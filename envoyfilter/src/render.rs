@@ -453,9 +453,9 @@ pub fn companion_virtual_service(
     spec.insert("http".into(), Value::Array(http));
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(service.source.name));
-    if let Some(ns) = &service.source.namespace {
-        metadata.insert("namespace".into(), json!(ns));
-    }
+    // Written out even when the input left it to kubectl: the WasmPlugins
+    // beside it name theirs, and kubectl refuses a mix under `-n`.
+    metadata.insert("namespace".into(), json!(ns));
     metadata.insert("labels".into(), labels());
     json!({
         "apiVersion": "networking.istio.io/v1",

@@ -286,6 +286,18 @@ impl Translation {
     }
 }
 
+/// The resource with its namespace written out, so that the output applies
+/// as a whole (`kubectl apply -f`) whatever namespace kubectl defaults to.
+fn in_namespace(resource: &Value, default_namespace: &str) -> Value {
+    let mut resource = resource.clone();
+    if let Some(Value::Object(metadata)) = resource.get_mut("metadata") {
+        metadata
+            .entry("namespace")
+            .or_insert_with(|| Value::String(default_namespace.to_owned()));
+    }
+    resource
+}
+
 fn specs_value(mut specs: Vec<Value>) -> Option<Value> {
     match specs.len() {
         0 => None,
@@ -378,11 +390,11 @@ pub fn translate_files(
                     if let Some(rule) = cx.destination_rule(doc, source) {
                         destination_rules.push(rule);
                     }
-                    passthrough.push(doc.value.clone());
+                    passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
                 "Gateway" => {
                     gateways.push(cx.gateway(doc, source));
-                    passthrough.push(doc.value.clone());
+                    passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
                 _ => {}
             }

@@ -157,6 +157,14 @@ fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
             "WasmPlugin"
         ]
     );
+    // Each names its namespace, so the output applies as one file: kubectl
+    // refuses a file that mixes named and defaulted namespaces under `-n`.
+    for (source, manifest) in &manifests {
+        assert!(
+            manifest["metadata"]["namespace"].is_string(),
+            "{source}: no namespace"
+        );
+    }
     let verdict = validate(&manifests);
     assert_eq!(
         verdict.code,
