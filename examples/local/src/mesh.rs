@@ -14,12 +14,14 @@
 //! # Ok(()) }
 //! ```
 
-use crate::artifacts::ROUTER_WASM;
+use crate::artifacts::{FAULT_WASM, ROUTER_WASM};
 use crate::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use crate::traffic::{Outcome, send};
 use crate::upstream::Upstream;
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 /// The header the router writes and Envoy's `cluster_header` route reads.
@@ -80,6 +82,44 @@ impl Mesh {
         Ok(Mesh { envoy, upstreams })
     }
 
+    /// Runs an Envoy configuration file as it is, but for where things are:
+    /// the one `examples/envoy/*.yaml` file serves docker-compose and this
+    /// machine alike. Its listener and admin move to 127.0.0.1 (free ports),
+    /// its `.wasm` files become the ones built from this checkout (matched
+    /// by file name), and each cluster endpoint's host (a compose service
+    /// such as `web-v1`) becomes a local upstream of that name, started
+    /// here. Upstreams named in `slow` answer after their delay.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the file does not read or parse as one YAML document, names
+    /// a module that is not a meshwasm filter, or Envoy does not start.
+    pub async fn from_envoy_file(path: &Path, slow: &[(&str, Duration)]) -> Result<Mesh> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut documents =
+            envoyfilter::yaml::load(&text).with_context(|| format!("{}", path.display()))?;
+        if documents.len() != 1 {
+            bail!(
+                "{}: expected one YAML document, found {}",
+                path.display(),
+                documents.len()
+            );
+        }
+        let mut config = documents.remove(0).value;
+        let mut upstreams = BTreeMap::new();
+        for host in endpoint_hosts(&config) {
+            let delay = slow
+                .iter()
+                .find(|(n, _)| *n == host)
+                .map_or(Duration::ZERO, |(_, d)| *d);
+            upstreams.insert(host.clone(), Upstream::start_slow(&host, delay).await?);
+        }
+        localize(&mut config, &upstreams).with_context(|| format!("{}", path.display()))?;
+        let envoy = Envoy::start(Bootstrap::from_config(config)).await?;
+        Ok(Mesh { envoy, upstreams })
+    }
+
     /// The upstream of that name.
     ///
     /// # Panics
@@ -119,5 +159,86 @@ impl Mesh {
             req = req.header(*name, *value);
         }
         send(req).await
+    }
+}
+
+fn socket_addresses_of_endpoints(config: &mut Value) -> impl Iterator<Item = &mut Value> {
+    endpoints_mut(config).filter_map(|e| e.pointer_mut("/endpoint/address/socket_address"))
+}
+
+fn endpoints_mut(config: &mut Value) -> impl Iterator<Item = &mut Value> {
+    config["static_resources"]["clusters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["load_assignment"]["endpoints"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+        })
+        .flat_map(|e| e["lb_endpoints"].as_array_mut().into_iter().flatten())
+}
+
+/// The hosts of every cluster endpoint, each once.
+fn endpoint_hosts(config: &Value) -> Vec<String> {
+    let mut config = config.clone();
+    let mut hosts: Vec<String> = socket_addresses_of_endpoints(&mut config)
+        .filter_map(|a| a["address"].as_str().map(str::to_owned))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// Points the configuration at this machine; see [`Mesh::from_envoy_file`].
+fn localize(config: &mut Value, upstreams: &BTreeMap<String, Upstream>) -> Result<()> {
+    let loopback = json!({"address": "127.0.0.1", "port_value": 0});
+    config["admin"]["address"]["socket_address"] = loopback.clone();
+    for listener in config["static_resources"]["listeners"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        listener["address"]["socket_address"] = loopback.clone();
+    }
+    for address in socket_addresses_of_endpoints(config) {
+        let host = address["address"].as_str().unwrap_or_default().to_owned();
+        let local = upstreams
+            .get(&host)
+            .ok_or_else(|| anyhow!("no upstream for endpoint {host}"))?
+            .addr();
+        *address = json!({"address": local.ip().to_string(), "port_value": local.port()});
+    }
+    for cluster in config["static_resources"]["clusters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        cluster["type"] = json!("STATIC");
+    }
+    replace_modules(config)
+}
+
+/// Every Wasm `vm_config.code.local.filename` becomes the module of the
+/// same file name built from this checkout.
+fn replace_modules(value: &mut Value) -> Result<()> {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(filename)) = map
+                .get_mut("vm_config")
+                .and_then(|vm| vm.pointer_mut("/code/local/filename"))
+            {
+                let name = Path::new(filename.as_str()).file_name().unwrap_or_default();
+                let built = [FAULT_WASM, ROUTER_WASM]
+                    .into_iter()
+                    .find(|m| Path::new(m).file_name() == Some(name))
+                    .ok_or_else(|| anyhow!("{filename} is not a meshwasm filter module"))?;
+                *filename = built.to_owned();
+            }
+            map.values_mut().try_for_each(replace_modules)
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(replace_modules),
+        _ => Ok(()),
     }
 }

@@ -1,0 +1,288 @@
+//! The scenarios of Istio's own examples, from the Istio YAML in
+//! `examples/virtual-services/`. Each runs the Envoy configuration that
+//! envoyfilter rendered from that file (`examples/envoy/`, the same file
+//! docker-compose runs), with local upstreams named as the compose services.
+
+use crate::routing::{Z_999, counts, header, row};
+use crate::{Line, line};
+use anyhow::Result;
+use meshwasm_local::envoy;
+use meshwasm_local::mesh::Mesh;
+use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send_many};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The rendered Envoy file of an example.
+pub(crate) fn envoy_file(example: &str) -> PathBuf {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy"));
+    dir.canonicalize().unwrap_or(dir).join(example)
+}
+
+async fn start(example: &str) -> Result<Mesh> {
+    Mesh::from_envoy_file(&envoy_file(example), &[]).await
+}
+
+/// `n` GETs for `host` and `path` with the given headers, 16 at a time.
+async fn many(
+    mesh: &Mesh,
+    n: usize,
+    host: &'static str,
+    path: &str,
+    headers: &'static [(&'static str, &'static str)],
+) -> Result<Vec<Outcome>> {
+    let (http, url) = (envoy::client()?, mesh.envoy.url(path));
+    send_many(n, 16, move |_| {
+        headers
+            .iter()
+            .fold(http.get(&url).header("host", host), |req, (k, v)| {
+                req.header(*k, *v)
+            })
+    })
+    .await
+}
+
+fn count(outcomes: &[Outcome], upstream: &str) -> usize {
+    counts(outcomes).get(upstream).copied().unwrap_or(0)
+}
+
+pub(crate) async fn canary_split() -> Result<Vec<Line>> {
+    let mesh = start("canary-split.yaml").await?;
+    let n = 2000;
+    let columns = ["web-v1", "web-v2"];
+    let outcomes = many(&mesh, n, "web", "/", &[]).await?;
+    let v2 = count(&outcomes, "web-v2");
+    let (low, high) = binomial_bounds(n, 0.20, Z_999);
+    Ok(vec![
+        header(&columns),
+        line(
+            (low..=high).contains(&v2) && count(&outcomes, "web-v1") + v2 == n,
+            format!(
+                "{}   web-v2 expected {low}..={high} (99.9 %)",
+                row(
+                    &format!("80/20 ({n} requests)"),
+                    &counts(&outcomes),
+                    &columns
+                )
+            ),
+        ),
+    ])
+}
+
+pub(crate) async fn header_routing() -> Result<Vec<Line>> {
+    let mesh = start("header-routing.yaml").await?;
+    let columns = ["reviews-v1", "reviews-v2", "reviews-prod", "reviews-qa"];
+    let mut lines = vec![header(&columns)];
+    for (label, host, path, headers, want) in [
+        (
+            "reviews, end-user jason",
+            "reviews",
+            "/reviews/0",
+            &[("end-user", "jason")][..],
+            "reviews-v2",
+        ),
+        (
+            "reviews, end-user kim",
+            "reviews",
+            "/reviews/0",
+            &[("end-user", "kim")][..],
+            "reviews-v1",
+        ),
+        (
+            "uk.bookinfo.com, dev-123",
+            "uk.bookinfo.com",
+            "/",
+            &[("cookie", "user=dev-123")][..],
+            "reviews-qa",
+        ),
+    ] {
+        let outcomes = many(&mesh, 20, host, path, headers).await?;
+        lines.push(line(
+            count(&outcomes, want) == 20,
+            row(label, &counts(&outcomes), &columns),
+        ));
+    }
+    let n = 400;
+    let outcomes = many(&mesh, n, "eu.bookinfo.com", "/reviews/1", &[]).await?;
+    let prod = count(&outcomes, "reviews-prod");
+    let (low, high) = binomial_bounds(n, 0.8, Z_999);
+    lines.push(line(
+        (low..=high).contains(&prod) && prod + count(&outcomes, "reviews-qa") == n,
+        format!(
+            "{}   80/20: prod expected {low}..={high}",
+            row("eu.bookinfo.com /reviews/", &counts(&outcomes), &columns)
+        ),
+    ));
+    let stranger = mesh.get("ratings", "/", &[]).await?;
+    lines.push(line(
+        stranger.status == 404,
+        format!(
+            "host ratings (no VirtualService) -> {} {:?}",
+            stranger.status,
+            stranger.body.trim()
+        ),
+    ));
+    Ok(lines)
+}
+
+pub(crate) async fn gateway_mirror() -> Result<Vec<Line>> {
+    let delay = Duration::from_millis(500);
+    let mesh = Mesh::from_envoy_file(
+        &envoy_file("gateway-prefixes-mirror.yaml"),
+        &[("httpbin-v2", delay)],
+    )
+    .await?;
+    let host = "httpbin.example.com";
+    let plain = mesh.get(host, "/status/200", &[]).await?;
+    let tls = [("x-forwarded-proto", "https")];
+    let status = mesh.get(host, "/status/418", &tls).await?;
+    let hidden = mesh.get(host, "/headers", &tls).await?;
+    let started = Instant::now();
+    let mirrored = many(&mesh, 50, "httpbin", "/anything", &[]).await?;
+    let client_time = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mesh.upstream("httpbin-v2").hits() < 50 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shadowed = mesh
+        .upstream("httpbin-v2")
+        .seen()
+        .iter()
+        .filter(|s| s.header("host") == Some("httpbin-shadow"))
+        .count();
+    Ok(vec![
+        line(
+            plain.status == 301,
+            format!(
+                "gateway, http  /status/200 -> {} location {}",
+                plain.status,
+                plain.header("location").unwrap_or("(none)")
+            ),
+        ),
+        line(
+            status.upstream() == Some("httpbin"),
+            format!(
+                "gateway, https /status/418 -> {} from {}",
+                status.status,
+                status.upstream().unwrap_or("(the filter)")
+            ),
+        ),
+        line(
+            hidden.status == 404,
+            format!(
+                "gateway, https /headers    -> {}: not exposed",
+                hidden.status
+            ),
+        ),
+        line(
+            count(&mirrored, "httpbin-v1") == 50,
+            format!(
+                "mesh, host httpbin: 50 answers, {} from httpbin-v1",
+                count(&mirrored, "httpbin-v1")
+            ),
+        ),
+        line(
+            shadowed == 50,
+            format!(
+                "{shadowed} copies reached httpbin-v2 as host httpbin-shadow, each after {} ms",
+                delay.as_millis()
+            ),
+        ),
+        line(
+            client_time < delay * 50 / 16,
+            format!(
+                "the clients waited {} ms in all: the slow mirror is not on their path",
+                client_time.as_millis()
+            ),
+        ),
+    ])
+}
+
+fn summarize(outcomes: &[Outcome]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for o in outcomes {
+        let key = match o.upstream() {
+            Some(up) => format!("{} from {up}", o.status),
+            None => format!("{} {:?}", o.status, o.body.trim()),
+        };
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n}x {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) async fn fault_jason_abort() -> Result<Vec<Line>> {
+    let mesh = start("fault-jason-abort.yaml").await?;
+    let mut lines = Vec::new();
+    for (headers, want) in [
+        (&[("cookie", "user=jason")][..], 500),
+        (&[("cookie", "user=kim")][..], 200),
+    ] {
+        let outcomes = many(&mesh, 20, "ratings", "/ratings/0", headers).await?;
+        lines.push(line(
+            outcomes.iter().all(|o| o.status == want),
+            format!("cookie {:<11} -> {}", headers[0].1, summarize(&outcomes)),
+        ));
+    }
+    let other = mesh
+        .get("details", "/", &[("cookie", "user=jason")])
+        .await?;
+    lines.push(line(
+        other.status == 404,
+        format!(
+            "host details, jason -> {}: not aborted (the rule is for ratings), and no route",
+            other.status
+        ),
+    ));
+    Ok(lines)
+}
+
+pub(crate) async fn fault_delay() -> Result<Vec<Line>> {
+    let mesh = start("fault-delay.yaml").await?;
+    let delayed = many(&mesh, 10, "ratings", "/ratings/0", &[]).await?;
+    let other = many(&mesh, 10, "details", "/", &[]).await?;
+    let lat = |o: &[Outcome], q| quantile(&o.iter().map(|o| o.latency).collect::<Vec<_>>(), q);
+    let (min, max) = (lat(&delayed, 0.0), lat(&delayed, 1.0));
+    let n = 2000;
+    let flaky = many(&mesh, n, "details", "/flaky", &[]).await?;
+    let aborted = flaky.iter().filter(|o| o.status == 500).count();
+    let (low, high) = binomial_bounds(n, 0.5, 5.0);
+    let delays = mesh
+        .envoy
+        .stat("wasmcustom.meshwasm.fault.delays_injected")
+        .await?;
+    Ok(vec![
+        line(
+            min >= Duration::from_secs(2) && max < Duration::from_millis(2500),
+            format!(
+                "10 concurrent requests to ratings: {} ms .. {} ms",
+                min.as_millis(),
+                max.as_millis()
+            ),
+        ),
+        line(
+            lat(&other, 1.0) < Duration::from_millis(500),
+            format!(
+                "10 requests to details /: at most {:.1} ms (not delayed)",
+                lat(&other, 1.0).as_secs_f64() * 1e3
+            ),
+        ),
+        line(
+            (low..=high).contains(&aborted),
+            format!(
+                "details /flaky: {aborted} of {n} aborted with 500 (50 %: expected {low}..={high})"
+            ),
+        ),
+        line(
+            (10..=22).contains(&delays),
+            format!(
+                "{delays} requests delayed in all: the 10 to ratings, and about 2 of {n} to /flaky (0.1 %, 5 s)",
+            ),
+        ),
+    ])
+}
