@@ -63,23 +63,25 @@ setup_wasm_bindgen_runner() {
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner"
 }
 
-# wasmhub's tests push to a real registry and cross-check with skopeo, both
-# Debian packages.
-setup_registry_tools() {
+# Debian packages the tests use: a real OCI registry and skopeo, an
+# independent OCI client, for wasmhub; docker-compose, whose `config`
+# checks the docker-compose demo's file without an engine.
+setup_debian_tools() {
     local missing=()
     [[ -x "${MESHWASM_REGISTRY:-/usr/bin/docker-registry}" ]] || missing+=(docker-registry)
     command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     if ((${#missing[@]} == 0)); then
-        say "docker-registry and skopeo: present"
+        say "docker-registry, skopeo and docker-compose: present"
         return
     fi
-    need apt-get "Install ${missing[*]} (a local OCI registry and an OCI client) with your package manager."
+    need apt-get "Install ${missing[*]} with your package manager."
     local sudo=()
     if ((EUID != 0)); then
         need sudo "Installing ${missing[*]} needs root: run as root, or install them first."
         sudo=(sudo)
     fi
-    say "Installing ${missing[*]} with apt-get (an OCI registry and an independent OCI client for the wasmhub tests)"
+    say "Installing ${missing[*]} with apt-get (OCI registry and client for the wasmhub tests; compose file checks)"
     "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, filters/core natively and on wasm32
-# (wasm-bindgen-test under Node), the built filters in a real Envoy, and
-# wasmhub against a real registry and skopeo.
+# (wasm-bindgen-test under Node), the built filters in a real Envoy, the
+# local demo, wasmhub against a real registry and skopeo, envoyfilter's
+# Istio output against Istio's CRD schemas, and the compose file.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$ROOT"
@@ -10,7 +11,7 @@ started=$SECONDS
 setup_rust
 setup_envoy
 setup_wasm_bindgen_runner
-setup_registry_tools
+setup_debian_tools
 setup_crd_validator
 
 say "cargo fmt --check"
