@@ -255,3 +255,75 @@ fn the_schema_check_names_what_a_cluster_would_refuse() {
         verdict.problems.join("\n")
     );
 }
+
+fn documents(path: &Path) -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    envoyfilter::yaml::load(&text)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .into_iter()
+        .map(|d| (format!("{name} #{}", d.number), d.value))
+        .collect()
+}
+
+/// `examples/istio/`: the apps and the generated manifests pass the
+/// schemas, and they fit together: each route's subset selects pods that
+/// the apps run, and each plugin pulls the image the README publishes.
+#[test]
+fn the_istio_walkthrough_passes_the_schemas_and_fits_its_apps() {
+    let dir = repo().join("examples/istio");
+    let apps = documents(&dir.join("apps.yaml"));
+    let generated = documents(&dir.join("meshwasm.yaml"));
+    let all: Vec<(String, Value)> = apps.iter().chain(&generated).cloned().collect();
+    let verdict = validate(&all);
+    assert_eq!(verdict.code, 0, "{}", verdict.problems.join("\n"));
+
+    let of_kind = |docs: &[(String, Value)], kind: &str| -> Vec<Value> {
+        docs.iter()
+            .filter(|(_, d)| d["kind"] == kind)
+            .map(|(_, d)| d.clone())
+            .collect()
+    };
+    let namespace = of_kind(&apps, "Namespace");
+    assert_eq!(
+        namespace[0]["metadata"]["labels"]["istio-injection"],
+        "enabled"
+    );
+    let deployments = of_kind(&apps, "Deployment");
+    let pods: Vec<&Value> = deployments
+        .iter()
+        .map(|d| &d["spec"]["template"]["metadata"]["labels"])
+        .collect();
+    let services = of_kind(&apps, "Service");
+    for rule in of_kind(&generated, "DestinationRule") {
+        let host = rule["spec"]["host"].as_str().unwrap();
+        let service = services
+            .iter()
+            .find(|s| s["metadata"]["name"] == host)
+            .unwrap_or_else(|| panic!("DestinationRule {host}: no such Service in apps.yaml"));
+        for subset in rule["spec"]["subsets"].as_array().unwrap() {
+            let wanted = service["spec"]["selector"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .chain(subset["labels"].as_object().unwrap());
+            let wanted: Vec<(&String, &Value)> = wanted.collect();
+            assert!(
+                pods.iter()
+                    .any(|labels| wanted.iter().all(|(k, v)| &labels[k.as_str()] == *v)),
+                "{host} subset {}: no pod has {wanted:?}",
+                subset["name"]
+            );
+        }
+    }
+    let plugins = of_kind(&generated, "WasmPlugin");
+    assert!(!plugins.is_empty());
+    for plugin in plugins {
+        let url = plugin["spec"]["url"].as_str().unwrap();
+        assert!(
+            url == "oci://localhost:5000/meshwasm/meshwasm-router:0.1.0"
+                || url == "oci://localhost:5000/meshwasm/meshwasm-fault:0.1.0",
+            "{url}"
+        );
+    }
+}
