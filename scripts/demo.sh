@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local demo: builds the filters, runs Istio's fault-injection scenarios
+# The local demo: builds the filters, runs Istio's routing and fault examples
 # through a real Envoy and upstream servers on 127.0.0.1, prints what the
 # filters did, and stops everything. No container engine needed.
 set -euo pipefail

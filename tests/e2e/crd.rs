@@ -321,8 +321,8 @@ fn the_istio_walkthrough_passes_the_schemas_and_fits_its_apps() {
     for plugin in plugins {
         let url = plugin["spec"]["url"].as_str().unwrap();
         assert!(
-            url == "oci://localhost:5000/meshwasm/meshwasm-router:0.1.0"
-                || url == "oci://localhost:5000/meshwasm/meshwasm-fault:0.1.0",
+            url == "oci://kind-registry:5000/meshwasm/meshwasm-router:0.1.0"
+                || url == "oci://kind-registry:5000/meshwasm/meshwasm-fault:0.1.0",
             "{url}"
         );
     }
