@@ -4,41 +4,27 @@
 //! plus a probe that refuses fields the schema does not name, as
 //! `kubectl apply` does.
 
+use crate::envoyfilter::{EXAMPLES, example};
 use envoyfilter::render::{
     Code, EnvoyFilterForm, FailStrategy, Filter, IstioOptions, envoy_filters, istio_manifests,
 };
-use envoyfilter::translate::{Options, Translation, translate};
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub(crate) const EXAMPLES: [&str; 5] = [
-    "canary-split.yaml",
-    "fault-delay.yaml",
-    "fault-jason-abort.yaml",
-    "gateway-prefixes-mirror.yaml",
-    "header-routing.yaml",
-];
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn example(name: &str) -> Translation {
-    let path = repo().join("examples/virtual-services").join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    translate(&text, &Options::default()).unwrap_or_else(|e| panic!("{name}:\n{e}"))
-}
-
 /// What the validator said: exit code and the problem lines.
-pub(crate) struct Verdict {
-    pub code: i32,
-    pub problems: Vec<String>,
+struct Verdict {
+    code: i32,
+    problems: Vec<String>,
 }
 
 /// Runs the schema check on `(source, manifest)` pairs.
-pub(crate) fn validate(manifests: &[(String, Value)]) -> Verdict {
+fn validate(manifests: &[(String, Value)]) -> Verdict {
     let dir = repo().join("tests/crd");
     assert!(
         dir.join("node_modules/@kubernetes-models/istio").is_dir(),

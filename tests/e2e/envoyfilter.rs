@@ -12,7 +12,17 @@ use meshwasm_local::upstream::Upstream;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn example(name: &str) -> Translation {
+/// The Istio YAML files in `examples/virtual-services/`.
+pub(crate) const EXAMPLES: [&str; 5] = [
+    "canary-split.yaml",
+    "fault-delay.yaml",
+    "fault-jason-abort.yaml",
+    "gateway-prefixes-mirror.yaml",
+    "header-routing.yaml",
+];
+
+/// An example, translated with the default options.
+pub(crate) fn example(name: &str) -> Translation {
     let path = format!(
         "{}/../examples/virtual-services/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -34,13 +44,7 @@ fn loopback_options() -> EnvoyOptions {
 #[test]
 fn envoy_accepts_every_rendered_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "canary-split.yaml",
-        "fault-delay.yaml",
-        "fault-jason-abort.yaml",
-        "gateway-prefixes-mirror.yaml",
-        "header-routing.yaml",
-    ] {
+    for name in EXAMPLES {
         let mut options = loopback_options();
         options.default_cluster = Some(("127.0.0.1".into(), 9));
         let t = example(name);

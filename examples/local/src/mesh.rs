@@ -20,7 +20,7 @@ use crate::traffic::{Outcome, send};
 use crate::upstream::Upstream;
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -108,7 +108,10 @@ impl Mesh {
         }
         let mut config = documents.remove(0).value;
         let mut upstreams = BTreeMap::new();
-        for host in endpoint_hosts(&config) {
+        let hosts: BTreeSet<String> = socket_addresses_of_endpoints(&mut config)
+            .filter_map(|a| a["address"].as_str().map(str::to_owned))
+            .collect();
+        for host in hosts {
             let delay = slow
                 .iter()
                 .find(|(n, _)| *n == host)
@@ -178,17 +181,6 @@ fn endpoints_mut(config: &mut Value) -> impl Iterator<Item = &mut Value> {
                 .flatten()
         })
         .flat_map(|e| e["lb_endpoints"].as_array_mut().into_iter().flatten())
-}
-
-/// The hosts of every cluster endpoint, each once.
-fn endpoint_hosts(config: &Value) -> Vec<String> {
-    let mut config = config.clone();
-    let mut hosts: Vec<String> = socket_addresses_of_endpoints(&mut config)
-        .filter_map(|a| a["address"].as_str().map(str::to_owned))
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
 }
 
 /// Points the configuration at this machine; see [`Mesh::from_envoy_file`].

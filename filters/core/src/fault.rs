@@ -156,7 +156,8 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
-    /// Parses and compiles a VirtualService spec given as JSON.
+    /// Parses and compiles a plugin configuration: one VirtualService spec,
+    /// or `{"virtualServices": [...]}` (see [`VirtualService::list_from_json`]).
     ///
     /// # Errors
     ///
