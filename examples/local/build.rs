@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// (package, artifact constant) for every filter crate.
-const FILTERS: [(&str, &str); 2] = [
+/// (package, artifact constant) for every filter crate, and sdk-host's
+/// test module (small; built here so there is one wasm build to wait for).
+const FILTERS: [(&str, &str); 3] = [
     ("meshwasm-fault", "FAULT_WASM"),
     ("meshwasm-router", "ROUTER_WASM"),
+    ("sdk-host-probe", "PROBE_WASM"),
 ];
 
 fn main() {
@@ -60,7 +62,7 @@ fn main() {
     if let Err(e) = std::fs::write(out_dir.join("artifacts.rs"), consts) {
         fail(&format!("cannot write artifacts.rs: {e}"));
     }
-    for watched in ["filters", "Cargo.lock", "Cargo.toml"] {
+    for watched in ["filters", "sdk-host/probe", "Cargo.lock", "Cargo.toml"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -1,0 +1,92 @@
+//! Errors of loading a module and of driving a host.
+
+use crate::runtime::GuestTrap;
+use crate::state::LogRecord;
+
+/// Why a module cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes do not start with the Wasm magic number.
+    #[error("{name}: not a WebAssembly module (no \\0asm header)")]
+    NotWasm {
+        /// The module's name.
+        name: String,
+    },
+    /// The runtime rejects the module.
+    #[error("{name}: invalid WebAssembly module: {message}")]
+    Invalid {
+        /// The module's name.
+        name: String,
+        /// The runtime's reason.
+        message: String,
+    },
+    /// The module lacks an export every Proxy-Wasm module has.
+    #[error("{name}: not a Proxy-Wasm module: it does not export {export}")]
+    MissingExport {
+        /// The module's name.
+        name: String,
+        /// The missing export.
+        export: String,
+    },
+    /// The module imports a function neither Envoy nor sdk-host provides.
+    #[error("{name}: imports {import}, which Envoy does not provide (Envoy refuses to load it)")]
+    UnknownImport {
+        /// The module's name.
+        name: String,
+        /// `module.name` of the import.
+        import: String,
+    },
+}
+
+/// Why driving a host failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The guest trapped; the VM is failed from now on, as in Envoy.
+    #[error("{0}")]
+    Trap(#[from] GuestTrap),
+    /// The VM failed earlier; Envoy would not call it again.
+    #[error("the VM failed earlier ({0}); Envoy no longer calls it")]
+    VmFailed(String),
+    /// `proxy_on_vm_start` or `proxy_on_configure` returned false, which
+    /// makes Envoy reject the plugin.
+    #[error(
+        "{callback} returned false for plugin {plugin}: Envoy rejects the configuration{}",
+        last_error(logs)
+    )]
+    Rejected {
+        /// The callback.
+        callback: &'static str,
+        /// The plugin's name.
+        plugin: String,
+        /// What the guest logged while starting.
+        logs: Vec<LogRecord>,
+    },
+    /// The test asked for something the stream's state does not allow,
+    /// e.g. request headers twice.
+    #[error("{0}")]
+    Usage(String),
+    /// The stream, call or plugin named does not exist.
+    #[error("no such {kind} {id}")]
+    NotFound {
+        /// What was looked up.
+        kind: &'static str,
+        /// Its id.
+        id: u32,
+    },
+}
+
+fn last_error(logs: &[LogRecord]) -> String {
+    logs.iter()
+        .rev()
+        .find(|r| r.level >= crate::types::LogLevel::Warn)
+        .map(|r| format!(" (guest logged: {})", r.message))
+        .unwrap_or_default()
+}

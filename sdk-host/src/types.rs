@@ -1,0 +1,348 @@
+//! The ABI's enums, with the numbers Proxy-Wasm 0.2.1 gives them on the wire.
+
+use std::fmt;
+
+/// Result of a hostcall, as the guest sees it (`WasmResult` in the spec).
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::Status;
+/// assert_eq!(Status::NotFound as u32, 1);
+/// assert_eq!(Status::from_u32(8), Some(Status::CasMismatch));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The call succeeded.
+    Ok = 0,
+    /// The key, map, queue, context or token does not exist.
+    NotFound = 1,
+    /// An argument is out of range or not allowed here.
+    BadArgument = 2,
+    /// A value could not be serialized.
+    SerializationFailure = 3,
+    /// A value could not be parsed.
+    ParseFailure = 4,
+    /// An expression is invalid.
+    BadExpression = 5,
+    /// A pointer or length points outside the guest's memory.
+    InvalidMemoryAccess = 6,
+    /// The queue or buffer is empty.
+    Empty = 7,
+    /// Compare-and-swap failed: the shared data changed since it was read.
+    CasMismatch = 8,
+    /// A result did not match.
+    ResultMismatch = 9,
+    /// The host failed internally.
+    InternalFailure = 10,
+    /// The connection is broken.
+    BrokenConnection = 11,
+    /// The host does not implement the call.
+    Unimplemented = 12,
+}
+
+impl Status {
+    /// The status with this wire number.
+    pub fn from_u32(value: u32) -> Option<Status> {
+        use Status::*;
+        Some(match value {
+            0 => Ok,
+            1 => NotFound,
+            2 => BadArgument,
+            3 => SerializationFailure,
+            4 => ParseFailure,
+            5 => BadExpression,
+            6 => InvalidMemoryAccess,
+            7 => Empty,
+            8 => CasMismatch,
+            9 => ResultMismatch,
+            10 => InternalFailure,
+            11 => BrokenConnection,
+            12 => Unimplemented,
+            _ => return None,
+        })
+    }
+}
+
+/// Proxy-Wasm log levels.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::LogLevel;
+/// assert!(LogLevel::Warn > LogLevel::Info);
+/// assert_eq!(LogLevel::from_u32(4), Some(LogLevel::Error));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// `trace`
+    Trace = 0,
+    /// `debug`
+    Debug = 1,
+    /// `info`
+    Info = 2,
+    /// `warn`
+    Warn = 3,
+    /// `error`
+    Error = 4,
+    /// `critical`
+    Critical = 5,
+}
+
+impl LogLevel {
+    /// The level with this wire number.
+    pub fn from_u32(value: u32) -> Option<LogLevel> {
+        use LogLevel::*;
+        Some(match value {
+            0 => Trace,
+            1 => Debug,
+            2 => Info,
+            3 => Warn,
+            4 => Error,
+            5 => Critical,
+            _ => return None,
+        })
+    }
+
+    /// The level's name as Envoy prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which header map a header hostcall addresses.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::MapType;
+/// assert_eq!(MapType::from_u32(2), Some(MapType::HttpResponseHeaders));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapType {
+    /// Request headers of the current stream.
+    HttpRequestHeaders = 0,
+    /// Request trailers of the current stream.
+    HttpRequestTrailers = 1,
+    /// Response headers of the current stream.
+    HttpResponseHeaders = 2,
+    /// Response trailers of the current stream.
+    HttpResponseTrailers = 3,
+    /// Initial metadata of a gRPC call, in `proxy_on_grpc_receive_initial_metadata`.
+    GrpcReceiveInitialMetadata = 4,
+    /// Trailing metadata of a gRPC call, in `proxy_on_grpc_receive_trailing_metadata`.
+    GrpcReceiveTrailingMetadata = 5,
+    /// Headers of an HTTP callout's response, in `proxy_on_http_call_response`.
+    HttpCallResponseHeaders = 6,
+    /// Trailers of an HTTP callout's response, in `proxy_on_http_call_response`.
+    HttpCallResponseTrailers = 7,
+}
+
+impl MapType {
+    /// The map type with this wire number.
+    pub fn from_u32(value: u32) -> Option<MapType> {
+        use MapType::*;
+        Some(match value {
+            0 => HttpRequestHeaders,
+            1 => HttpRequestTrailers,
+            2 => HttpResponseHeaders,
+            3 => HttpResponseTrailers,
+            4 => GrpcReceiveInitialMetadata,
+            5 => GrpcReceiveTrailingMetadata,
+            6 => HttpCallResponseHeaders,
+            7 => HttpCallResponseTrailers,
+            _ => return None,
+        })
+    }
+}
+
+/// Which buffer a buffer hostcall addresses.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::BufferType;
+/// assert_eq!(BufferType::from_u32(7), Some(BufferType::PluginConfiguration));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BufferType {
+    /// The request body buffered so far.
+    HttpRequestBody = 0,
+    /// The response body buffered so far.
+    HttpResponseBody = 1,
+    /// Data from the downstream (client) side of a TCP stream.
+    DownstreamData = 2,
+    /// Data from the upstream (server) side of a TCP stream.
+    UpstreamData = 3,
+    /// The body of an HTTP callout's response.
+    HttpCallResponseBody = 4,
+    /// A gRPC message received.
+    GrpcReceiveBuffer = 5,
+    /// The VM configuration, in `proxy_on_vm_start`.
+    VmConfiguration = 6,
+    /// The plugin configuration, in `proxy_on_configure`.
+    PluginConfiguration = 7,
+    /// The arguments of a foreign function call into the guest.
+    CallData = 8,
+}
+
+impl BufferType {
+    /// The buffer type with this wire number.
+    pub fn from_u32(value: u32) -> Option<BufferType> {
+        use BufferType::*;
+        Some(match value {
+            0 => HttpRequestBody,
+            1 => HttpResponseBody,
+            2 => DownstreamData,
+            3 => UpstreamData,
+            4 => HttpCallResponseBody,
+            5 => GrpcReceiveBuffer,
+            6 => VmConfiguration,
+            7 => PluginConfiguration,
+            8 => CallData,
+            _ => return None,
+        })
+    }
+}
+
+/// Which direction `proxy_continue_stream` and `proxy_close_stream` address.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::StreamType;
+/// assert_eq!(StreamType::from_u32(1), Some(StreamType::HttpResponse));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamType {
+    /// The request direction of an HTTP stream.
+    HttpRequest = 0,
+    /// The response direction of an HTTP stream.
+    HttpResponse = 1,
+    /// The downstream side of a TCP stream.
+    Downstream = 2,
+    /// The upstream side of a TCP stream.
+    Upstream = 3,
+}
+
+impl StreamType {
+    /// The stream type with this wire number.
+    pub fn from_u32(value: u32) -> Option<StreamType> {
+        use StreamType::*;
+        Some(match value {
+            0 => HttpRequest,
+            1 => HttpResponse,
+            2 => Downstream,
+            3 => Upstream,
+            _ => return None,
+        })
+    }
+}
+
+/// Metric kinds of `proxy_define_metric`.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::MetricType;
+/// assert_eq!(MetricType::from_u32(1), Some(MetricType::Gauge));
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    /// Only ever increases.
+    Counter = 0,
+    /// Goes up and down, and can be set.
+    Gauge = 1,
+    /// Records values.
+    Histogram = 2,
+}
+
+impl MetricType {
+    /// The metric type with this wire number.
+    pub fn from_u32(value: u32) -> Option<MetricType> {
+        use MetricType::*;
+        Some(match value {
+            0 => Counter,
+            1 => Gauge,
+            2 => Histogram,
+            _ => return None,
+        })
+    }
+}
+
+/// Which peer closed a TCP connection.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::PeerType;
+/// assert_eq!(PeerType::Remote as u32, 2);
+/// ```
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerType {
+    /// Not known.
+    Unknown = 0,
+    /// The proxy closed it.
+    Local = 1,
+    /// The peer closed it.
+    Remote = 2,
+}
+
+/// What a stream callback tells the host to do next.
+///
+/// The numbers are those of Envoy's `FilterHeadersStatus` and
+/// `FilterDataStatus` as Proxy-Wasm passes them: `1` is `StopIteration` for
+/// headers and `StopIterationAndBuffer` for bodies.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::Action;
+/// assert_eq!(Action::from_u32(1), Action::Pause);
+/// assert_eq!(Action::from_u32(3), Action::Other(3));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Pass the data on to the next filter (`0`).
+    Continue,
+    /// Stop iteration; for a body, buffer it (`1`).
+    Pause,
+    /// Another status an SDK may return (`2`: watermark, `3`: no buffer, ...).
+    Other(u32),
+}
+
+impl Action {
+    /// The action with this wire number.
+    pub fn from_u32(value: u32) -> Action {
+        match value {
+            0 => Action::Continue,
+            1 => Action::Pause,
+            other => Action::Other(other),
+        }
+    }
+
+    /// Whether iteration continues.
+    pub fn is_continue(self) -> bool {
+        self == Action::Continue
+    }
+}
