@@ -19,8 +19,8 @@ cargo fmt --all -- --check
 
 say "clippy (host, all targets)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-say "clippy (wasm32-wasip1: core, abi and the filters)"
-cargo clippy --locked -p meshwasm-core -p meshwasm-abi -p meshwasm-fault -p meshwasm-router --target wasm32-wasip1 -- -D warnings
+say "clippy (wasm32-wasip1: core, abi, the filters and the sdk-host probe)"
+cargo clippy --locked -p meshwasm-core -p meshwasm-abi -p meshwasm-fault -p meshwasm-router -p sdk-host-probe --target wasm32-wasip1 -- -D warnings
 
 say "Native tests: unit, doc, and end-to-end in Envoy $ENVOY_VERSION"
 cargo test --locked --workspace

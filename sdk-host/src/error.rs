@@ -7,12 +7,12 @@ use crate::state::LogRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The path given.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes do not start with the Wasm magic number.
     #[error("{name}: not a WebAssembly module (no \\0asm header)")]

@@ -205,6 +205,41 @@ impl NativeRuntime {
     }
 }
 
+/// A dropped host is a VM going away. In wasm its memory goes with it; a
+/// native filter's contexts live on in the SDK's thread-locals, where they
+/// would be dropped at thread exit with no host to call. So the contexts
+/// still alive get `proxy_on_delete` now, while this host can answer them.
+impl Drop for NativeRuntime {
+    fn drop(&mut self) {
+        let state = &self.inner.state;
+        let mut live: Vec<u32> = state
+            .http
+            .iter()
+            .filter(|(_, s)| !s.finished)
+            .map(|(id, _)| *id)
+            .chain(
+                state
+                    .tcp
+                    .iter()
+                    .filter(|(_, s)| !s.finished)
+                    .map(|(id, _)| *id),
+            )
+            .collect();
+        live.extend(
+            state
+                .plugins
+                .iter()
+                .filter(|p| !p.deleted)
+                .map(|p| p.context_id),
+        );
+        for context in live {
+            self.inner.state.effective = context;
+            // SAFETY: the linked filter's `proxy_on_delete`.
+            self.with_active(|exports| unsafe { (exports.on_delete)(context) });
+        }
+    }
+}
+
 impl Runtime for NativeRuntime {
     fn state(&mut self) -> &mut HostState {
         &mut self.inner.state

@@ -64,9 +64,9 @@ impl WasmModule {
     /// not a Proxy-Wasm module Envoy would load.
     pub fn from_file(path: impl AsRef<Path>) -> Result<WasmModule, LoadError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         WasmModule::from_bytes(&path.display().to_string(), &bytes)
     }

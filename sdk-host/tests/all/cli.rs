@@ -1,0 +1,94 @@
+//! `sdk-host run` on real modules, and its one-line errors.
+
+use std::process::{Command, Output};
+
+fn sdk_host(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdk-host"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_plays_a_scenario_through_the_fault_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fault.json"),
+        r#"{"hosts": ["*"], "http": [{"fault": {"abort": {"percentage": {"value": 100}, "httpStatus": 418}}, "route": [{"destination": {"host": "web"}}]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("req.yaml"),
+        "requests:\n  - headers: {\":path\": /a}\n  - headers: {\":path\": /b}\n",
+    )
+    .unwrap();
+    let out = sdk_host(
+        &[
+            "run",
+            meshwasm_local::artifacts::FAULT_WASM,
+            "--config",
+            "fault.json",
+            "--request",
+            "req.yaml",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        stdout
+            .matches("  local response: 418 fault_filter_abort \"fault filter abort\"")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  meshwasm.fault.aborts_injected = Counter(2)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_reports_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("req.yaml"), "requests:\n  - headerz: {}\n").unwrap();
+    std::fs::write(dir.path().join("bad.json"), "{oops").unwrap();
+    std::fs::write(
+        dir.path().join("plain.wasm"),
+        wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap(),
+    )
+    .unwrap();
+    let probe = meshwasm_local::artifacts::PROBE_WASM;
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["run", "missing.wasm"],
+            "error: missing.wasm: No such file or directory (os error 2)\n",
+        ),
+        (
+            &["run", "req.yaml"],
+            "error: req.yaml: not a WebAssembly module (no \\0asm header)\n",
+        ),
+        (
+            &["run", "plain.wasm"],
+            "error: plain.wasm: not a Proxy-Wasm module: it does not export proxy_abi_version_0_2_1 (or 0_2_0, 0_1_0)\n",
+        ),
+        (
+            &["run", probe, "--config", "bad.json"],
+            "error: bad.json: key must be a string at line 1 column 2\n",
+        ),
+        (
+            &["run", probe, "--request", "req.yaml"],
+            "error: req.yaml: line 2, column 5: requests[0].headerz: unknown field `headerz`, expected one of `headers`, `body`, `trailers`, `advance`, `response`\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = sdk_host(args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr), expected, "{args:?}");
+    }
+}
