@@ -27,7 +27,7 @@ pub type ContextId = u32;
 /// ```no_run
 /// use sdk_host::{Host, WasmModule};
 /// let module = WasmModule::from_file("filter.wasm")?;
-/// let host = Host::builder()
+/// let _host = Host::builder()
 ///     .vm_id("my-vm")
 ///     .plugin_config(r#"{"greeting": "hi"}"#)
 ///     .property("node.metadata.CLUSTER_ID", "Kubernetes")

@@ -16,7 +16,7 @@
 //! returns what Envoy returns and the host records a [`Violation`].
 //!
 //! ```no_run
-//! use sdk_host::{Action, Host, WasmModule};
+//! use sdk_host::{Host, WasmModule};
 //! let module = WasmModule::from_file("target/wasm32-wasip1/release/my_filter.wasm")?;
 //! let mut host = Host::builder().plugin_config(r#"{"deny": "/admin"}"#).start(&module)?;
 //! let stream = host.new_http_stream()?;
