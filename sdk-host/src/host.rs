@@ -205,12 +205,13 @@ impl HostBuilder {
     ///
     /// # Errors
     ///
-    /// As [`HostBuilder::start`]; also [`Error::Usage`] when another
-    /// native host is alive on this thread.
+    /// As [`HostBuilder::start`]. Several native hosts may live on one
+    /// thread; filters of two crates cannot share a test binary (their
+    /// exports have the same names).
     #[cfg(feature = "native")]
     pub fn start_native(mut self, module: crate::native::NativeModule) -> Result<Host, Error> {
         let state = self.state();
-        let (runtime, first_context) = crate::native::NativeRuntime::new(module, state)?;
+        let (runtime, first_context) = crate::native::NativeRuntime::new(module, state);
         Host::start(
             Box::new(runtime),
             self.plugins,
@@ -390,7 +391,6 @@ impl Host {
         let logs_before = self.runtime.state_ref().logs.len();
         self.invoke(Callback::ContextCreate, root, &[root, 0])?;
         let vm_config_size = self.runtime.state_ref().settings.vm_config.len() as u32;
-        self.runtime.state().callback_data.vm_config = true;
         let started = self.invoke(Callback::VmStart, root, &[root, vm_config_size])?;
         if started == Some(0) {
             return Err(self.rejected(Callback::VmStart, name, logs_before));
@@ -400,7 +400,6 @@ impl Host {
             .state_ref()
             .plugin_of_root(root)
             .map_or(0, |p| p.config.len() as u32);
-        self.runtime.state().callback_data.plugin_config = true;
         let configured = self.invoke(Callback::Configure, root, &[root, config_size])?;
         if configured == Some(0) {
             return Err(self.rejected(Callback::Configure, name, logs_before));
@@ -429,7 +428,6 @@ impl Host {
         }
         {
             let state = self.runtime.state();
-            state.active = context;
             state.effective = context;
             state.callback = Some(callback);
         }
@@ -437,7 +435,6 @@ impl Host {
         let state = self.runtime.state();
         state.callback = None;
         state.callback_data = Default::default();
-        state.active = 0;
         state.effective = 0;
         match result {
             Ok(value) => Ok(value),
@@ -1060,14 +1057,10 @@ impl Host {
         let action = self
             .invoke(callback, id, &[id, size, u32::from(end_of_stream)])?
             .map_or(Action::Continue, Action::from_u32);
-        if let Some(stream) = self.runtime.state().tcp.get_mut(&id) {
-            if action == Action::Continue {
-                stream.flush(downstream);
-            } else if downstream {
-                stream.downstream_paused = true;
-            } else {
-                stream.upstream_paused = true;
-            }
+        if action == Action::Continue
+            && let Some(stream) = self.runtime.state().tcp.get_mut(&id)
+        {
+            stream.flush(downstream);
         }
         self.settle()?;
         Ok(action)
@@ -1697,11 +1690,9 @@ impl TcpStream {
         if downstream {
             let data = std::mem::take(&mut self.downstream);
             self.to_upstream.extend(data);
-            self.downstream_paused = false;
         } else {
             let data = std::mem::take(&mut self.upstream);
             self.to_downstream.extend(data);
-            self.upstream_paused = false;
         }
     }
 }

@@ -10,7 +10,6 @@
 //! because the Rust SDK keeps its contexts in thread-locals too.
 
 use crate::abi::{self, Edit, Guest};
-use crate::error::Error;
 use crate::runtime::{GuestTrap, Runtime};
 use crate::state::{Callback, HostState};
 use crate::types::Status;
@@ -174,10 +173,7 @@ pub(crate) struct NativeRuntime {
 }
 
 impl NativeRuntime {
-    pub(crate) fn new(
-        module: NativeModule,
-        state: HostState,
-    ) -> Result<(NativeRuntime, u32), Error> {
+    pub(crate) fn new(module: NativeModule, state: HostState) -> (NativeRuntime, u32) {
         let first_context = NEXT_CONTEXT.with(|next| {
             let first = next.get();
             // Room for this host's contexts; a host needing more than a
@@ -192,7 +188,7 @@ impl NativeRuntime {
             }),
             exports: module.exports,
         };
-        Ok((runtime, first_context))
+        (runtime, first_context)
     }
 
     /// Runs `call` with this host's state reachable from the hostcalls.

@@ -259,8 +259,6 @@ pub(crate) struct TcpStream {
     pub(crate) root: u32,
     pub(crate) downstream: Vec<u8>,
     pub(crate) upstream: Vec<u8>,
-    pub(crate) downstream_paused: bool,
-    pub(crate) upstream_paused: bool,
     pub(crate) to_upstream: Vec<u8>,
     pub(crate) to_downstream: Vec<u8>,
     pub(crate) closed: Vec<StreamType>,
@@ -362,8 +360,6 @@ pub(crate) struct CallbackData {
     pub(crate) grpc_trailing: Option<HeaderMap>,
     pub(crate) grpc_message: Option<Vec<u8>>,
     pub(crate) call_data: Option<Vec<u8>>,
-    pub(crate) vm_config: bool,
-    pub(crate) plugin_config: bool,
 }
 
 /// Settings of a VM that tests choose.
@@ -387,8 +383,6 @@ pub(crate) struct HostState {
     pub(crate) http: BTreeMap<u32, HttpStream>,
     pub(crate) tcp: BTreeMap<u32, TcpStream>,
     pub(crate) properties: PropertyStore,
-    /// The context of the callback running now.
-    pub(crate) active: u32,
     /// The context hostcalls address (changed by `proxy_set_effective_context`).
     pub(crate) effective: u32,
     pub(crate) callback: Option<Callback>,
@@ -420,7 +414,6 @@ impl HostState {
             http: BTreeMap::new(),
             tcp: BTreeMap::new(),
             properties: PropertyStore::default(),
-            active: 0,
             effective: 0,
             callback: None,
             callback_data: CallbackData::default(),
@@ -552,7 +545,8 @@ impl HostState {
             }
             BufferType::VmConfiguration => self.settings.vm_config.clone(),
             BufferType::PluginConfiguration => {
-                if !self.callback_data.plugin_config {
+                // Envoy hands it over only while `proxy_on_configure` runs.
+                if callback != Some(Callback::Configure) {
                     return Err(Status::NotFound);
                 }
                 let root = self.root_of(context).ok_or(Status::NotFound)?;
@@ -1139,8 +1133,7 @@ impl HostState {
     }
 
     pub(crate) fn grpc_cancel(&mut self, token: u32) -> Result<(), Status> {
-        let call = self.grpc_calls.remove(&token).ok_or(Status::NotFound)?;
-        let _ = call;
+        self.grpc_calls.remove(&token).ok_or(Status::NotFound)?;
         Ok(())
     }
 

@@ -316,7 +316,11 @@ impl Op<'_> {
     }
 
     fn string(&self, index: usize) -> String {
-        str_at(&Value::Array(self.args.to_vec()), index)
+        match self.args.get(index) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
     }
 
     fn value(&self, index: usize) -> Value {

@@ -614,8 +614,7 @@ fn two_hosts_on_one_proxy_share_data_and_queues_like_workers() {
     );
     // The owner is told on its next turn, like a post to its dispatcher.
     let mut worker_a = worker_a;
-    let other = worker_a.new_http_stream().unwrap();
-    let _ = other;
+    worker_a.new_http_stream().unwrap();
     assert_eq!(
         results(&worker_a, "on_queue_ready"),
         [r#"dequeue($1): ok "job-1""#, "dequeue($1): Err(Empty)"]
