@@ -1186,6 +1186,25 @@ impl Host {
             .min_by_key(|(due, _)| *due)
     }
 
+    /// How long until the next tick, callout timeout or gRPC timeout falls
+    /// due, if any is set: advancing by it fires exactly that event.
+    ///
+    /// ```no_run
+    /// # use sdk_host::{Host, WasmModule};
+    /// # let module = WasmModule::from_file("filter.wasm")?;
+    /// let mut host = Host::builder().start(&module)?;
+    /// // Let the filter's timers run until none is left within a minute.
+    /// while let Some(due) = host.next_timer().filter(|d| d.as_secs() < 60) {
+    ///     host.advance(due)?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_timer(&self) -> Option<Duration> {
+        let now = self.runtime.state_ref().monotonic_nanos;
+        self.next_event(u64::MAX)
+            .map(|(due, _)| Duration::from_nanos(due.saturating_sub(now)))
+    }
+
     /// Time since the host started, on its monotonic clock.
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.runtime.state_ref().monotonic_nanos)

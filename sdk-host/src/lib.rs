@@ -40,6 +40,7 @@ pub mod native;
 mod properties;
 mod proxy;
 mod runtime;
+pub mod scenario;
 mod state;
 mod types;
 mod wasi;

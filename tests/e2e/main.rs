@@ -10,4 +10,5 @@ mod crd;
 mod envoyfilter;
 mod fault;
 mod router;
+mod scenarios;
 mod wasmhub;

@@ -53,12 +53,16 @@ pub fn find_envoy() -> Result<PathBuf> {
 /// A Wasm HTTP filter entry for Envoy's `http_filters`.
 #[derive(Debug, Clone)]
 pub struct WasmFilter {
-    /// Plugin name (and root id).
+    /// Plugin name.
     pub name: String,
+    /// Root id (`WasmFilter::new` makes it the name).
+    pub root_id: String,
     /// Path of the `.wasm` file.
     pub wasm: PathBuf,
     /// Plugin configuration, passed to the filter as a string.
     pub configuration: String,
+    /// VM configuration, passed to the VM as a string (empty: none).
+    pub vm_configuration: String,
     /// VMs with the same id share memory-hungry state and shared data.
     pub vm_id: String,
     /// Let requests through when the VM cannot be created (Envoy's `fail_open`).
@@ -68,10 +72,13 @@ pub struct WasmFilter {
 impl WasmFilter {
     /// A filter named `meshwasm.<name>` with the given configuration.
     pub fn new(name: &str, wasm: impl Into<PathBuf>, configuration: impl Into<String>) -> Self {
+        let name = format!("meshwasm.{name}");
         WasmFilter {
-            name: format!("meshwasm.{name}"),
+            root_id: name.clone(),
+            name,
             wasm: wasm.into(),
             configuration: configuration.into(),
+            vm_configuration: String::new(),
             vm_id: "meshwasm".into(),
             fail_open: false,
         }
@@ -79,23 +86,30 @@ impl WasmFilter {
 
     /// The `http_filters` entry.
     pub fn to_json(&self) -> Value {
+        let mut vm_config = json!({
+            "vm_id": self.vm_id,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": self.wasm.display().to_string()}},
+        });
+        if !self.vm_configuration.is_empty() {
+            vm_config["configuration"] = json!({
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": self.vm_configuration,
+            });
+        }
         json!({
             "name": self.name,
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 "config": {
                     "name": self.name,
-                    "root_id": self.name,
+                    "root_id": self.root_id,
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.configuration,
                     },
                     "fail_open": self.fail_open,
-                    "vm_config": {
-                        "vm_id": self.vm_id,
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": self.wasm.display().to_string()}},
-                    },
+                    "vm_config": vm_config,
                 },
             },
         })
@@ -117,6 +131,8 @@ pub struct Bootstrap {
     route_timeout: Duration,
     cpu: Option<u32>,
     callgrind: bool,
+    /// Envoy's level for the `wasm` logger, which carries the filters' logs.
+    wasm_log_level: String,
     /// A complete configuration made elsewhere (by `envoyfilter`), used as is.
     config: Option<Value>,
 }
@@ -134,8 +150,16 @@ impl Bootstrap {
             route_timeout: Duration::from_secs(30),
             cpu: None,
             callgrind: false,
+            wasm_log_level: "info".into(),
             config: None,
         }
+    }
+
+    /// Lets the filters' logs through down to `level` (`trace`, `debug`,
+    /// `info`...); the default is `info`, as for the rest of Envoy.
+    pub fn wasm_log_level(mut self, level: &str) -> Self {
+        level.clone_into(&mut self.wasm_log_level);
+        self
     }
 
     /// Runs Envoy under `valgrind --tool=callgrind`, to count the
@@ -310,6 +334,8 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(["--disable-hot-restart", "-l", "info"])
+            .arg("--component-log-level")
+            .arg(format!("wasm:{}", bootstrap.wasm_log_level))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -45,11 +45,23 @@ impl Seen {
     }
 }
 
+/// An answer set by the test, given instead of the upstream's name.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
 /// A running upstream on 127.0.0.1; it stops when dropped.
 pub struct Upstream {
     name: String,
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Arc<Mutex<Option<Reply>>>,
     task: JoinHandle<()>,
 }
 
@@ -73,10 +85,12 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let reply = Arc::new(Mutex::new(None));
         let state = Arc::new(State {
             name: name.to_owned(),
             delay,
             seen: Arc::clone(&seen),
+            reply: Arc::clone(&reply),
             attempts: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(serve(listener, state));
@@ -84,8 +98,17 @@ impl Upstream {
             name: name.to_owned(),
             addr,
             seen,
+            reply,
             task,
         })
+    }
+
+    /// Answers every request from now on with `reply` (`None`: with the
+    /// name again), as a scenario file's `response:` asks.
+    pub fn set_reply(&self, reply: Option<Reply>) {
+        if let Ok(mut current) = self.reply.lock() {
+            *current = reply;
+        }
     }
 
     /// Where it listens.
@@ -119,6 +142,7 @@ struct State {
     name: String,
     delay: Duration,
     seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Arc<Mutex<Option<Reply>>>,
     /// Attempts per `x-request-id`, for `x-upstream-fail-first`.
     attempts: Mutex<HashMap<String, u32>>,
 }
@@ -187,6 +211,16 @@ async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<
     }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    let scripted = state.reply.lock().ok().and_then(|r| r.clone());
+    if let Some(reply) = scripted {
+        let mut response = Response::builder().status(reply.status);
+        for (name, value) in &reply.headers {
+            response = response.header(name, value);
+        }
+        return response
+            .body(Full::new(Bytes::from(reply.body)))
+            .unwrap_or_default();
     }
     let name = state.name.as_str();
     let response = Response::builder()

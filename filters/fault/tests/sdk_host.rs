@@ -247,3 +247,28 @@ fn an_invalid_configuration_is_rejected_with_the_field() {
         );
     }
 }
+
+/// The shared scenario files for this filter (`tests/scenarios/fault-*`),
+/// which the end-to-end suite also plays in Envoy, here in both modes.
+#[test]
+fn the_fault_scenario_files_pass_in_both_modes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/scenarios");
+    let mut played = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("fault-") {
+            continue;
+        }
+        let scenario = sdk_host::scenario::Scenario::from_file(&path).unwrap();
+        assert_eq!(scenario.filter, "fault", "{name}");
+        let in_wasm = scenario.run(module()).unwrap();
+        let native = scenario
+            .run_native(sdk_host::native_module!(meshwasm_fault))
+            .unwrap();
+        assert!(in_wasm.passed(), "{name} in wasm: {:#?}", in_wasm.failures);
+        assert!(native.passed(), "{name} native: {:#?}", native.failures);
+        played += 1;
+    }
+    assert!(played >= 2, "fault scenarios in {}", dir.display());
+}

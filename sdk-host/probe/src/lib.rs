@@ -509,6 +509,8 @@ fn run_op(name: &str, op: &Op<'_>) -> String {
                 let code = proxy_dequeue_shared_queue(op.u32(0), &mut ptr, &mut len);
                 result(code, || text(&owned(ptr, len)))
             }
+            // A callback argument, e.g. `["show", "$1"]` for a body's size.
+            "show" => format!("ok {}", op.num(0)),
             "continue" => result(proxy_continue_stream(op.u32(0)), String::new),
             "close" => result(proxy_close_stream(op.u32(0)), String::new),
             "local_response" => {

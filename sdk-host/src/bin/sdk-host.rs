@@ -1,14 +1,15 @@
 //! `sdk-host run FILTER.wasm --config cfg.json --request req.yaml`: plays
 //! requests through any Proxy-Wasm module and prints what the filter did.
+//! `sdk-host test SCENARIO.yaml...`: runs scenario files and reports every
+//! mismatch with their expectations.
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use clap::{Parser, Subcommand};
+use sdk_host::scenario::{Exchange, Scenario, from_document, yaml_document};
 use sdk_host::{Action, HeaderMap, Host, WasmModule};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Play one request, or a small scenario, through a module.
     Run(RunArgs),
+    /// Run scenario files and check what comes back against their `expect`.
+    Test(TestArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,34 +55,17 @@ struct RunArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestFile {
-    requests: Vec<RequestSpec>,
+    requests: Vec<Exchange>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RequestSpec {
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    body: Option<String>,
-    trailers: Option<BTreeMap<String, String>>,
-    /// Time to let pass after the request (delays, ticks), e.g. `2s`, `150ms`.
-    advance: Option<String>,
-    /// The upstream's answer, if the request reaches it.
-    response: Option<ResponseSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResponseSpec {
-    #[serde(default = "ok_status")]
-    status: u16,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    body: Option<String>,
-}
-
-fn ok_status() -> u16 {
-    200
+#[derive(clap::Args)]
+struct TestArgs {
+    /// Scenario files (YAML or JSON).
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// The module to run, instead of each scenario's `filter`.
+    #[arg(long)]
+    filter: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -97,7 +83,46 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let Command::Run(args) = cli.command;
+    match cli.command {
+        Command::Run(args) => run_requests(&args),
+        Command::Test(args) => run_scenarios(&args),
+    }
+}
+
+fn run_scenarios(args: &TestArgs) -> Result<ExitCode> {
+    let mut scenarios = Vec::new();
+    for path in &args.scenarios {
+        scenarios.push(Scenario::from_file(path)?);
+    }
+    let mut failed = 0;
+    for scenario in &scenarios {
+        let filter = args
+            .filter
+            .clone()
+            .unwrap_or_else(|| scenario.filter_path());
+        let module = WasmModule::from_file(&filter)?;
+        let report = scenario
+            .run(&module)
+            .map_err(|e| anyhow!("{}: {e}", scenario.source.display()))?;
+        if report.passed() {
+            println!("ok    {}", scenario.source.display());
+        } else {
+            failed += 1;
+            println!("FAIL  {}", scenario.source.display());
+            for failure in &report.failures {
+                println!("  {failure}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", scenarios.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_requests(args: &RunArgs) -> Result<ExitCode> {
     let module = WasmModule::from_file(&args.filter)?;
     let config = args
         .config
@@ -119,7 +144,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .unwrap_or_default();
     let requests = match &args.request {
         Some(path) => load_requests(path)?,
-        None => vec![RequestSpec::default()],
+        None => vec![Exchange::default()],
     };
     let mut host = Host::builder()
         .vm_id(&args.vm_id)
@@ -140,77 +165,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     })
 }
 
-fn load_requests(path: &Path) -> Result<Vec<RequestSpec>> {
+fn load_requests(path: &Path) -> Result<Vec<Exchange>> {
     let text = String::from_utf8(read(path, "request file")?)
         .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
-    let documents =
-        envoyfilter::yaml::load(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let [document] = documents.as_slice() else {
-        bail!(
-            "{}: expected one YAML document, found {}",
-            path.display(),
-            documents.len()
-        );
-    };
-    let located = |e: serde_path_to_error::Error<serde_json::Error>| {
-        let field = e.path().to_string();
-        let at = document
-            .position(&field)
-            .map(|p| format!("{p}: "))
-            .unwrap_or_default();
-        anyhow!("{}: {at}{field}: {}", path.display(), e.inner())
-    };
+    let document = yaml_document(path, &text)?;
     if document.value.get("requests").is_some() {
-        let file: RequestFile =
-            serde_path_to_error::deserialize(&document.value).map_err(located)?;
+        let file: RequestFile = from_document(path, &document)?;
         Ok(file.requests)
     } else {
-        Ok(vec![
-            serde_path_to_error::deserialize(&document.value).map_err(located)?,
-        ])
+        Ok(vec![from_document(path, &document)?])
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| anyhow!("advance: {text:?} is not a duration like 2s or 150ms"))?;
-    let seconds = match unit {
-        "s" => value,
-        "ms" => value / 1e3,
-        "us" => value / 1e6,
-        "m" => value * 60.0,
-        _ => bail!("advance: unknown unit in {text:?} (use ms, s or m)"),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-fn play(host: &mut Host, spec: &RequestSpec) -> Result<()> {
-    let mut headers: Vec<(String, String)> = vec![
-        (":method".into(), "GET".into()),
-        (":path".into(), "/".into()),
-        (":authority".into(), "example.com".into()),
-        (":scheme".into(), "http".into()),
-    ];
-    for (name, value) in &spec.headers {
-        match headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some(existing) => existing.1 = value.clone(),
-            None => headers.push((name.clone(), value.clone())),
-        }
-    }
+fn play(host: &mut Host, spec: &Exchange) -> Result<()> {
+    let headers = spec.request_headers();
     let sent = HeaderMap::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let stream = host.new_http_stream()?;
     let end = spec.body.is_none() && spec.trailers.is_none();
     let action = host.send_request_headers(stream, &headers, end)?;
     println!("  proxy_on_request_headers -> {}", action_name(action));
     if let Some(body) = &spec.body {
-        let action = host.send_request_body(stream, body, spec.trailers.is_none())?;
+        let action = host.send_request_body(stream, body.bytes(), spec.trailers.is_none())?;
         println!(
             "  proxy_on_request_body -> {}",
             action.map_or("held (stream paused)".into(), action_name)
@@ -224,9 +199,9 @@ fn play(host: &mut Host, spec: &RequestSpec) -> Result<()> {
             action.map_or("held (stream paused)".into(), action_name)
         );
     }
-    if let Some(advance) = &spec.advance {
-        host.advance(parse_duration(advance)?)?;
-        println!("  advanced {advance}");
+    if let Some(advance) = spec.advance {
+        host.advance(advance)?;
+        println!("  advanced {} ms", advance.as_millis());
     }
     if let Some(after) = host.http(stream)?.request_headers() {
         print_changes("request headers", &sent, after);
@@ -248,7 +223,7 @@ fn play(host: &mut Host, spec: &RequestSpec) -> Result<()> {
         let action = host.send_response_headers(stream, &pairs, response.body.is_none())?;
         println!("  proxy_on_response_headers -> {}", action_name(action));
         if let Some(body) = &response.body {
-            let action = host.send_response_body(stream, body, true)?;
+            let action = host.send_response_body(stream, body.bytes(), true)?;
             println!(
                 "  proxy_on_response_body -> {}",
                 action.map_or("held (stream paused)".into(), action_name)

@@ -83,7 +83,7 @@ fn run_reports_bad_input_in_one_line() {
         ),
         (
             &["run", probe, "--request", "req.yaml"],
-            "error: req.yaml: line 2, column 5: requests[0].headerz: unknown field `headerz`, expected one of `headers`, `body`, `trailers`, `advance`, `response`\n",
+            "error: req.yaml: line 2, column 5: requests[0].headerz: unknown field `headerz`, expected one of `name`, `headers`, `body`, `trailers`, `response`, `advance`, `expect`\n",
         ),
     ];
     for (args, expected) in cases {
@@ -91,4 +91,48 @@ fn run_reports_bad_input_in_one_line() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(text(&out.stderr), expected, "{args:?}");
     }
+}
+
+#[test]
+fn test_runs_scenarios_and_names_every_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |expect: &str| {
+        format!(
+            "filter: {}\nconfig:\n  on_request_headers: [[local_response, 403, denied, no]]\nrequests:\n  - name: admin\n    headers: {{\":path\": /admin}}\n    expect: {expect}\n",
+            meshwasm_local::artifacts::PROBE_WASM
+        )
+    };
+    std::fs::write(
+        dir.path().join("pass.yaml"),
+        scenario("{status: 403, body: \"no\", reachesUpstream: false}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fail.yaml"),
+        scenario("{status: 200, headers: {x-missing: \"1\"}}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "filter: x.wasm\nrequests:\n  - expect: {staus: 1}\n",
+    )
+    .unwrap();
+
+    let out = sdk_host(&["test", "pass.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "ok    pass.yaml\n1 passed, 0 failed\n");
+
+    let out = sdk_host(&["test", "pass.yaml", "fail.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "ok    pass.yaml\nFAIL  fail.yaml\n  request 1 (admin): status: expected 200, got 403\n  request 1 (admin): header x-missing: expected \"1\", absent\n1 passed, 1 failed\n"
+    );
+
+    let out = sdk_host(&["test", "bad.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: bad.yaml: line 3, column 14: requests[0].expect.staus: unknown field `staus`, expected one of `status`, `headers`, `body`, `reachesUpstream`, `upstreamHeaders`, `upstreamBody`, `delay`\n"
+    );
 }

@@ -6,6 +6,7 @@ mod cli;
 mod hostcalls;
 mod load;
 mod wasi;
+mod wasi_module;
 
 use sdk_host::{Host, HostBuilder, WasmModule};
 use std::sync::OnceLock;

@@ -1,0 +1,740 @@
+//! Scenario files: a plugin's configuration, the requests to play, and what
+//! should come back. The same file runs in sdk-host ([`Scenario::run`]) and
+//! in a real Envoy (meshwasm-local's `scenario` module), and both runs are
+//! judged by the same [`Scenario::judge`], so a difference between the two
+//! shows up as a failure on one side.
+//!
+//! ```yaml
+//! description: jason gets a 500, everyone else reaches the upstream
+//! filter: fault                  # resolved by the runner (a path by default)
+//! rootId: ""                     # optional, as are vmId and vmConfig
+//! config: {hosts: ["*"], http: [...]}   # a string is passed as is; anything else as JSON
+//! requests:
+//!   - name: jason
+//!     headers: {":path": /ratings/0, ":authority": ratings, cookie: user=jason}
+//!     body: optional text, or {repeat: "x", times: 65536}
+//!     response: {status: 200, headers: {x-upstream: v1}, body: "v1"}  # the upstream's answer
+//!     expect:
+//!       status: 500
+//!       headers: {content-type: text/plain, x-removed: null}
+//!       body: fault filter abort
+//!       reachesUpstream: false
+//!       upstreamHeaders: {x-added: "yes"}
+//!       delay: 2s                # the answer came after [2 s, 3 s)
+//! metrics: {meshwasm.fault.aborts_injected: 1}
+//! logs: ["a message", {level: warning, message: "another, later"}]
+//! ```
+
+use crate::{Error, HeaderMap, Host, HostBuilder, LogLevel, MetricValue, WasmModule};
+use envoyfilter::yaml::Document;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long the sdk-host runner lets simulated time pass for a request the
+/// filter holds before it reports that no answer came.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A delay matches if the answer came no sooner and less than this later.
+pub const DELAY_TOLERANCE: Duration = Duration::from_secs(1);
+
+/// A scenario: one plugin, its requests, and the expected outcome.
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let scenario = Scenario::from_yaml(
+///     "deny.yaml",
+///     "filter: deny.wasm\nrequests:\n  - headers: {\":path\": /admin}\n    expect: {status: 403}\n",
+/// )?;
+/// assert_eq!(scenario.plugin_name(), "deny");
+/// assert_eq!(scenario.requests[0].expect.status, Some(403));
+/// # Ok::<(), sdk_host::scenario::ScenarioError>(())
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The module: a path relative to the file, or a name the runner knows.
+    pub filter: String,
+    /// The plugin's root id.
+    #[serde(default)]
+    pub root_id: String,
+    /// The VM id.
+    #[serde(default)]
+    pub vm_id: String,
+    /// Plugin configuration: a string is given as is, anything else as JSON.
+    #[serde(default)]
+    pub config: Value,
+    /// VM configuration, in the same form.
+    #[serde(default)]
+    pub vm_config: Value,
+    /// The requests, played one after the other.
+    pub requests: Vec<Exchange>,
+    /// Metric values at the end, by the name the filter defined.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, i64>,
+    /// Messages the filter logs, in this order (other lines may come between).
+    #[serde(default)]
+    pub logs: Vec<ExpectedLog>,
+    /// The file it came from.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// One request, the upstream's answer to it, and what should come back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Exchange {
+    /// A name for reports.
+    #[serde(default)]
+    pub name: String,
+    /// Request headers; `:method`, `:path`, `:authority` and `:scheme`
+    /// default to `GET`, `/`, `example.com` and `http`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The request body.
+    pub body: Option<Body>,
+    /// Request trailers (sdk-host only: HTTP/1 clients do not send them).
+    pub trailers: Option<BTreeMap<String, String>>,
+    /// The upstream's answer if the request reaches it (default: 200, no body).
+    pub response: Option<UpstreamResponse>,
+    /// Time to let pass after the answer (ticks, timers), e.g. `2s`, `150ms`.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub advance: Option<Duration>,
+    /// What should come back.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// A body: text, or one string repeated (for large bodies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Body {
+    /// The body as written.
+    Text(String),
+    /// `repeat` written `times` times.
+    Repeat {
+        /// The piece.
+        repeat: String,
+        /// How many times.
+        times: usize,
+    },
+}
+
+impl Body {
+    /// The bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Body::Text(text) => text.as_bytes().to_vec(),
+            Body::Repeat { repeat, times } => repeat.repeat(*times).into_bytes(),
+        }
+    }
+}
+
+/// What the upstream answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamResponse {
+    /// Status code.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body.
+    pub body: Option<Body>,
+}
+
+impl Default for UpstreamResponse {
+    fn default() -> Self {
+        UpstreamResponse {
+            status: ok_status(),
+            headers: BTreeMap::new(),
+            body: None,
+        }
+    }
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// What should come back; every field left out is not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expect {
+    /// The status the client gets.
+    pub status: Option<u16>,
+    /// Response headers the client gets; `null` means absent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Option<String>>,
+    /// The body the client gets.
+    pub body: Option<String>,
+    /// Whether the request reached the upstream.
+    pub reaches_upstream: Option<bool>,
+    /// Request headers the upstream gets; `null` means absent.
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, Option<String>>,
+    /// The request body the upstream gets.
+    pub upstream_body: Option<String>,
+    /// The answer comes this long after the request, within [`DELAY_TOLERANCE`].
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub delay: Option<Duration>,
+}
+
+/// A log message the filter should write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ExpectedLog {
+    /// This message, at any level.
+    Message(String),
+    /// This message at this level (`trace`, `debug`, `info`, `warning`,
+    /// `error`, `critical`).
+    AtLevel {
+        /// The level's name.
+        level: String,
+        /// The message.
+        message: String,
+    },
+}
+
+impl ExpectedLog {
+    fn matches(&self, level: LogLevel, message: &str) -> bool {
+        match self {
+            ExpectedLog::Message(m) => m == message,
+            ExpectedLog::AtLevel {
+                level: l,
+                message: m,
+            } => m == message && (l == level.name() || (l == "warn" && level == LogLevel::Warn)),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedLog::Message(m) => write!(f, "{m:?}"),
+            ExpectedLog::AtLevel { level, message } => write!(f, "[{level}] {message:?}"),
+        }
+    }
+}
+
+/// What one request got, from sdk-host or from Envoy.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The status the client got; `None` if no answer came.
+    pub status: Option<u16>,
+    /// The response headers the client got.
+    pub headers: HeaderMap,
+    /// The body the client got.
+    pub body: Vec<u8>,
+    /// What reached the upstream, if anything did.
+    pub upstream: Option<UpstreamSaw>,
+    /// From the request to the answer.
+    pub elapsed: Duration,
+}
+
+/// The request as the upstream got it.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamSaw {
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
+/// The outcome of a run: what each request got and everything that did
+/// not match.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Per request, in order.
+    pub observed: Vec<Observed>,
+    /// Every mismatch, one line each, naming the request and the field.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// Whether everything matched.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// A scenario file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, with the line and field where there is one.
+    pub message: String,
+}
+
+impl Scenario {
+    /// Reads a scenario from a YAML or JSON file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or is not a scenario; the message names the
+    /// line, column and field.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Scenario::from_yaml(path, &text)
+    }
+
+    /// Reads a scenario from YAML (or JSON) text; `path` names it in errors
+    /// and anchors relative `filter` paths.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_file`](Self::from_file).
+    pub fn from_yaml(path: impl AsRef<Path>, text: &str) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let mut scenario: Scenario = load_yaml(path, text)?;
+        scenario.source = path.to_path_buf();
+        if scenario.requests.is_empty() {
+            return Err(ScenarioError {
+                path: path.display().to_string(),
+                message: "requests: at least one request is needed".into(),
+            });
+        }
+        Ok(scenario)
+    }
+
+    /// The plugin's name: the file's stem.
+    pub fn plugin_name(&self) -> String {
+        self.source
+            .file_stem()
+            .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// `filter` as a path, relative to the scenario's directory.
+    pub fn filter_path(&self) -> PathBuf {
+        self.source
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(&self.filter)
+    }
+
+    /// The plugin configuration as the filter gets it.
+    pub fn config_bytes(&self) -> Vec<u8> {
+        configuration(&self.config)
+    }
+
+    /// The VM configuration as the filter gets it.
+    pub fn vm_config_bytes(&self) -> Vec<u8> {
+        configuration(&self.vm_config)
+    }
+
+    /// A host builder with this scenario's plugin and VM.
+    pub fn host_builder(&self) -> HostBuilder {
+        Host::builder()
+            .vm_id(&self.vm_id)
+            .vm_config(self.vm_config_bytes())
+            .plugin(&self.plugin_name(), &self.root_id, self.config_bytes())
+    }
+
+    /// Runs the scenario through `module` in a fresh host.
+    ///
+    /// # Errors
+    ///
+    /// The plugin does not start, or the guest traps.
+    pub fn run(&self, module: &WasmModule) -> Result<Report, Error> {
+        let mut host = self.host_builder().start(module)?;
+        self.play(&mut host)
+    }
+
+    /// Runs the scenario through a filter linked into the test binary.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    #[cfg(feature = "native")]
+    pub fn run_native(&self, module: crate::native::NativeModule) -> Result<Report, Error> {
+        let mut host = self.host_builder().start_native(module)?;
+        self.play(&mut host)
+    }
+
+    /// Plays the requests through a started host and judges the outcome;
+    /// anything Envoy would refuse ([`Host::violations`]) is a failure too.
+    ///
+    /// # Errors
+    ///
+    /// The guest traps.
+    pub fn play(&self, host: &mut Host) -> Result<Report, Error> {
+        let mut observed = Vec::new();
+        for exchange in &self.requests {
+            observed.push(play_exchange(host, exchange)?);
+        }
+        let metrics = host.proxy().metrics();
+        let logs: Vec<(LogLevel, String)> = host
+            .logs()
+            .iter()
+            .map(|r| (r.level, r.message.clone()))
+            .collect();
+        let mut report = self.judge(
+            observed,
+            |name| match metrics.get(name)? {
+                MetricValue::Counter(n) => i64::try_from(*n).ok(),
+                MetricValue::Gauge(n) => Some(*n),
+                MetricValue::Histogram(values) => i64::try_from(values.len()).ok(),
+            },
+            &logs,
+        );
+        report.failures.extend(
+            host.violations()
+                .iter()
+                .map(|v| format!("Envoy would not do this: {v}")),
+        );
+        Ok(report)
+    }
+
+    /// Compares what each request got, the metrics (looked up by name) and
+    /// the log messages with the expectations.
+    pub fn judge(
+        &self,
+        observed: Vec<Observed>,
+        metric: impl Fn(&str) -> Option<i64>,
+        logs: &[(LogLevel, String)],
+    ) -> Report {
+        let mut failures = Vec::new();
+        for (i, (exchange, got)) in self.requests.iter().zip(&observed).enumerate() {
+            let label = if exchange.name.is_empty() {
+                format!("request {}", i + 1)
+            } else {
+                format!("request {} ({})", i + 1, exchange.name)
+            };
+            failures.extend(
+                exchange
+                    .expect
+                    .mismatches(got)
+                    .into_iter()
+                    .map(|m| format!("{label}: {m}")),
+            );
+        }
+        for (name, want) in &self.metrics {
+            match metric(name) {
+                Some(got) if got == *want => {}
+                Some(got) => failures.push(format!("metric {name}: expected {want}, got {got}")),
+                None => failures.push(format!("metric {name}: expected {want}, not defined")),
+            }
+        }
+        let mut rest = logs.iter();
+        let mut previous: Option<&ExpectedLog> = None;
+        for want in &self.logs {
+            if !rest.any(|(level, message)| want.matches(*level, message)) {
+                let after = previous.map(|p| format!(" after {p}")).unwrap_or_default();
+                failures.push(format!("logs: {want} was not logged{after}"));
+                break;
+            }
+            previous = Some(want);
+        }
+        Report { observed, failures }
+    }
+}
+
+impl Exchange {
+    /// The request headers, with the pseudo-headers' defaults.
+    pub fn request_headers(&self) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = [
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "example.com"),
+            (":scheme", "http"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+        for (name, value) in &self.headers {
+            let name = name.to_ascii_lowercase();
+            match headers.iter_mut().find(|(n, _)| *n == name) {
+                Some(existing) => existing.1.clone_from(value),
+                None => headers.push((name, value.clone())),
+            }
+        }
+        headers
+    }
+}
+
+impl Expect {
+    /// Every way `got` differs from this expectation, one line each.
+    pub fn mismatches(&self, got: &Observed) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(want) = self.status {
+            match got.status {
+                Some(status) if status == want => {}
+                Some(status) => out.push(format!("status: expected {want}, got {status}")),
+                None => out.push(format!("status: expected {want}, no answer came")),
+            }
+        }
+        compare_headers("header", &self.headers, &got.headers, &mut out);
+        if let Some(want) = &self.body
+            && want.as_bytes() != got.body.as_slice()
+        {
+            out.push(format!(
+                "body: expected {want:?}, got {:?}",
+                String::from_utf8_lossy(&got.body)
+            ));
+        }
+        if let Some(want) = self.reaches_upstream
+            && want != got.upstream.is_some()
+        {
+            out.push(if want {
+                "expected to reach the upstream, it did not".into()
+            } else {
+                "reached the upstream, expected not to".into()
+            });
+        }
+        let wants_upstream = !self.upstream_headers.is_empty() || self.upstream_body.is_some();
+        match &got.upstream {
+            Some(saw) => {
+                compare_headers(
+                    "upstream header",
+                    &self.upstream_headers,
+                    &saw.headers,
+                    &mut out,
+                );
+                if let Some(want) = &self.upstream_body
+                    && want.as_bytes() != saw.body.as_slice()
+                {
+                    out.push(format!(
+                        "upstream body: expected {want:?}, got {:?}",
+                        String::from_utf8_lossy(&saw.body)
+                    ));
+                }
+            }
+            None if wants_upstream && self.reaches_upstream.is_none() => {
+                out.push("upstream: expected headers or body there, nothing reached it".into());
+            }
+            None => {}
+        }
+        if let Some(want) = self.delay
+            && (got.elapsed < want || got.elapsed >= want + DELAY_TOLERANCE)
+        {
+            out.push(format!(
+                "delay: expected {} ms, the answer came after {} ms",
+                want.as_millis(),
+                got.elapsed.as_millis()
+            ));
+        }
+        out
+    }
+}
+
+fn compare_headers(
+    what: &str,
+    want: &BTreeMap<String, Option<String>>,
+    got: &HeaderMap,
+    out: &mut Vec<String>,
+) {
+    for (name, value) in want {
+        let actual = got.get(name);
+        if actual != value.as_deref() {
+            out.push(match (value, actual) {
+                (Some(v), Some(a)) => format!("{what} {name}: expected {v:?}, got {a:?}"),
+                (Some(v), None) => format!("{what} {name}: expected {v:?}, absent"),
+                (None, Some(a)) => format!("{what} {name}: expected absent, got {a:?}"),
+                (None, None) => continue,
+            });
+        }
+    }
+}
+
+/// Plays one exchange: the request, the automatic passing of simulated
+/// time while the filter holds it (delays, ticks), the upstream's answer.
+fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error> {
+    let started = host.elapsed();
+    let stream = host.new_http_stream()?;
+    let body = exchange.body.as_ref().map(Body::bytes);
+    let mut headers = exchange.request_headers();
+    if let Some(body) = &body {
+        headers.push(("content-length".into(), body.len().to_string()));
+    }
+    let end = body.is_none() && exchange.trailers.is_none();
+    host.send_request_headers(stream, &headers, end)?;
+    if let Some(body) = &body {
+        host.send_request_body(stream, body, exchange.trailers.is_none())?;
+    }
+    if let Some(trailers) = &exchange.trailers {
+        let pairs: Vec<(&String, &String)> = trailers.iter().collect();
+        host.send_request_trailers(stream, &pairs)?;
+    }
+    let deadline = started + PATIENCE;
+    let request_done = |host: &Host| {
+        host.http(stream).map_or(true, |view| {
+            view.upstream().complete
+                || view.local_response().is_some()
+                || view.reset().is_some()
+                || view.downstream().headers.is_some()
+        })
+    };
+    wait_until(host, deadline, request_done)?;
+    let view = host.http(stream)?;
+    let upstream = view.upstream().complete.then(|| UpstreamSaw {
+        headers: view.upstream().headers.clone().unwrap_or_default(),
+        body: view.upstream().body.clone(),
+    });
+    let answered_locally = view.local_response().is_some() || view.downstream().headers.is_some();
+    if upstream.is_some() && !answered_locally && view.reset().is_none() {
+        let response = exchange.response.clone().unwrap_or_default();
+        let mut pairs = vec![(":status".to_string(), response.status.to_string())];
+        pairs.extend(response.headers.clone());
+        let body = response.body.as_ref().map(Body::bytes);
+        if let Some(body) = &body {
+            pairs.push(("content-length".into(), body.len().to_string()));
+        }
+        host.send_response_headers(stream, &pairs, body.is_none())?;
+        if let Some(body) = &body {
+            host.send_response_body(stream, body, true)?;
+        }
+    }
+    wait_until(host, deadline, |host| {
+        host.http(stream).map_or(true, |view| {
+            view.downstream().complete || view.reset().is_some()
+        })
+    })?;
+    let view = host.http(stream)?;
+    let downstream = view.downstream();
+    let observed = Observed {
+        status: downstream
+            .headers
+            .as_ref()
+            .filter(|_| view.reset().is_none())
+            .and_then(|h| h.get(":status"))
+            .and_then(|s| s.parse().ok()),
+        headers: downstream.headers.clone().unwrap_or_default(),
+        body: downstream.body.clone(),
+        upstream,
+        elapsed: host.elapsed().saturating_sub(started),
+    };
+    host.finish(stream)?;
+    if let Some(advance) = exchange.advance {
+        host.advance(advance)?;
+    }
+    Ok(observed)
+}
+
+/// Lets simulated time pass, one timer at a time, until `done` or the deadline.
+fn wait_until(
+    host: &mut Host,
+    deadline: Duration,
+    done: impl Fn(&Host) -> bool,
+) -> Result<(), Error> {
+    while !done(host) {
+        match host.next_timer() {
+            Some(due) if host.elapsed() + due <= deadline => host.advance(due)?,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+fn configuration(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::String(text) => text.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Deserializes a YAML or JSON document into `T`; errors name the file,
+/// the line and column, and the field path.
+///
+/// # Errors
+///
+/// The text is not YAML, holds more than one document, or does not fit `T`.
+pub fn load_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ScenarioError> {
+    from_document(path, &yaml_document(path, text)?)
+}
+
+/// Parses the one YAML (or JSON) document in `text`, keeping positions.
+///
+/// # Errors
+///
+/// The text is not YAML, or holds more than one document.
+pub fn yaml_document(path: &Path, text: &str) -> Result<Document, ScenarioError> {
+    let fail = |message: String| ScenarioError {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut documents = envoyfilter::yaml::load(text).map_err(|e| fail(e.to_string()))?;
+    match documents.len() {
+        1 => Ok(documents.remove(0)),
+        n => Err(fail(format!("expected one YAML document, found {n}"))),
+    }
+}
+
+/// Deserializes a parsed document into `T`; errors name the line and field.
+///
+/// # Errors
+///
+/// The document does not fit `T`.
+pub fn from_document<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    document: &Document,
+) -> Result<T, ScenarioError> {
+    serde_path_to_error::deserialize(&document.value).map_err(|e| {
+        let field = e.path().to_string();
+        let at = document
+            .position(&field)
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        ScenarioError {
+            path: path.display().to_string(),
+            message: format!("{at}{field}: {}", e.inner()),
+        }
+    })
+}
+
+/// Parses `2s`, `150ms`, `20us` or `1m`; a bare number is seconds.
+///
+/// # Errors
+///
+/// Not a number with one of those units.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 2s or 150ms"))?;
+    let seconds = match unit {
+        "s" => value,
+        "ms" => value / 1e3,
+        "us" => value / 1e6,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit in {text:?} (use us, ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = Option::<Value>::deserialize(deserializer)?;
+    match text {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a duration"))),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "{other} is not a duration like 2s or 150ms"
+        ))),
+    }
+}
