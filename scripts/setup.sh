@@ -100,3 +100,25 @@ setup_crd_validator() {
             || die "npm ci in tests/crd failed"
     fi
 }
+
+# A Proxy-Wasm filter written in AssemblyScript, which sdk-host's tests and
+# the scenario suite run to show the host takes other languages' modules:
+# npm installs the pinned SDK and compiler, asc builds build/filter.wasm.
+setup_assemblyscript_filter() {
+    need npm "Install Node.js 18 or newer (with npm): the AssemblyScript test filter is built with it."
+    local dir="$ROOT/sdk-host/tests/assemblyscript"
+    if [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+        say "AssemblyScript SDK and compiler: present in sdk-host/tests/assemblyscript/node_modules"
+    else
+        say "Installing the AssemblyScript Proxy-Wasm SDK and compiler (@solo-io/proxy-runtime, assemblyscript) into sdk-host/tests/assemblyscript"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
+            || die "npm ci in sdk-host/tests/assemblyscript failed"
+    fi
+    if [[ "$dir/build/filter.wasm" -nt "$dir/assembly/index.ts" && "$dir/build/filter.wasm" -nt "$dir/package-lock.json" ]]; then
+        say "AssemblyScript test filter: built"
+    else
+        say "Building the AssemblyScript test filter (sdk-host/tests/assemblyscript/build/filter.wasm)"
+        (cd "$dir" && npm run --silent build >/dev/null 2>"$dir/build.log") \
+            || die "asc failed; see $dir/build.log"
+    fi
+}

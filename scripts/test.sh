@@ -2,7 +2,8 @@
 # Every test: formatting and lints, filters/core natively and on wasm32
 # (wasm-bindgen-test under Node), the built filters in a real Envoy, the
 # local demo, wasmhub against a real registry and skopeo, envoyfilter's
-# Istio output against Istio's CRD schemas, and the compose file.
+# Istio output against Istio's CRD schemas, the compose file, and the
+# scenario files in sdk-host and in Envoy (with a filter in AssemblyScript).
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$ROOT"
@@ -13,6 +14,7 @@ setup_envoy
 setup_wasm_bindgen_runner
 setup_debian_tools
 setup_crd_validator
+setup_assemblyscript_filter
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

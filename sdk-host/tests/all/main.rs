@@ -2,6 +2,7 @@
 //! wasm and natively), hand-written WAT modules (WASI, load errors).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod assemblyscript;
 mod cli;
 mod hostcalls;
 mod load;
