@@ -721,6 +721,7 @@ impl Host {
         if flow.end_of_stream && flow.trailers.is_none() {
             flow.forwarded.complete = true;
             flow.state = FlowState::Done;
+            self.check_content_length(id, dir)?;
         }
         Ok(())
     }
@@ -731,6 +732,47 @@ impl Host {
         flow.forwarded.trailers = flow.trailers.clone();
         flow.forwarded.complete = true;
         flow.state = FlowState::Done;
+        self.check_content_length(id, dir)
+    }
+
+    /// Envoy forwards `content-length` as the filter left it, whatever the
+    /// body became: a filter that resizes a body must remove the header in
+    /// its headers callback, or the peer reads the wrong number of bytes.
+    fn check_content_length(&mut self, id: ContextId, dir: Dir) -> Result<(), Error> {
+        let flow = self.flow_mut(id, dir)?;
+        let sent = flow.forwarded.body.len();
+        let Some(declared) = flow
+            .forwarded
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("content-length"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        else {
+            return Ok(());
+        };
+        if declared == sent {
+            return Ok(());
+        }
+        let (what, peer) = match dir {
+            Dir::Request => ("request", "upstream"),
+            Dir::Response => ("response", "client"),
+        };
+        let outcome = if sent > declared {
+            format!("reads the first {declared} and drops the rest")
+        } else {
+            "waits for the missing bytes until a timeout".to_string()
+        };
+        let state = self.runtime.state();
+        state.violations.push(Violation {
+            context_id: id,
+            callback: None,
+            call: "content-length",
+            message: format!(
+                "the {what} body left the filter with {sent} bytes but content-length says \
+                 {declared}; Envoy forwards the header as it is, so the {peer} {outcome} \
+                 (remove content-length in the headers callback when changing the body's size)"
+            ),
+        });
         Ok(())
     }
 

@@ -23,9 +23,12 @@
 //!       delay: 2s                # the answer came after [2 s, 3 s)
 //! metrics: {meshwasm.fault.aborts_injected: 1}
 //! logs: ["a message", {level: warning, message: "another, later"}]
+//! violations: ["read after the callback"]   # sdk-host's Envoy-behaviour reports
 //! ```
 
-use crate::{Error, HeaderMap, Host, HostBuilder, LogLevel, MetricValue, WasmModule};
+use crate::{
+    CalloutResponse, Error, HeaderMap, Host, HostBuilder, LogLevel, MetricValue, WasmModule,
+};
 use envoyfilter::yaml::Document;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -37,6 +40,10 @@ use std::time::Duration;
 /// How long the sdk-host runner lets simulated time pass for a request the
 /// filter holds before it reports that no answer came.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The one cluster a scenario has: requests go there, and so do HTTP
+/// callouts, which get the same answer as the request being played.
+pub const UPSTREAM_CLUSTER: &str = "upstream";
 
 /// A delay matches if the answer came no sooner and less than this later.
 pub const DELAY_TOLERANCE: Duration = Duration::from_secs(1);
@@ -81,6 +88,11 @@ pub struct Scenario {
     /// Messages the filter logs, in this order (other lines may come between).
     #[serde(default)]
     pub logs: Vec<ExpectedLog>,
+    /// Things the filter does that Envoy refuses or ignores, which sdk-host
+    /// reports ([`Host::violations`]): each entry is part of one report's
+    /// text. Any other violation fails the scenario.
+    #[serde(default)]
+    pub violations: Vec<String>,
     /// The file it came from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -101,7 +113,8 @@ pub struct Exchange {
     pub body: Option<Body>,
     /// Request trailers (sdk-host only: HTTP/1 clients do not send them).
     pub trailers: Option<BTreeMap<String, String>>,
-    /// The upstream's answer if the request reaches it (default: 200, no body).
+    /// The upstream's answer if the request reaches it (default: 200, no
+    /// body), and to the filter's HTTP callouts meanwhile.
     pub response: Option<UpstreamResponse>,
     /// Time to let pass after the answer (ticks, timers), e.g. `2s`, `150ms`.
     #[serde(default, deserialize_with = "duration_opt")]
@@ -256,6 +269,8 @@ pub struct Report {
     pub observed: Vec<Observed>,
     /// Every mismatch, one line each, naming the request and the field.
     pub failures: Vec<String>,
+    /// What the filter logged, to explain the failures.
+    pub logs: Vec<(LogLevel, String)>,
 }
 
 impl Report {
@@ -335,9 +350,11 @@ impl Scenario {
         configuration(&self.vm_config)
     }
 
-    /// A host builder with this scenario's plugin and VM.
+    /// A host builder with this scenario's plugin and VM, and one cluster,
+    /// [`UPSTREAM_CLUSTER`].
     pub fn host_builder(&self) -> HostBuilder {
         Host::builder()
+            .cluster(UPSTREAM_CLUSTER)
             .vm_id(&self.vm_id)
             .vm_config(self.vm_config_bytes())
             .plugin(&self.plugin_name(), &self.root_id, self.config_bytes())
@@ -390,11 +407,25 @@ impl Scenario {
             },
             &logs,
         );
-        report.failures.extend(
-            host.violations()
+        let recorded: Vec<String> = host.violations().iter().map(ToString::to_string).collect();
+        for violation in &recorded {
+            if !self
+                .violations
                 .iter()
-                .map(|v| format!("Envoy would not do this: {v}")),
-        );
+                .any(|v| violation.contains(v.as_str()))
+            {
+                report
+                    .failures
+                    .push(format!("Envoy would not do this: {violation}"));
+            }
+        }
+        for expected in &self.violations {
+            if !recorded.iter().any(|v| v.contains(expected.as_str())) {
+                report
+                    .failures
+                    .push(format!("violations: {expected:?} was not recorded"));
+            }
+        }
         Ok(report)
     }
 
@@ -438,7 +469,11 @@ impl Scenario {
             }
             previous = Some(want);
         }
-        Report { observed, failures }
+        Report {
+            observed,
+            failures,
+            logs: logs.to_vec(),
+        }
     }
 }
 
@@ -562,13 +597,19 @@ fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error
     let end = body.is_none() && exchange.trailers.is_none();
     host.send_request_headers(stream, &headers, end)?;
     if let Some(body) = &body {
-        host.send_request_body(stream, body, exchange.trailers.is_none())?;
+        // Envoy's HTTP/1 codec passes a body on as it arrives and the end
+        // of the message after it, as an empty last piece.
+        host.send_request_body(stream, body, false)?;
+        if exchange.trailers.is_none() {
+            host.send_request_body(stream, [], true)?;
+        }
     }
     if let Some(trailers) = &exchange.trailers {
         let pairs: Vec<(&String, &String)> = trailers.iter().collect();
         host.send_request_trailers(stream, &pairs)?;
     }
     let deadline = started + PATIENCE;
+    let response = exchange.response.clone().unwrap_or_default();
     let request_done = |host: &Host| {
         host.http(stream).map_or(true, |view| {
             view.upstream().complete
@@ -577,15 +618,15 @@ fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error
                 || view.downstream().headers.is_some()
         })
     };
-    wait_until(host, deadline, request_done)?;
+    wait_until(host, deadline, &response, request_done)?;
     let view = host.http(stream)?;
-    let upstream = view.upstream().complete.then(|| UpstreamSaw {
-        headers: view.upstream().headers.clone().unwrap_or_default(),
-        body: view.upstream().body.clone(),
+    let upstream = view.upstream().complete.then(|| {
+        let headers = view.upstream().headers.clone().unwrap_or_default();
+        let body = as_read(&headers, &view.upstream().body);
+        UpstreamSaw { headers, body }
     });
     let answered_locally = view.local_response().is_some() || view.downstream().headers.is_some();
     if upstream.is_some() && !answered_locally && view.reset().is_none() {
-        let response = exchange.response.clone().unwrap_or_default();
         let mut pairs = vec![(":status".to_string(), response.status.to_string())];
         pairs.extend(response.headers.clone());
         let body = response.body.as_ref().map(Body::bytes);
@@ -594,10 +635,11 @@ fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error
         }
         host.send_response_headers(stream, &pairs, body.is_none())?;
         if let Some(body) = &body {
-            host.send_response_body(stream, body, true)?;
+            host.send_response_body(stream, body, false)?;
+            host.send_response_body(stream, [], true)?;
         }
     }
-    wait_until(host, deadline, |host| {
+    wait_until(host, deadline, &response, |host| {
         host.http(stream).map_or(true, |view| {
             view.downstream().complete || view.reset().is_some()
         })
@@ -612,7 +654,10 @@ fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error
             .and_then(|h| h.get(":status"))
             .and_then(|s| s.parse().ok()),
         headers: downstream.headers.clone().unwrap_or_default(),
-        body: downstream.body.clone(),
+        body: as_read(
+            downstream.headers.as_ref().unwrap_or(&HeaderMap::default()),
+            &downstream.body,
+        ),
         upstream,
         elapsed: host.elapsed().saturating_sub(started),
     };
@@ -623,19 +668,50 @@ fn play_exchange(host: &mut Host, exchange: &Exchange) -> Result<Observed, Error
     Ok(observed)
 }
 
-/// Lets simulated time pass, one timer at a time, until `done` or the deadline.
+/// Answers the filter's HTTP callouts with `answer` and lets simulated
+/// time pass, one timer at a time, until `done` or the deadline.
 fn wait_until(
     host: &mut Host,
     deadline: Duration,
+    answer: &UpstreamResponse,
     done: impl Fn(&Host) -> bool,
 ) -> Result<(), Error> {
-    while !done(host) {
+    loop {
+        answer_callouts(host, answer)?;
+        if done(host) {
+            return Ok(());
+        }
         match host.next_timer() {
             Some(due) if host.elapsed() + due <= deadline => host.advance(due)?,
-            _ => break,
+            _ => return Ok(()),
         }
     }
+}
+
+/// Answers every pending callout, as the upstream would.
+fn answer_callouts(host: &mut Host, answer: &UpstreamResponse) -> Result<(), Error> {
+    while let Some(call) = host.http_calls().into_iter().next() {
+        let mut response = CalloutResponse::new(answer.status);
+        for (name, value) in &answer.headers {
+            response = response.header(name, value);
+        }
+        if let Some(body) = &answer.body {
+            let body = body.bytes();
+            response = response
+                .header("content-length", &body.len().to_string())
+                .body(body);
+        }
+        host.respond_http_call(call.token, response)?;
+    }
     Ok(())
+}
+
+/// The body as the peer reads it: no more than `content-length` says.
+fn as_read(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    body[..declared.map_or(body.len(), |n| n.min(body.len()))].to_vec()
 }
 
 fn configuration(value: &Value) -> Vec<u8> {

@@ -55,16 +55,57 @@ async fn every_scenario_gets_the_same_answers_in_sdk_host_and_in_envoy() {
             .await
             .with_context(|| name.clone())
             .unwrap();
+        // The probe logs every hostcall's result: both hosts must log the
+        // same lines, not only the ones the file expects.
+        if scenario.filter == "probe" && in_sdk_host.logs != in_envoy.logs {
+            failures.push(format!(
+                "{name}: the probe's log differs between sdk-host and Envoy:\n{}",
+                log_diff(&in_sdk_host.logs, &in_envoy.logs)
+            ));
+        }
         for (side, report) in [("sdk-host", &in_sdk_host), ("Envoy", &in_envoy)] {
+            if report.passed() {
+                continue;
+            }
             failures.extend(
                 report
                     .failures
                     .iter()
                     .map(|f| format!("{name} in {side}: {f}")),
             );
+            failures.push(format!("{name}: what the filter logged in {side}:"));
+            failures.extend(
+                report
+                    .logs
+                    .iter()
+                    .map(|(level, message)| format!("  [{level}] {message}")),
+            );
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The two logs side by side from the first line that differs.
+fn log_diff(sdk_host: &[(LogLevel, String)], envoy: &[(LogLevel, String)]) -> String {
+    let same = sdk_host
+        .iter()
+        .zip(envoy)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let show = |lines: &[(LogLevel, String)]| {
+        lines
+            .iter()
+            .skip(same)
+            .take(8)
+            .map(|(level, message)| format!("    [{level}] {message}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "  the first {same} lines agree; then sdk-host:\n{}\n  and Envoy:\n{}",
+        show(sdk_host),
+        show(envoy)
+    )
 }
 
 /// Plays a scenario through a real Envoy: the plugin in a Wasm filter,
@@ -128,7 +169,10 @@ async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
             got.body = answer.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         }
         got.elapsed = started.elapsed();
-        got.upstream = upstream.seen().get(seen_before).map(|seen| {
+        // The request is the last to arrive: callouts the filter made for
+        // it came first.
+        let seen = upstream.seen();
+        got.upstream = seen.get(seen_before..).and_then(<[_]>::last).map(|seen| {
             let mut headers = HeaderMap::from_pairs([
                 (":method", seen.method.as_str()),
                 (":path", seen.path.as_str()),

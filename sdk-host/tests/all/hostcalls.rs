@@ -411,6 +411,43 @@ fn a_local_response_after_the_response_started_resets_the_stream() {
 }
 
 #[test]
+fn a_body_resized_under_a_stale_content_length_is_reported() {
+    for mode in modes() {
+        let mut host = start(
+            mode,
+            Host::builder(),
+            &json!({"on_request_body": [["set_buffer", 0, 1000, 0, "+more"]],
+                    "on_response_headers": [["remove_header", 2, "content-length"]],
+                    "on_response_body": [["set_buffer", 1, 1000, 0, "+more"]]}),
+        );
+        let stream = host.new_http_stream().unwrap();
+        let mut headers = GET.to_vec();
+        headers.push(("content-length", "3"));
+        host.send_request_headers(stream, &headers, false).unwrap();
+        host.send_request_body(stream, "abc", true).unwrap();
+        // The response's content-length was removed first: no report.
+        host.send_response_headers(
+            stream,
+            &[(":status", "200"), ("content-length", "2")],
+            false,
+        )
+        .unwrap();
+        host.send_response_body(stream, "ok", true).unwrap();
+        assert_eq!(host.http(stream).unwrap().upstream().body, b"abc+more");
+        assert_eq!(
+            violations(&host),
+            [
+                "content-length (context 2): the request body left the filter with 8 bytes but \
+              content-length says 3; Envoy forwards the header as it is, so the upstream reads \
+              the first 3 and drops the rest (remove content-length in the headers callback \
+              when changing the body's size)"
+            ],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
 fn resuming_a_stream_that_is_not_paused_is_reported() {
     for mode in modes() {
         let mut host = start(
