@@ -27,9 +27,15 @@ pub(crate) fn derived(state: &HostState, context: u32, path: &[String]) -> Optio
     }
 }
 
+/// A header as Envoy's attributes give it: every value, joined with `,`.
 fn header(map: Option<&HeaderMap>, name: &str) -> Option<PropertyValue> {
-    map?.get_bytes(name)
-        .map(|v| PropertyValue::Bytes(v.to_vec()))
+    let name = name.to_ascii_lowercase();
+    let values: Vec<&[u8]> = map?
+        .iter()
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .collect();
+    (!values.is_empty()).then(|| PropertyValue::Bytes(values.join(&b","[..])))
 }
 
 fn request(state: &HostState, stream: &HttpStream, rest: &[&str]) -> Option<PropertyValue> {

@@ -106,9 +106,10 @@ pub struct Exchange {
     #[serde(default)]
     pub name: String,
     /// Request headers; `:method`, `:path`, `:authority` and `:scheme`
-    /// default to `GET`, `/`, `example.com` and `http`.
+    /// default to `GET`, `/`, `example.com` and `http`. A list sends the
+    /// header once per value.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValues>,
     /// The request body.
     pub body: Option<Body>,
     /// Request trailers (sdk-host only: HTTP/1 clients do not send them).
@@ -122,6 +123,26 @@ pub struct Exchange {
     /// What should come back.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// One header value, or several (the header is sent once per value).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    /// One value.
+    One(String),
+    /// Several values, in order.
+    Many(Vec<String>),
+}
+
+impl HeaderValues {
+    /// The values, in order.
+    pub fn values(&self) -> &[String] {
+        match self {
+            HeaderValues::One(value) => std::slice::from_ref(value),
+            HeaderValues::Many(values) => values,
+        }
+    }
 }
 
 /// A body: text, or one string repeated (for large bodies).
@@ -489,13 +510,13 @@ impl Exchange {
         .iter()
         .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
         .collect();
-        for (name, value) in &self.headers {
+        for (name, values) in &self.headers {
             let name = name.to_ascii_lowercase();
-            match headers.iter_mut().find(|(n, _)| *n == name) {
-                Some(existing) => existing.1.clone_from(value),
-                None => headers.push((name, value.clone())),
-            }
+            headers.retain(|(n, _)| *n != name);
+            headers.extend(values.values().iter().map(|v| (name.clone(), v.clone())));
         }
+        // Pseudo-headers come first, as on the wire.
+        headers.sort_by_key(|(n, _)| !n.starts_with(':'));
         headers
     }
 }
