@@ -10,6 +10,7 @@ use crate::wasi;
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::{
+    CallHook,
     Caller, Config, Engine, ExternType, Func, InstancePre, Linker, Memory, Module, Store,
     TypedFunc, Val, ValType,
 };
@@ -151,11 +152,24 @@ impl WasmModule {
 
     pub(crate) fn instantiate(&self, state: HostState) -> Result<WasmRuntime, GuestTrap> {
         let mut store = Store::new(&self.inner.engine, WasmData::new(state));
+        // Envoy 1.40 (V8) crashes with a segmentation fault when a module's
+        // start function calls the host (checked): refuse it the same way.
+        store.call_hook(|store, hook| {
+            if store.data().instantiating && matches!(hook, CallHook::CallingHost) {
+                return Err(wasmtime::format_err!(
+                    "the module's start function called a host function, which crashes \
+                     Envoy 1.40 (a segmentation fault in V8); call it from _initialize or \
+                     proxy_on_vm_start instead"
+                ));
+            }
+            Ok(())
+        });
         let instance = self
             .inner
             .pre
             .instantiate(&mut store)
-            .map_err(|e| GuestTrap::new("instantiate", &e))?;
+            .map_err(|e| GuestTrap::new("the start function", &e))?;
+        store.data_mut().instantiating = false;
         let memory = instance.get_memory(&mut store, "memory");
         // Envoy prefers `malloc` and falls back to the spec's name.
         let allocate = ["malloc", "proxy_on_memory_allocate"]
@@ -208,6 +222,8 @@ pub(crate) struct WasmData {
     state: Option<HostState>,
     memory: Option<Memory>,
     allocate: Option<TypedFunc<i32, i32>>,
+    /// The start function is running (no hostcall may).
+    instantiating: bool,
 }
 
 impl WasmData {
@@ -216,6 +232,7 @@ impl WasmData {
             state: Some(state),
             memory: None,
             allocate: None,
+            instantiating: true,
         }
     }
 
@@ -224,6 +241,7 @@ impl WasmData {
             state: None,
             memory: None,
             allocate: None,
+            instantiating: false,
         }
     }
 }

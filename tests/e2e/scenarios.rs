@@ -261,3 +261,55 @@ async fn wasi_answers_are_the_same_in_sdk_host_and_in_envoy() {
         assert_eq!(messages, wasi_module::expected_lines(), "{namespace}");
     }
 }
+
+/// A hostcall from a module's start function crashes Envoy 1.40 (V8
+/// segfaults), so sdk-host refuses to start such a module; the same call
+/// from `_initialize` works in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostcall_from_the_start_function_crashes_envoy_and_sdk_host_refuses_it() {
+    let module = |start: &str| {
+        wat::parse_str(format!(
+            r#"(module
+                (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+                (memory (export "memory") 1)
+                (data (i32.const 100) "starting")
+                (func $say (drop (call $log (i32.const 2) (i32.const 100) (i32.const 8))))
+                (func (export "proxy_abi_version_0_2_1"))
+                (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+                {start})"#
+        ))
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start("unused").await.unwrap();
+
+    let start = dir.path().join("start.wasm");
+    std::fs::write(&start, module("(start $say)")).unwrap();
+    let log = meshwasm_local::envoy::expect_rejected(
+        Bootstrap::new(upstream.addr()).filter(WasmFilter::new("start", &start, "")),
+    )
+    .await
+    .unwrap();
+    assert!(log.contains("Caught Segmentation fault"), "{log}");
+    let refused = Host::builder()
+        .start(&WasmModule::from_file(&start).unwrap())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("start function called a host function"),
+        "{refused}"
+    );
+
+    let init = dir.path().join("init.wasm");
+    std::fs::write(&init, module(r#"(export "_initialize" (func $say))"#)).unwrap();
+    let envoy =
+        Envoy::start(Bootstrap::new(upstream.addr()).filter(WasmFilter::new("init", &init, "")))
+            .await
+            .unwrap();
+    assert!(wasm_logs(&envoy.log()).contains(&(LogLevel::Info, "starting".to_string())));
+    let host = Host::builder()
+        .start(&WasmModule::from_file(&init).unwrap())
+        .unwrap();
+    assert_eq!(host.log_lines(LogLevel::Info), ["starting"]);
+}

@@ -60,3 +60,38 @@ fn an_abi_0_2_0_module_loads() {
     assert_eq!(module.abi_version(), "proxy_abi_version_0_2_0");
     sdk_host::Host::builder().start(&module).unwrap();
 }
+
+/// A module logging from `$start` (the Wasm start section) or from
+/// `_initialize`: Envoy 1.40 crashes on the first and runs the second.
+fn logging_from(start: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "starting")
+            (func $say (drop (call $log (i32.const 2) (i32.const 100) (i32.const 8))))
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+            {start})"#
+    ))
+}
+
+#[test]
+fn a_hostcall_from_the_start_function_is_refused_as_it_crashes_envoy() {
+    let module = WasmModule::from_bytes("start.wasm", &logging_from("(start $say)")).unwrap();
+    let err = sdk_host::Host::builder().start(&module).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the module's start function called a host function, which crashes Envoy 1.40"
+        ),
+        "{err}"
+    );
+
+    let module = WasmModule::from_bytes(
+        "init.wasm",
+        &logging_from(r#"(export "_initialize" (func $say))"#),
+    )
+    .unwrap();
+    let host = sdk_host::Host::builder().start(&module).unwrap();
+    assert_eq!(host.log_lines(sdk_host::LogLevel::Info), ["starting"]);
+}
