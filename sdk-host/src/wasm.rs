@@ -10,8 +10,7 @@ use crate::wasi;
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::{
-    CallHook,
-    Caller, Config, Engine, ExternType, Func, InstancePre, Linker, Memory, Module, Store,
+    CallHook, Caller, Config, Engine, ExternType, Func, InstancePre, Linker, Memory, Module, Store,
     TypedFunc, Val, ValType,
 };
 
