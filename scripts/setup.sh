@@ -87,18 +87,24 @@ setup_debian_tools() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# `npm ci` into a directory of the project (relative to the root) unless
+# its node_modules is newer than its lockfile. $2 says what gets installed.
+npm_install() {
+    local dir="$ROOT/$1" what="$2"
+    if [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+        say "$what: present in $1/node_modules"
+    else
+        say "Installing $what into $1/node_modules"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
+            || die "npm ci in $1 failed"
+    fi
+}
+
 # The Istio manifest tests check envoyfilter's output against Istio's CRD
 # schemas with the @kubernetes-models validators (npm), kept in tests/crd.
 setup_crd_validator() {
     need npm "Install Node.js 18 or newer (with npm): the Istio manifest tests validate with it."
-    local dir="$ROOT/tests/crd"
-    if [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
-        say "Istio CRD schema validators: present in tests/crd/node_modules"
-    else
-        say "Installing the Istio CRD schema validators (@kubernetes-models/istio, kubernetes-models) into tests/crd/node_modules"
-        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
-            || die "npm ci in tests/crd failed"
-    fi
+    npm_install tests/crd "the Istio CRD schema validators (@kubernetes-models/istio, kubernetes-models)"
 }
 
 # A Proxy-Wasm filter written in AssemblyScript, which sdk-host's tests and
@@ -107,13 +113,8 @@ setup_crd_validator() {
 setup_assemblyscript_filter() {
     need npm "Install Node.js 18 or newer (with npm): the AssemblyScript test filter is built with it."
     local dir="$ROOT/sdk-host/tests/assemblyscript"
-    if [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
-        say "AssemblyScript SDK and compiler: present in sdk-host/tests/assemblyscript/node_modules"
-    else
-        say "Installing the AssemblyScript Proxy-Wasm SDK and compiler (@solo-io/proxy-runtime, assemblyscript) into sdk-host/tests/assemblyscript"
-        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null \
-            || die "npm ci in sdk-host/tests/assemblyscript failed"
-    fi
+    npm_install sdk-host/tests/assemblyscript \
+        "the AssemblyScript Proxy-Wasm SDK and compiler (@solo-io/proxy-runtime, assemblyscript)"
     if [[ "$dir/build/filter.wasm" -nt "$dir/assembly/index.ts" && "$dir/build/filter.wasm" -nt "$dir/package-lock.json" ]]; then
         say "AssemblyScript test filter: built"
     else

@@ -12,8 +12,8 @@ use sdk_host::{HeaderMap, Host, LogLevel, WasmModule};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[path = "../../sdk-host/tests/all/wasi_module.rs"]
-mod wasi_module;
+#[path = "../../sdk-host/tests/all/wat_modules.rs"]
+mod wat_modules;
 
 /// How long the Envoy runner waits for an answer the filter holds.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -233,7 +233,7 @@ fn wasm_logs(log: &str) -> Vec<(LogLevel, String)> {
 async fn wasi_answers_are_the_same_in_sdk_host_and_in_envoy() {
     let dir = tempfile::tempdir().unwrap();
     for namespace in ["wasi_snapshot_preview1", "wasi_unstable"] {
-        let bytes = wat::parse_str(wasi_module::wasi_module(namespace)).unwrap();
+        let bytes = wat::parse_str(wat_modules::wasi_module(namespace)).unwrap();
         let wasm = dir.path().join(format!("{namespace}.wasm"));
         std::fs::write(&wasm, &bytes).unwrap();
 
@@ -258,7 +258,7 @@ async fn wasi_answers_are_the_same_in_sdk_host_and_in_envoy() {
         assert_eq!(in_envoy, in_sdk_host, "{namespace}");
         // And both are the errnos sdk-host's own tests expect.
         let messages: Vec<String> = in_envoy.into_iter().map(|(_, m)| m).collect();
-        assert_eq!(messages, wasi_module::expected_lines(), "{namespace}");
+        assert_eq!(messages, wat_modules::expected_lines(), "{namespace}");
     }
 }
 
@@ -267,19 +267,7 @@ async fn wasi_answers_are_the_same_in_sdk_host_and_in_envoy() {
 /// from `_initialize` works in both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostcall_from_the_start_function_crashes_envoy_and_sdk_host_refuses_it() {
-    let module = |start: &str| {
-        wat::parse_str(format!(
-            r#"(module
-                (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-                (memory (export "memory") 1)
-                (data (i32.const 100) "starting")
-                (func $say (drop (call $log (i32.const 2) (i32.const 100) (i32.const 8))))
-                (func (export "proxy_abi_version_0_2_1"))
-                (func (export "malloc") (param i32) (result i32) (i32.const 1024))
-                {start})"#
-        ))
-        .unwrap()
-    };
+    let module = |start: &str| wat::parse_str(wat_modules::logging_from(start)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start("unused").await.unwrap();
 

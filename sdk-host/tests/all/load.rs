@@ -61,19 +61,10 @@ fn an_abi_0_2_0_module_loads() {
     sdk_host::Host::builder().start(&module).unwrap();
 }
 
-/// A module logging from `$start` (the Wasm start section) or from
-/// `_initialize`: Envoy 1.40 crashes on the first and runs the second.
+/// A module logging from the start section or from `_initialize`: Envoy
+/// 1.40 crashes on the first and runs the second.
 fn logging_from(start: &str) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-            (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-            (memory (export "memory") 1)
-            (data (i32.const 100) "starting")
-            (func $say (drop (call $log (i32.const 2) (i32.const 100) (i32.const 8))))
-            (func (export "proxy_abi_version_0_2_1"))
-            (func (export "malloc") (param i32) (result i32) (i32.const 1024))
-            {start})"#
-    ))
+    wat(&crate::wat_modules::logging_from(start))
 }
 
 #[test]

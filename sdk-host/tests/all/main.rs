@@ -7,7 +7,7 @@ mod cli;
 mod hostcalls;
 mod load;
 mod wasi;
-mod wasi_module;
+mod wat_modules;
 
 use sdk_host::{Host, HostBuilder, WasmModule};
 use std::sync::OnceLock;

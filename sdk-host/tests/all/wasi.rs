@@ -2,7 +2,7 @@
 //! that calls them all and logs `name=errno`; and WASI reached through
 //! Rust's std in the probe.
 
-use crate::wasi_module::{expected_lines, wasi_module};
+use crate::wat_modules::{expected_lines, wasi_module};
 use crate::{Mode, results, start};
 use sdk_host::{Host, LogLevel, WasmModule};
 use serde_json::json;

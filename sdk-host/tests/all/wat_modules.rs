@@ -1,6 +1,6 @@
-//! A hand-written WebAssembly text module that calls every WASI function
-//! Envoy registers, for sdk-host's tests and the
-//! cross-check in Envoy (`tests/e2e/scenarios.rs` includes this file).
+//! Hand-written WebAssembly text modules for sdk-host's tests and their
+//! cross-checks in Envoy (`tests/e2e/scenarios.rs` includes this file): one
+//! calls every WASI function Envoy registers, one logs while starting.
 
 /// (name, parameter types, arguments, errno Envoy answers).
 /// Scratch memory: 2048 holds one iovec {3000, 5}; 3000 holds "hello";
@@ -169,4 +169,19 @@ pub(crate) fn expected_lines() -> Vec<String> {
     }
     lines.push("after proc_exit".to_string());
     lines
+}
+
+/// A module that logs "starting" from what `start` wires up: `(start $say)`
+/// (the Wasm start section) or `(export "_initialize" (func $say))`.
+pub(crate) fn logging_from(start: &str) -> String {
+    format!(
+        r#"(module
+            (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "starting")
+            (func $say (drop (call $log (i32.const 2) (i32.const 100) (i32.const 8))))
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+            {start})"#
+    )
 }
