@@ -18,6 +18,11 @@ use std::ptr::null_mut;
 
 /// The guest's exports, as linked into this binary. Built by
 /// [`crate::native_module!`]; its fields are not a stable API.
+///
+/// ```ignore
+/// // Filled in by the macro from the filter's `proxy_on_*` symbols:
+/// let module: sdk_host::native::NativeModule = sdk_host::native_module!(my_filter);
+/// ```
 #[doc(hidden)]
 #[allow(missing_docs, clippy::type_complexity)]
 #[derive(Clone, Copy)]
@@ -76,6 +81,14 @@ impl NativeModule {
 
 /// Links a filter crate that uses proxy-wasm-rust-sdk (which defines every
 /// `proxy_on_*` export) and returns its [`NativeModule`].
+///
+/// ```ignore
+/// // tests/sdk_host.rs of a filter crate (crate-type ["cdylib", "rlib"]):
+/// let module = sdk_host::native_module!(my_filter);
+/// let mut host = sdk_host::Host::builder().plugin_config("{}").start_native(module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/")], true)?;
+/// ```
 #[macro_export]
 macro_rules! native_module {
     ($krate:ident) => {{

@@ -39,13 +39,45 @@ use std::time::Duration;
 
 /// How long the sdk-host runner lets simulated time pass for a request the
 /// filter holds before it reports that no answer came.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+/// #   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("hold.wasm", &wat::parse_str(wat)?)?;
+/// use sdk_host::scenario::Scenario;
+/// // A filter that pauses every request and never resumes it.
+/// let yaml = "filter: hold.wasm\nrequests: [{expect: {status: 200}}]\n";
+/// let report = Scenario::from_yaml("hold.yaml", yaml)?.run(&module)?;
+/// assert_eq!(report.failures, ["request 1: status: expected 200, no answer came"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The one cluster a scenario has: requests go there, and so do HTTP
 /// callouts, which get the same answer as the request being played.
+///
+/// ```
+/// use sdk_host::scenario::{Scenario, UPSTREAM_CLUSTER};
+/// let scenario = Scenario::from_yaml("s.yaml", "filter: f.wasm\nrequests: [{}]\n")?;
+/// // Its hosts know this one cluster: callouts to others get BadArgument.
+/// let _host = scenario.host_builder();
+/// assert_eq!(UPSTREAM_CLUSTER, "upstream");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const UPSTREAM_CLUSTER: &str = "upstream";
 
 /// A delay matches if the answer came no sooner and less than this later.
+///
+/// ```
+/// use sdk_host::scenario::{Expect, Observed, DELAY_TOLERANCE};
+/// use std::time::Duration;
+/// let expect = Expect { delay: Some(Duration::from_secs(2)), ..Expect::default() };
+/// let on_time = Observed { elapsed: Duration::from_millis(2004), ..Observed::default() };
+/// let late = Observed { elapsed: Duration::from_secs(2) + DELAY_TOLERANCE, ..Observed::default() };
+/// assert!(expect.mismatches(&on_time).is_empty());
+/// assert_eq!(expect.mismatches(&late), ["delay: expected 2000 ms, the answer came after 3000 ms"]);
+/// ```
 pub const DELAY_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// A scenario: one plugin, its requests, and the expected outcome.
@@ -99,6 +131,23 @@ pub struct Scenario {
 }
 
 /// One request, the upstream's answer to it, and what should come back.
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let yaml = r#"
+/// filter: f.wasm
+/// requests:
+///   - name: upload
+///     headers: {":method": POST, x-user: [a, b]}
+///     body: {repeat: "x", times: 1024}
+///     response: {status: 201}
+///     expect: {status: 201, upstreamHeaders: {x-user: a}}
+/// "#;
+/// let exchange = &Scenario::from_yaml("s.yaml", yaml)?.requests[0];
+/// assert_eq!(exchange.body.as_ref().map(|b| b.bytes().len()), Some(1024));
+/// assert_eq!(exchange.response.as_ref().map(|r| r.status), Some(201));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Exchange {
@@ -126,6 +175,15 @@ pub struct Exchange {
 }
 
 /// One header value, or several (the header is sent once per value).
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: f.wasm\nrequests: [{headers: {x-one: a, x-two: [b, c]}}]\n";
+/// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+/// let values: Vec<_> = scenario.requests[0].headers.values().map(|v| v.values().len()).collect();
+/// assert_eq!(values, [1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum HeaderValues {
@@ -137,6 +195,13 @@ pub enum HeaderValues {
 
 impl HeaderValues {
     /// The values, in order.
+    ///
+    /// ```
+    /// use sdk_host::scenario::HeaderValues;
+    /// let many = HeaderValues::Many(vec!["a".into(), "b".into()]);
+    /// assert_eq!(many.values(), ["a", "b"]);
+    /// assert_eq!(HeaderValues::One("a".into()).values(), ["a"]);
+    /// ```
     pub fn values(&self) -> &[String] {
         match self {
             HeaderValues::One(value) => std::slice::from_ref(value),
@@ -146,6 +211,13 @@ impl HeaderValues {
 }
 
 /// A body: text, or one string repeated (for large bodies).
+///
+/// ```
+/// use sdk_host::scenario::Body;
+/// assert_eq!(Body::Text("hi".into()).bytes(), b"hi");
+/// let big = Body::Repeat { repeat: "ab".into(), times: 3 };
+/// assert_eq!(big.bytes(), b"ababab");
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Body {
@@ -162,6 +234,11 @@ pub enum Body {
 
 impl Body {
     /// The bytes.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Body;
+    /// assert_eq!(Body::Repeat { repeat: "0".into(), times: 4 }.bytes(), b"0000");
+    /// ```
     pub fn bytes(&self) -> Vec<u8> {
         match self {
             Body::Text(text) => text.as_bytes().to_vec(),
@@ -171,6 +248,13 @@ impl Body {
 }
 
 /// What the upstream answers.
+///
+/// ```
+/// use sdk_host::scenario::UpstreamResponse;
+/// // What the upstream answers when a scenario does not say.
+/// let default = UpstreamResponse::default();
+/// assert_eq!((default.status, default.headers.len(), default.body.is_none()), (200, 0, true));
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamResponse {
@@ -199,6 +283,23 @@ fn ok_status() -> u16 {
 }
 
 /// What should come back; every field left out is not checked.
+///
+/// ```
+/// use sdk_host::scenario::{Expect, Observed};
+/// use sdk_host::HeaderMap;
+/// let expect = Expect {
+///     status: Some(403),
+///     headers: [("x-reason".to_string(), Some("denied".to_string()))].into(),
+///     reaches_upstream: Some(false),
+///     ..Expect::default()
+/// };
+/// let got = Observed {
+///     status: Some(403),
+///     headers: HeaderMap::from_pairs([(":status", "403"), ("x-reason", "denied")]),
+///     ..Observed::default()
+/// };
+/// assert!(expect.mismatches(&got).is_empty());
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expect {
@@ -222,6 +323,14 @@ pub struct Expect {
 }
 
 /// A log message the filter should write.
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: f.wasm\nrequests: [{}]\nlogs: [ready, {level: warning, message: slow}]\n";
+/// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+/// assert_eq!(scenario.logs[1].to_string(), r#"[warning] "slow""#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ExpectedLog {
@@ -259,6 +368,19 @@ impl fmt::Display for ExpectedLog {
 }
 
 /// What one request got, from sdk-host or from Envoy.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: pass.wasm\nrequests: [{response: {status: 204}}]\n";
+/// let report = Scenario::from_yaml("pass.yaml", yaml)?.run(&module)?;
+/// let got = &report.observed[0];
+/// assert_eq!(got.status, Some(204));
+/// assert!(got.upstream.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The status the client got; `None` if no answer came.
@@ -274,6 +396,18 @@ pub struct Observed {
 }
 
 /// The request as the upstream got it.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: pass.wasm\nrequests: [{headers: {\":path\": /a}, body: hi}]\n";
+/// let report = Scenario::from_yaml("pass.yaml", yaml)?.run(&module)?;
+/// let saw = report.observed[0].upstream.as_ref().ok_or("not forwarded")?;
+/// assert_eq!((saw.headers.get(":path"), saw.body.as_slice()), (Some("/a"), &b"hi"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamSaw {
     /// Its headers.
@@ -284,6 +418,18 @@ pub struct UpstreamSaw {
 
 /// The outcome of a run: what each request got and everything that did
 /// not match.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: pass.wasm\nrequests: [{name: home, expect: {status: 404}}]\n";
+/// let report = Scenario::from_yaml("pass.yaml", yaml)?.run(&module)?;
+/// assert!(!report.passed());
+/// assert_eq!(report.failures, ["request 1 (home): status: expected 404, got 200"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Per request, in order.
@@ -296,12 +442,23 @@ pub struct Report {
 
 impl Report {
     /// Whether everything matched.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Report;
+    /// assert!(Report::default().passed());
+    /// ```
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
 }
 
 /// A scenario file that cannot be used.
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let err = Scenario::from_yaml("s.yaml", "filter: f.wasm\nrequests: [{hedaers: {}}]\n").unwrap_err();
+/// assert!(err.to_string().starts_with("s.yaml: line 2, column 13: requests[0].hedaers: unknown field"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ScenarioError {
@@ -318,6 +475,14 @@ impl Scenario {
     ///
     /// The file cannot be read or is not a scenario; the message names the
     /// line, column and field.
+    ///
+    /// ```no_run
+    /// use sdk_host::{scenario::Scenario, WasmModule};
+    /// let scenario = Scenario::from_file("tests/scenarios/deny-admin.yaml")?;
+    /// let report = scenario.run(&WasmModule::from_file(scenario.filter_path())?)?;
+    /// assert!(report.passed(), "{:#?}", report.failures);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -333,6 +498,14 @@ impl Scenario {
     /// # Errors
     ///
     /// As [`from_file`](Self::from_file).
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("dir/s.yaml", "filter: f.wasm\nconfig: {a: 1}\nrequests: [{}]\n")?;
+    /// assert_eq!(scenario.config_bytes(), br#"{"a":1}"#);
+    /// assert!(Scenario::from_yaml("s.yaml", "filter: f.wasm\nrequests: []\n").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_yaml(path: impl AsRef<Path>, text: &str) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let mut scenario: Scenario = load_yaml(path, text)?;
@@ -347,6 +520,13 @@ impl Scenario {
     }
 
     /// The plugin's name: the file's stem.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("tests/deny-admin.yaml", "filter: f.wasm\nrequests: [{}]\n")?;
+    /// assert_eq!(scenario.plugin_name(), "deny-admin");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plugin_name(&self) -> String {
         self.source
             .file_stem()
@@ -354,6 +534,14 @@ impl Scenario {
     }
 
     /// `filter` as a path, relative to the scenario's directory.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// use std::path::Path;
+    /// let scenario = Scenario::from_yaml("tests/s.yaml", "filter: ../f.wasm\nrequests: [{}]\n")?;
+    /// assert_eq!(scenario.filter_path(), Path::new("tests/../f.wasm"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn filter_path(&self) -> PathBuf {
         self.source
             .parent()
@@ -362,17 +550,45 @@ impl Scenario {
     }
 
     /// The plugin configuration as the filter gets it.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let as_text = Scenario::from_yaml("s.yaml", "filter: f.wasm\nconfig: 'deny /admin'\nrequests: [{}]\n")?;
+    /// assert_eq!(as_text.config_bytes(), b"deny /admin");
+    /// let as_json = Scenario::from_yaml("s.yaml", "filter: f.wasm\nconfig: [1, 2]\nrequests: [{}]\n")?;
+    /// assert_eq!(as_json.config_bytes(), b"[1,2]");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn config_bytes(&self) -> Vec<u8> {
         configuration(&self.config)
     }
 
     /// The VM configuration as the filter gets it.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("s.yaml", "filter: f.wasm\nvmConfig: {workers: 2}\nrequests: [{}]\n")?;
+    /// assert_eq!(scenario.vm_config_bytes(), br#"{"workers":2}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn vm_config_bytes(&self) -> Vec<u8> {
         configuration(&self.vm_config)
     }
 
     /// A host builder with this scenario's plugin and VM, and one cluster,
     /// [`UPSTREAM_CLUSTER`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("pass.yaml", "filter: pass.wasm\nrequests: [{}]\n")?;
+    /// // The scenario's plugin, with a setting of the test's own.
+    /// let mut host = scenario.host_builder().seed(7).start(&module)?;
+    /// assert!(scenario.play(&mut host)?.passed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn host_builder(&self) -> HostBuilder {
         Host::builder()
             .cluster(UPSTREAM_CLUSTER)
@@ -386,6 +602,17 @@ impl Scenario {
     /// # Errors
     ///
     /// The plugin does not start, or the guest traps.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::scenario::Scenario;
+    /// let yaml = "filter: pass.wasm\nrequests: [{body: hi, expect: {status: 200, upstreamBody: hi}}]\n";
+    /// let report = Scenario::from_yaml("pass.yaml", yaml)?.run(&module)?;
+    /// assert!(report.passed(), "{:?}", report.failures);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(&self, module: &WasmModule) -> Result<Report, Error> {
         let mut host = self.host_builder().start(module)?;
         self.play(&mut host)
@@ -396,6 +623,13 @@ impl Scenario {
     /// # Errors
     ///
     /// As [`run`](Self::run).
+    ///
+    /// ```ignore
+    /// // In a filter crate's tests, with sdk-host's `native` feature:
+    /// let scenario = sdk_host::scenario::Scenario::from_file("tests/deny-admin.yaml")?;
+    /// let report = scenario.run_native(sdk_host::native_module!(my_filter))?;
+    /// assert!(report.passed(), "{:#?}", report.failures);
+    /// ```
     #[cfg(feature = "native")]
     pub fn run_native(&self, module: crate::native::NativeModule) -> Result<Report, Error> {
         let mut host = self.host_builder().start_native(module)?;
@@ -408,6 +642,19 @@ impl Scenario {
     /// # Errors
     ///
     /// The guest traps.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("pass.yaml", "filter: pass.wasm\nrequests: [{}]\n")?;
+    /// let mut host = scenario.host_builder().start(&module)?;
+    /// // Playing twice on one host: state such as metrics carries over.
+    /// assert!(scenario.play(&mut host)?.passed());
+    /// assert!(scenario.play(&mut host)?.passed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn play(&self, host: &mut Host) -> Result<Report, Error> {
         let mut observed = Vec::new();
         for exchange in &self.requests {
@@ -452,6 +699,18 @@ impl Scenario {
 
     /// Compares what each request got, the metrics (looked up by name) and
     /// the log messages with the expectations.
+    ///
+    /// ```
+    /// use sdk_host::scenario::{Observed, Scenario};
+    /// use sdk_host::LogLevel;
+    /// let yaml = "filter: f.wasm\nrequests: [{expect: {status: 200}}]\nmetrics: {hits: 1}\nlogs: [ready]\n";
+    /// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+    /// // What another host observed, e.g. a real Envoy.
+    /// let got = vec![Observed { status: Some(200), ..Observed::default() }];
+    /// let report = scenario.judge(got, |name| (name == "hits").then_some(1), &[(LogLevel::Info, "ready".into())]);
+    /// assert!(report.passed(), "{:?}", report.failures);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn judge(
         &self,
         observed: Vec<Observed>,
@@ -500,6 +759,16 @@ impl Scenario {
 
 impl Exchange {
     /// The request headers, with the pseudo-headers' defaults.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("s.yaml", "filter: f.wasm\nrequests: [{headers: {\":path\": /a, X-Tag: t}}]\n")?;
+    /// let headers = scenario.requests[0].request_headers();
+    /// assert_eq!(headers[0], (":method".to_string(), "GET".to_string()));
+    /// assert!(headers.contains(&(":path".to_string(), "/a".to_string())));
+    /// assert_eq!(headers.last(), Some(&("x-tag".to_string(), "t".to_string())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request_headers(&self) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> = [
             (":method", "GET"),
@@ -523,6 +792,13 @@ impl Exchange {
 
 impl Expect {
     /// Every way `got` differs from this expectation, one line each.
+    ///
+    /// ```
+    /// use sdk_host::scenario::{Expect, Observed};
+    /// let expect = Expect { status: Some(200), body: Some("ok".into()), ..Expect::default() };
+    /// let got = Observed { status: Some(503), body: b"ok".to_vec(), ..Observed::default() };
+    /// assert_eq!(expect.mismatches(&got), ["status: expected 200, got 503"]);
+    /// ```
     pub fn mismatches(&self, got: &Observed) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(want) = self.status {
@@ -749,6 +1025,18 @@ fn configuration(value: &Value) -> Vec<u8> {
 /// # Errors
 ///
 /// The text is not YAML, holds more than one document, or does not fit `T`.
+///
+/// ```
+/// use std::path::Path;
+/// #[derive(serde::Deserialize)]
+/// struct Limits { max: u32 }
+/// let limits: Limits = sdk_host::scenario::load_yaml(Path::new("l.yaml"), "max: 3\n")?;
+/// assert_eq!(limits.max, 3);
+/// let err = sdk_host::scenario::load_yaml::<Limits>(Path::new("l.yaml"), "max: lots\n").err();
+/// let message = err.map(|e| e.to_string()).unwrap_or_default();
+/// assert!(message.starts_with("l.yaml: line 1, column 1: max: invalid type"), "{message}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
@@ -761,6 +1049,14 @@ pub fn load_yaml<T: serde::de::DeserializeOwned>(
 /// # Errors
 ///
 /// The text is not YAML, or holds more than one document.
+///
+/// ```
+/// use std::path::Path;
+/// let document = sdk_host::scenario::yaml_document(Path::new("r.yaml"), "requests: []\n")?;
+/// assert!(document.value.get("requests").is_some());
+/// assert!(sdk_host::scenario::yaml_document(Path::new("r.yaml"), "a: 1\n---\nb: 2\n").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn yaml_document(path: &Path, text: &str) -> Result<Document, ScenarioError> {
     let fail = |message: String| ScenarioError {
         path: path.display().to_string(),
@@ -778,6 +1074,16 @@ pub fn yaml_document(path: &Path, text: &str) -> Result<Document, ScenarioError>
 /// # Errors
 ///
 /// The document does not fit `T`.
+///
+/// ```
+/// use sdk_host::scenario::{from_document, yaml_document, Exchange};
+/// use std::path::Path;
+/// let path = Path::new("r.yaml");
+/// let document = yaml_document(path, "headers: {\":path\": /x}\n")?;
+/// let exchange: Exchange = from_document(path, &document)?;
+/// assert_eq!(exchange.headers.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn from_document<T: serde::de::DeserializeOwned>(
     path: &Path,
     document: &Document,
@@ -800,6 +1106,14 @@ pub fn from_document<T: serde::de::DeserializeOwned>(
 /// # Errors
 ///
 /// Not a number with one of those units.
+///
+/// ```
+/// use sdk_host::scenario::parse_duration;
+/// use std::time::Duration;
+/// assert_eq!(parse_duration("150ms"), Ok(Duration::from_millis(150)));
+/// assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+/// assert!(parse_duration("2 days").is_err());
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
