@@ -74,18 +74,45 @@ impl Default for HostBuilder {
 
 impl HostBuilder {
     /// The VM id, which partitions shared data and queues (default empty, as in Envoy).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().vm_id("shared").start(&module)?;
+    /// assert_eq!(host.root_contexts().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn vm_id(mut self, vm_id: &str) -> Self {
         self.settings.vm_id = vm_id.to_string();
         self
     }
 
     /// The VM configuration `proxy_on_vm_start` reads.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().vm_config(r#"{"cache": 64}"#).start(&module)?;
+    /// assert!(host.violations().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn vm_config(mut self, config: impl AsRef<[u8]>) -> Self {
         self.settings.vm_config = config.as_ref().to_vec();
         self
     }
 
     /// The configuration of the default plugin, when no [`plugin`](Self::plugin) is added.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().plugin_config(r#"{"deny": "/admin"}"#).start(&module)?;
+    /// assert_eq!(host.root_contexts().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plugin_config(mut self, config: impl AsRef<[u8]>) -> Self {
         self.default_config = config.as_ref().to_vec();
         self
@@ -93,6 +120,19 @@ impl HostBuilder {
 
     /// Adds a plugin (a root context) with its name, root id and configuration.
     /// Several plugins share the VM, as plugins with one `vm_id` do in Envoy.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // Two plugins of one VM, as two filters sharing a vm_id in Envoy.
+    /// let host = sdk_host::Host::builder()
+    ///     .plugin("authz", "authz_root", "{}")
+    ///     .plugin("stats", "stats_root", "{}")
+    ///     .start(&module)?;
+    /// assert_eq!(host.root_contexts().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plugin(mut self, name: &str, root_id: &str, config: impl AsRef<[u8]>) -> Self {
         self.plugins.push(PluginSpec {
             name: name.to_string(),
@@ -103,6 +143,16 @@ impl HostBuilder {
     }
 
     /// An environment variable the guest sees through WASI (`vm_config.environment_variables`).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // Seen by the guest through WASI's environ_get, as Envoy's vm_config.environment_variables.
+    /// let host = sdk_host::Host::builder().env("REGION", "eu-west-1").start(&module)?;
+    /// assert!(host.failure().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.settings.env.push((key.to_string(), value.to_string()));
         self
@@ -110,12 +160,32 @@ impl HostBuilder {
 
     /// The level `proxy_get_log_level` reports; lines below it are dropped
     /// (default `Trace`: keep everything).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::LogLevel;
+    /// let host = sdk_host::Host::builder().log_level(LogLevel::Warn).start(&module)?;
+    /// assert!(host.log_lines(LogLevel::Debug).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_level(mut self, level: LogLevel) -> Self {
         self.settings.log_level = level;
         self
     }
 
     /// Seeds WASI `random_get` (default 0), so tests are reproducible.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // The same seed gives the guest the same random_get bytes on every run.
+    /// let host = sdk_host::Host::builder().seed(42).start(&module)?;
+    /// assert!(host.failure().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -123,6 +193,17 @@ impl HostBuilder {
 
     /// The wall-clock time the host starts at, in nanoseconds since the
     /// Unix epoch (default [`crate::DEFAULT_START_NANOS`]).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder()
+    ///     .start_time_nanos(1_700_000_000_000_000_000)
+    ///     .start(&module)?;
+    /// assert_eq!(host.elapsed(), std::time::Duration::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_time_nanos(mut self, nanos: u64) -> Self {
         self.start_nanos = nanos;
         self
@@ -130,12 +211,35 @@ impl HostBuilder {
 
     /// Sets a property, by dotted path (`"node.metadata.CLUSTER_ID"`).
     /// Overrides the defaults (`source.address`, `node.id`, ...).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder()
+    ///     .property("node.metadata.ISTIO_VERSION", "1.29.0")
+    ///     .property("source.port", sdk_host::PropertyValue::Int(40000))
+    ///     .start(&module)?;
+    /// assert!(host.failure().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn property(self, path: &str, value: impl Into<PropertyValue>) -> Self {
         let segments = path.split('.').map(str::to_string).collect();
         self.property_path(segments, value)
     }
 
     /// Sets a property by its segments, for names that contain dots.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // A segment holding a dot, which `property` would split.
+    /// let path = vec!["filter_state".to_string(), "wasm.my.key".to_string()];
+    /// let host = sdk_host::Host::builder().property_path(path, "value").start(&module)?;
+    /// assert!(host.failure().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn property_path(mut self, path: Vec<String>, value: impl Into<PropertyValue>) -> Self {
         self.properties.push((path, value.into()));
         self
@@ -143,6 +247,16 @@ impl HostBuilder {
 
     /// Declares a cluster. Once any is declared, `proxy_http_call` and
     /// `proxy_grpc_call` to others fail with `BadArgument`, as in Envoy.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // Callouts to any other cluster now get BadArgument, as in Envoy.
+    /// let host = sdk_host::Host::builder().cluster("auth").cluster("ratelimit").start(&module)?;
+    /// assert!(host.http_calls().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cluster(mut self, name: &str) -> Self {
         self.settings
             .clusters
@@ -153,6 +267,18 @@ impl HostBuilder {
 
     /// Shares the process-wide state (shared data, queues, metrics) with
     /// other hosts given the same [`Proxy`], like Envoy worker threads.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// // Two worker threads of one Envoy: shared data and metrics are common.
+    /// let first = sdk_host::Host::builder().start(&module)?;
+    /// let second = sdk_host::Host::builder().proxy(&first.proxy()).start(&module)?;
+    /// assert!(first.proxy().set_shared_data("", "k", b"v").is_ok());
+    /// assert_eq!(second.shared_data("k").map(|(v, _)| v), Some(b"v".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn proxy(mut self, proxy: &Proxy) -> Self {
         self.proxy = Some(proxy.clone());
         self
@@ -160,6 +286,17 @@ impl HostBuilder {
 
     /// Offers a foreign function to `proxy_call_foreign_function`, next to
     /// Envoy's `clear_route_cache`.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder()
+    ///     .foreign_function("echo", |args: &[u8]| Ok(args.to_vec()))
+    ///     .start(&module)?;
+    /// assert!(host.failure().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn foreign_function(
         mut self,
         name: &str,
@@ -195,6 +332,17 @@ impl HostBuilder {
     ///
     /// [`Error::Rejected`] when the guest refuses its configuration (with
     /// what it logged), [`Error::Trap`] when it traps.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert!(host.http(stream)?.upstream().complete);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start(mut self, module: &WasmModule) -> Result<Host, Error> {
         let state = self.state();
         let runtime = module.instantiate(state)?;
@@ -208,6 +356,13 @@ impl HostBuilder {
     /// As [`HostBuilder::start`]. Several native hosts may live on one
     /// thread; filters of two crates cannot share a test binary (their
     /// exports have the same names).
+    ///
+    /// ```ignore
+    /// // In a filter crate's tests, with sdk-host's `native` feature:
+    /// let mut host = sdk_host::Host::builder()
+    ///     .plugin_config("{}")
+    ///     .start_native(sdk_host::native_module!(my_filter))?;
+    /// ```
     #[cfg(feature = "native")]
     pub fn start_native(mut self, module: crate::native::NativeModule) -> Result<Host, Error> {
         let state = self.state();
@@ -242,6 +397,16 @@ pub struct CalloutResponse {
 
 impl CalloutResponse {
     /// A response with this status and nothing else.
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// use sdk_host::CalloutResponse;
+    /// for call in host.http_calls() {
+    ///     host.respond_http_call(call.token, CalloutResponse::new(204))?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(status: u16) -> CalloutResponse {
         CalloutResponse {
             headers: HeaderMap::from_pairs([(":status", status.to_string())]),
@@ -250,18 +415,33 @@ impl CalloutResponse {
     }
 
     /// Adds a header.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).header("x-user", "alice");
+    /// # let _ = answer;
+    /// ```
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.add(name, value);
         self
     }
 
     /// Sets the body.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).body(r#"{"allowed": true}"#);
+    /// # let _ = answer;
+    /// ```
     pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
         self.body = body.as_ref().to_vec();
         self
     }
 
     /// Adds a trailer.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).body("ok").trailer("x-checksum", "abc");
+    /// # let _ = answer;
+    /// ```
     pub fn trailer(mut self, name: &str, value: &str) -> Self {
         self.trailers.add(name, value);
         self
@@ -332,6 +512,15 @@ impl std::fmt::Debug for Host {
 
 impl Host {
     /// A builder with Envoy's defaults.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().plugin_config("{}").start(&module)?;
+    /// assert!(host.violations().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> HostBuilder {
         HostBuilder::default()
     }
@@ -479,6 +668,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::Trap`] or [`Error::VmFailed`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let first = host.new_http_stream()?;
+    /// let second = host.new_http_stream()?;
+    /// assert_ne!(first, second);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new_http_stream(&mut self) -> Result<ContextId, Error> {
         let root = self
             .runtime
@@ -495,6 +695,20 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::new_http_stream`], and [`Error::NotFound`] for an unknown root.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder()
+    ///     .plugin("a", "a_root", "")
+    ///     .plugin("b", "b_root", "")
+    ///     .start(&module)?;
+    /// let roots = host.root_contexts();
+    /// let on_b = host.new_http_stream_on(roots[1])?;
+    /// host.send_request_headers(on_b, &[(":path", "/")], true)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new_http_stream_on(&mut self, root: ContextId) -> Result<ContextId, Error> {
         if self.runtime.state_ref().plugin_of_root(root).is_none() {
             return Err(Error::NotFound {
@@ -545,6 +759,18 @@ impl Host {
     ///
     /// [`Error::Usage`] when the stream already had request headers or was
     /// answered; [`Error::Trap`] when the guest traps.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::Action;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// let action = host.send_request_headers(stream, &[(":method", "GET"), (":path", "/")], true)?;
+    /// assert_eq!(action, Action::Continue);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_request_headers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         id: ContextId,
@@ -565,6 +791,19 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::send_request_headers`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":method", "POST")], false)?;
+    /// host.send_request_body(stream, "part 1, ", false)?;
+    /// host.send_request_body(stream, "part 2", true)?;
+    /// assert_eq!(host.http(stream)?.upstream().body, b"part 1, part 2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_request_body(
         &mut self,
         id: ContextId,
@@ -582,6 +821,19 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::send_request_headers`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":method", "POST")], false)?;
+    /// host.send_request_body(stream, "data", false)?;
+    /// host.send_request_trailers(stream, &[("grpc-status", "0")])?;
+    /// assert!(host.http(stream)?.upstream().complete);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_request_trailers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         id: ContextId,
@@ -599,6 +851,19 @@ impl Host {
     ///
     /// [`Error::Usage`] when the request never reached the upstream (it is
     /// paused or was answered locally) or response headers came already.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200"), ("x-upstream", "v1")], true)?;
+    /// let got = host.http(stream)?.downstream().headers.clone();
+    /// assert_eq!(got.and_then(|h| h.get("x-upstream").map(str::to_owned)).as_deref(), Some("v1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_response_headers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         id: ContextId,
@@ -627,6 +892,19 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::send_response_headers`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200")], false)?;
+    /// host.send_response_body(stream, "hello", true)?;
+    /// assert_eq!(host.http(stream)?.downstream().body, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_response_body(
         &mut self,
         id: ContextId,
@@ -643,6 +921,19 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::send_response_headers`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200")], false)?;
+    /// host.send_response_trailers(stream, &[("grpc-status", "0")])?;
+    /// assert!(host.http(stream)?.downstream().complete);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_response_trailers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         id: ContextId,
@@ -948,6 +1239,18 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::Trap`], or [`Error::NotFound`] for an unknown stream.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.finish(stream)?; // on_log, on_done, on_delete
+    /// assert!(host.http(stream)?.finished());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn finish(&mut self, id: ContextId) -> Result<(), Error> {
         let kind = self.runtime.state_ref().contexts.get(&id).copied();
         match kind {
@@ -993,6 +1296,18 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown stream.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/a")], true)?;
+    /// let view = host.http(stream)?;
+    /// assert_eq!(view.request_headers().and_then(|h| h.get(":path")), Some("/a"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn http(&self, id: ContextId) -> Result<HttpView<'_>, Error> {
         self.runtime
             .state_ref()
@@ -1013,6 +1328,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::Trap`] or [`Error::VmFailed`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, action) = host.new_tcp_stream()?;
+    /// assert_eq!(action, sdk_host::Action::Continue);
+    /// host.send_downstream_data(connection, "PING\r\n", false)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new_tcp_stream(&mut self) -> Result<(ContextId, Action), Error> {
         let root = self
             .runtime
@@ -1045,6 +1371,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Trap`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// host.send_downstream_data(connection, "PING\r\n", false)?;
+    /// assert_eq!(host.tcp(connection)?.to_upstream(), b"PING\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_downstream_data(
         &mut self,
         id: ContextId,
@@ -1059,6 +1396,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Trap`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// host.send_upstream_data(connection, "PONG\r\n", false)?;
+    /// assert_eq!(host.tcp(connection)?.to_downstream(), b"PONG\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_upstream_data(
         &mut self,
         id: ContextId,
@@ -1121,6 +1469,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Trap`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::PeerType;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// host.close_tcp(connection, true, PeerType::Remote)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close_tcp(
         &mut self,
         id: ContextId,
@@ -1147,6 +1506,16 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown stream.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// assert!(host.tcp(connection)?.to_upstream().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tcp(&self, id: ContextId) -> Result<TcpView<'_>, Error> {
         self.runtime
             .state_ref()
@@ -1167,6 +1536,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::Trap`] from a callback.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use std::time::Duration;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// host.advance(Duration::from_secs(2))?; // fires ticks and timeouts due meanwhile
+    /// assert_eq!(host.elapsed(), Duration::from_secs(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn advance(&mut self, by: Duration) -> Result<(), Error> {
         let target = self
             .runtime
@@ -1248,11 +1628,32 @@ impl Host {
     }
 
     /// Time since the host started, on its monotonic clock.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// use std::time::Duration;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// host.advance(Duration::from_millis(150))?;
+    /// assert_eq!(host.elapsed(), Duration::from_millis(150));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.runtime.state_ref().monotonic_nanos)
     }
 
     /// The tick period a plugin set, if any.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// // This module never calls proxy_set_tick_period_milliseconds.
+    /// assert_eq!(host.tick_period(host.root_contexts()[0]), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tick_period(&self, root: ContextId) -> Option<Duration> {
         self.runtime
             .state_ref()
@@ -1264,6 +1665,16 @@ impl Host {
     // --- callouts -----------------------------------------------------------
 
     /// HTTP callouts waiting for an answer, oldest first.
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// let mut host = sdk_host::Host::builder().cluster("auth").start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// let calls = host.http_calls();
+    /// assert_eq!(calls[0].upstream, "auth");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn http_calls(&self) -> Vec<HttpCall> {
         self.runtime
             .state_ref()
@@ -1280,6 +1691,18 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown token, [`Error::Trap`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// use sdk_host::CalloutResponse;
+    /// let mut host = sdk_host::Host::builder().cluster("auth").start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// let token = host.http_calls()[0].token;
+    /// host.respond_http_call(token, CalloutResponse::new(200).body("allowed"))?;
+    /// assert!(host.http(stream)?.upstream().complete);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn respond_http_call(
         &mut self,
         token: u32,
@@ -1316,6 +1739,15 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::respond_http_call`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// // The connection to the cluster was reset: the guest gets (0, 0, 0).
+    /// let token = host.http_calls()[0].token;
+    /// host.fail_http_call(token)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fail_http_call(&mut self, token: u32) -> Result<(), Error> {
         self.http_call_failed(token)?;
         self.settle()
@@ -1357,6 +1789,15 @@ impl Host {
     }
 
     /// gRPC calls and streams that are open, oldest first.
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let host = sdk_host::Host::builder().start(&module)?;
+    /// for call in host.grpc_calls() {
+    ///     println!("{}/{} on {}", call.service, call.method, String::from_utf8_lossy(&call.upstream));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_calls(&self) -> Vec<GrpcCall> {
         self.runtime
             .state_ref()
@@ -1372,6 +1813,14 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown token, [`Error::Trap`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let token = host.grpc_calls()[0].token;
+    /// host.grpc_respond(token, b"\x08\x01")?; // the serialized response message
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_respond(&mut self, token: u32, message: impl AsRef<[u8]>) -> Result<(), Error> {
         self.grpc_receive(token, message)?;
         let state = self.runtime.state();
@@ -1386,6 +1835,15 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::grpc_respond`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let token = host.grpc_calls()[0].token;
+    /// let metadata = sdk_host::HeaderMap::from_pairs([("x-server", "a")]);
+    /// host.grpc_receive_initial_metadata(token, metadata)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_receive_initial_metadata(
         &mut self,
         token: u32,
@@ -1407,6 +1865,15 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::grpc_respond`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let token = host.grpc_calls()[0].token;
+    /// host.grpc_receive(token, b"first message")?;
+    /// host.grpc_receive(token, b"second message")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_receive(&mut self, token: u32, message: impl AsRef<[u8]>) -> Result<(), Error> {
         let context = self.grpc_context(token)?;
         let message = message.as_ref().to_vec();
@@ -1421,6 +1888,15 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::grpc_respond`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let token = host.grpc_calls()[0].token;
+    /// let trailers = sdk_host::HeaderMap::from_pairs([("grpc-status", "0")]);
+    /// host.grpc_receive_trailing_metadata(token, trailers)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_receive_trailing_metadata(
         &mut self,
         token: u32,
@@ -1443,6 +1919,14 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::grpc_respond`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let token = host.grpc_calls()[0].token;
+    /// host.grpc_close(token, 14, "unavailable")?; // gRPC status UNAVAILABLE
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn grpc_close(&mut self, token: u32, status: u32, message: &str) -> Result<(), Error> {
         let context = self.grpc_context(token)?;
         self.runtime.state().grpc_calls.remove(&token);
@@ -1467,6 +1951,15 @@ impl Host {
     // --- root contexts ----------------------------------------------------------
 
     /// The root context ids, one per plugin, in the order they were added.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().plugin("a", "", "").plugin("b", "", "").start(&module)?;
+    /// assert_eq!(host.root_contexts().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn root_contexts(&self) -> Vec<ContextId> {
         self.runtime
             .state_ref()
@@ -1482,6 +1975,14 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown root, [`Error::Trap`].
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let root = host.root_contexts()[0];
+    /// host.call_guest_foreign_function(root, 1, b"reload")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn call_guest_foreign_function(
         &mut self,
         root: ContextId,
@@ -1509,6 +2010,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::Trap`].
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// // Roots whose proxy_on_done returned false are still finishing work.
+    /// let waiting = host.shutdown()?;
+    /// assert_eq!(waiting, host.pending_done());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shutdown(&mut self) -> Result<Vec<ContextId>, Error> {
         let roots = self.root_contexts();
         let mut waiting = Vec::new();
@@ -1537,6 +2049,16 @@ impl Host {
 
     /// Root contexts that answered `proxy_on_done` with false and have not
     /// called `proxy_done` yet (the others are deleted).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// host.shutdown()?;
+    /// assert!(host.pending_done().len() <= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pending_done(&self) -> Vec<ContextId> {
         self.runtime
             .state_ref()
@@ -1559,11 +2081,38 @@ impl Host {
     // --- what a test reads -------------------------------------------------------
 
     /// Everything the guest logged, in order.
+    ///
+    /// ```
+    /// # let wat = r#"(module (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+    /// #   (memory (export "memory") 1) (data (i32.const 64) "ready")
+    /// #   (func (export "proxy_abi_version_0_2_1")) (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+    /// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    /// #     (drop (call $log (i32.const 2) (i32.const 64) (i32.const 5))) (i32.const 1)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("log.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// assert_eq!(host.logs()[0].message, "ready");
+    /// assert_eq!(host.logs()[0].level, sdk_host::LogLevel::Info);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn logs(&self) -> &[LogRecord] {
         &self.runtime.state_ref().logs
     }
 
     /// Logged lines at `level` or above, as text.
+    ///
+    /// ```
+    /// # let wat = r#"(module (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+    /// #   (memory (export "memory") 1) (data (i32.const 64) "ready")
+    /// #   (func (export "proxy_abi_version_0_2_1")) (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+    /// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    /// #     (drop (call $log (i32.const 2) (i32.const 64) (i32.const 5))) (i32.const 1)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("log.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::LogLevel;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// assert_eq!(host.log_lines(LogLevel::Info), ["ready"]);
+    /// assert!(host.log_lines(LogLevel::Error).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_lines(&self, level: LogLevel) -> Vec<String> {
         self.logs()
             .iter()
@@ -1573,21 +2122,61 @@ impl Host {
     }
 
     /// Forgets the logs so far (between phases of a test).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// host.clear_logs(); // forget start-up, look at one request's logs only
+    /// assert!(host.logs().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear_logs(&mut self) {
         self.runtime.state().logs.clear();
     }
 
     /// What Envoy would have rejected or ignored so far.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert!(host.violations().is_empty(), "{:#?}", host.violations());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn violations(&self) -> &[Violation] {
         &self.runtime.state_ref().violations
     }
 
     /// A metric's value by the name the guest defined it with.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// // Defined by the guest with proxy_define_metric; this module defines none.
+    /// assert_eq!(host.metric("my_filter.requests"), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metric(&self, name: &str) -> Option<MetricValue> {
         self.runtime.state_ref().proxy.lock().metrics_get(name)
     }
 
     /// A counter's total (`None` if undefined or not a counter).
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert_eq!(host.counter("my_filter.requests"), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn counter(&self, name: &str) -> Option<u64> {
         match self.metric(name)? {
             MetricValue::Counter(v) => Some(v),
@@ -1596,6 +2185,13 @@ impl Host {
     }
 
     /// A gauge's value (`None` if undefined or not a gauge).
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// assert_eq!(host.gauge("my_filter.active_streams"), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn gauge(&self, name: &str) -> Option<i64> {
         match self.metric(name)? {
             MetricValue::Gauge(v) => Some(v),
@@ -1604,22 +2200,62 @@ impl Host {
     }
 
     /// Shared data of this VM's `vm_id`: value and CAS.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().vm_id("vm").start(&module)?;
+    /// assert!(host.proxy().set_shared_data("vm", "limit", b"10").is_ok());
+    /// let (value, cas) = host.shared_data("limit").ok_or("missing")?;
+    /// assert_eq!((value.as_slice(), cas > 0), (&b"10"[..], true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         let state = self.runtime.state_ref();
         state.proxy.shared_data(&state.settings.vm_id, key)
     }
 
     /// The process-wide state this host uses.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// // A handle on the process-wide state, to share with another host.
+    /// let proxy = host.proxy();
+    /// let _worker = sdk_host::Host::builder().proxy(&proxy).start(&module)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn proxy(&self) -> Proxy {
         self.runtime.state_ref().proxy.clone()
     }
 
     /// The VM failed (a trap): Envoy no longer calls it.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// assert_eq!(host.failure(), None); // set once the guest traps
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
     }
 
     /// The exit code the guest passed to WASI `proc_exit`, if it did.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// assert_eq!(host.exit_code(), None); // set by WASI proc_exit
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exit_code(&self) -> Option<u32> {
         self.runtime.state_ref().exit_code
     }
@@ -1658,41 +2294,138 @@ pub struct HttpView<'a> {
 
 impl HttpView<'_> {
     /// The request headers as the filter left them.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/"), ("x-user", "a")], true)?;
+    /// assert_eq!(host.http(stream)?.request_headers().and_then(|h| h.get("x-user")), Some("a"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request_headers(&self) -> Option<&HeaderMap> {
         self.stream.request.headers.as_ref()
     }
 
     /// The request trailers as the filter left them.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":method", "POST")], false)?;
+    /// host.send_request_trailers(stream, &[("x-sum", "9")])?;
+    /// assert_eq!(host.http(stream)?.request_trailers().and_then(|t| t.get("x-sum")), Some("9"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request_trailers(&self) -> Option<&HeaderMap> {
         self.stream.request.trailers.as_ref()
     }
 
     /// The response headers as the filter left them.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "404")], true)?;
+    /// assert_eq!(host.http(stream)?.response_headers().and_then(|h| h.get(":status")), Some("404"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn response_headers(&self) -> Option<&HeaderMap> {
         self.stream.response.headers.as_ref()
     }
 
     /// The response trailers as the filter left them.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200")], false)?;
+    /// host.send_response_trailers(stream, &[("grpc-status", "0")])?;
+    /// assert!(host.http(stream)?.response_trailers().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn response_trailers(&self) -> Option<&HeaderMap> {
         self.stream.response.trailers.as_ref()
     }
 
     /// What the upstream server received.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], false)?;
+    /// host.send_request_body(stream, "data", true)?;
+    /// let upstream = host.http(stream)?.upstream().clone();
+    /// assert_eq!((upstream.body.as_slice(), upstream.complete), (&b"data"[..], true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn upstream(&self) -> &Forwarded {
         &self.stream.request.forwarded
     }
 
     /// What the downstream client received.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200")], false)?;
+    /// host.send_response_body(stream, "ok", true)?;
+    /// assert_eq!(host.http(stream)?.downstream().body, b"ok");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn downstream(&self) -> &Forwarded {
         &self.stream.response.forwarded
     }
 
     /// The local response the filter sent, if it did.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// // This module never calls proxy_send_local_response.
+    /// assert!(host.http(stream)?.local_response().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn local_response(&self) -> Option<&LocalResponse> {
         self.stream.local_response.as_ref()
     }
 
     /// Whether the request is held by the filter (paused and not resumed).
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert!(!host.http(stream)?.request_paused());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request_paused(&self) -> bool {
         matches!(
             self.stream.request.state,
@@ -1701,6 +2434,18 @@ impl HttpView<'_> {
     }
 
     /// Whether the response is held by the filter.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// host.send_response_headers(stream, &[(":status", "200")], true)?;
+    /// assert!(!host.http(stream)?.response_paused());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn response_paused(&self) -> bool {
         matches!(
             self.stream.response.state,
@@ -1709,16 +2454,49 @@ impl HttpView<'_> {
     }
 
     /// Why the stream was reset, if it was.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert_eq!(host.http(stream)?.reset(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset(&self) -> Option<&str> {
         self.stream.reset.as_deref()
     }
 
     /// How often the filter called `clear_route_cache`.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert_eq!(host.http(stream)?.route_cache_cleared(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn route_cache_cleared(&self) -> u32 {
         self.stream.route_cache_cleared
     }
 
     /// Whether `proxy_on_done`/`proxy_on_log`/`proxy_on_delete` ran.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert!(!host.http(stream)?.finished());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn finished(&self) -> bool {
         self.stream.finished
     }
@@ -1731,16 +2509,49 @@ pub struct TcpView<'a> {
 
 impl TcpView<'_> {
     /// Bytes that went to the upstream server.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// host.send_downstream_data(connection, "GET", false)?;
+    /// assert_eq!(host.tcp(connection)?.to_upstream(), b"GET");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_upstream(&self) -> &[u8] {
         &self.stream.to_upstream
     }
 
     /// Bytes that went to the downstream client.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// host.send_upstream_data(connection, "200", false)?;
+    /// assert_eq!(host.tcp(connection)?.to_downstream(), b"200");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_downstream(&self) -> &[u8] {
         &self.stream.to_downstream
     }
 
     /// Sides the filter closed with `proxy_close_stream`.
+    ///
+    /// ```
+    /// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+    /// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// let (connection, _) = host.new_tcp_stream()?;
+    /// // Sides the guest closed with proxy_close_stream; this one closes none.
+    /// assert!(host.tcp(connection)?.closed().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn closed(&self) -> &[StreamType] {
         &self.stream.closed
     }
