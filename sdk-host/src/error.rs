@@ -4,6 +4,13 @@ use crate::runtime::GuestTrap;
 use crate::state::LogRecord;
 
 /// Why a module cannot be loaded.
+///
+/// ```
+/// use sdk_host::{LoadError, WasmModule};
+/// let err = WasmModule::from_bytes("notes.txt", b"hello").unwrap_err();
+/// assert!(matches!(err, LoadError::NotWasm { .. }));
+/// assert_eq!(err.to_string(), "notes.txt: not a WebAssembly module (no \\0asm header)");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file cannot be read.
@@ -47,6 +54,17 @@ pub enum LoadError {
 }
 
 /// Why driving a host failed.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// use sdk_host::Error;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let err = host.send_request_headers(999, &[(":path", "/")], true).unwrap_err();
+/// assert!(matches!(err, Error::NotFound { id: 999, .. }), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The guest trapped; the VM is failed from now on, as in Envoy.

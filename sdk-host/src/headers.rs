@@ -26,6 +26,11 @@ pub struct HeaderMap {
 
 impl HeaderMap {
     /// A map holding these pairs in order.
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([(":path", "/"), ("X-Tag", "a")]);
+    /// assert_eq!(map.get("x-tag"), Some("a"));
+    /// ```
     pub fn from_pairs<K: AsRef<str>, V: AsRef<[u8]>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> HeaderMap {
@@ -37,16 +42,30 @@ impl HeaderMap {
     }
 
     /// Number of pairs (a name that appears twice counts twice).
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([("a", "1"), ("a", "2")]);
+    /// assert_eq!(map.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
 
     /// Whether the map holds no pairs.
+    ///
+    /// ```
+    /// assert!(sdk_host::HeaderMap::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
 
     /// The first value of `name` as text, if it is present and UTF-8.
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([("x-user", "a"), ("x-user", "b")]);
+    /// assert_eq!(map.get("X-User"), Some("a"));
+    /// ```
     pub fn get(&self, name: &str) -> Option<&str> {
         self.get_bytes(name)
             .and_then(|value| std::str::from_utf8(value).ok())
@@ -54,6 +73,12 @@ impl HeaderMap {
 
     /// The first value of `name`, as Envoy's `proxy_get_header_map_value`
     /// answers (it never joins repeated headers).
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([("x-bin", &b"\xff\x00"[..])]);
+    /// assert_eq!(map.get_bytes("x-bin"), Some(&b"\xff\x00"[..]));
+    /// assert_eq!(map.get("x-bin"), None); // not UTF-8
+    /// ```
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         let name = name.to_ascii_lowercase();
         self.pairs
@@ -63,6 +88,11 @@ impl HeaderMap {
     }
 
     /// Every value of `name`, in order; values that are not UTF-8 are skipped.
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([("set-cookie", "a=1"), ("set-cookie", "b=2")]);
+    /// assert_eq!(map.get_all("set-cookie").collect::<Vec<_>>(), ["a=1", "b=2"]);
+    /// ```
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let name = name.to_ascii_lowercase();
         self.pairs
@@ -72,6 +102,12 @@ impl HeaderMap {
     }
 
     /// Appends a pair, keeping any existing values of `name`.
+    ///
+    /// ```
+    /// let mut map = sdk_host::HeaderMap::from_pairs([("via", "a")]);
+    /// map.add("Via", "b");
+    /// assert_eq!(map.get_all("via").count(), 2);
+    /// ```
     pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) {
         self.pairs
             .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
@@ -79,6 +115,13 @@ impl HeaderMap {
 
     /// Sets `name` to one value: the first occurrence takes it in place, the
     /// others go; an absent name is appended.
+    ///
+    /// ```
+    /// let mut map = sdk_host::HeaderMap::from_pairs([("x-a", "1"), ("x-b", "2"), ("x-a", "3")]);
+    /// map.replace("x-a", "new");
+    /// assert_eq!(map.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["x-a", "x-b"]);
+    /// assert_eq!(map.get("x-a"), Some("new"));
+    /// ```
     pub fn replace(&mut self, name: &str, value: impl AsRef<[u8]>) {
         let name = name.to_ascii_lowercase();
         let mut seen = false;
@@ -99,6 +142,12 @@ impl HeaderMap {
     }
 
     /// Removes every value of `name`; returns whether there was one.
+    ///
+    /// ```
+    /// let mut map = sdk_host::HeaderMap::from_pairs([("x-a", "1"), ("x-a", "2")]);
+    /// assert!(map.remove("x-a"));
+    /// assert!(!map.remove("x-a"));
+    /// ```
     pub fn remove(&mut self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
         let before = self.pairs.len();
@@ -107,11 +156,22 @@ impl HeaderMap {
     }
 
     /// The pairs in order, values as bytes.
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([(":status", "200"), ("server", "envoy")]);
+    /// let names: Vec<&str> = map.iter().map(|(name, _)| name).collect();
+    /// assert_eq!(names, [":status", "server"]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     /// Total size of names and values, as Envoy's `byteSize()` counts it.
+    ///
+    /// ```
+    /// let map = sdk_host::HeaderMap::from_pairs([("ab", "cde")]);
+    /// assert_eq!(map.byte_size(), 5);
+    /// ```
     pub fn byte_size(&self) -> usize {
         self.pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
@@ -138,6 +198,13 @@ impl HeaderMap {
     /// # Errors
     ///
     /// [`PairsError`] when the sizes do not add up or a name is not UTF-8.
+    ///
+    /// ```
+    /// use sdk_host::{HeaderMap, PairsError};
+    /// let map = HeaderMap::from_pairs([("a", "1")]);
+    /// assert_eq!(HeaderMap::deserialize(&map.serialize()), Ok(map));
+    /// assert_eq!(HeaderMap::deserialize(&[1, 0, 0, 0]), Err(PairsError::Truncated));
+    /// ```
     pub fn deserialize(bytes: &[u8]) -> Result<HeaderMap, PairsError> {
         let mut map = HeaderMap::default();
         for (k, v) in deserialize_pairs(bytes)? {
@@ -182,6 +249,11 @@ pub(crate) fn serialize_pairs<'a>(
 }
 
 /// Why a serialized map could not be read.
+///
+/// ```
+/// let err = sdk_host::HeaderMap::deserialize(&[2, 0, 0, 0]).unwrap_err();
+/// assert_eq!(err.to_string(), "serialized map is truncated");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairsError {
     /// The buffer ends before the sizes say it should.

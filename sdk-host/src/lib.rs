@@ -10,7 +10,7 @@
 //! - with the `native` feature, the `proxy_*` hostcalls exist as
 //!   `extern "C"` symbols, so a filter crate links into its own
 //!   `cargo test` and runs through the same [`Host`] API
-//!   ([`native_module!`]).
+//!   (`native_module!`).
 //!
 //! Where a guest does something Envoy would refuse or ignore, the hostcall
 //! returns what Envoy returns and the host records a [`Violation`].

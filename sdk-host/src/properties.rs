@@ -37,6 +37,13 @@ pub enum PropertyValue {
 
 impl PropertyValue {
     /// The bytes the guest receives.
+    ///
+    /// ```
+    /// use sdk_host::PropertyValue;
+    /// assert_eq!(PropertyValue::Int(200).encode(), 200i64.to_le_bytes());
+    /// assert_eq!(PropertyValue::from("GET").encode(), b"GET");
+    /// assert_eq!(PropertyValue::Bool(true).encode(), [1]);
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
         match self {
             PropertyValue::Bytes(b) => b.clone(),

@@ -49,6 +49,17 @@ pub(crate) struct Queue {
 }
 
 /// The value of a metric as Envoy's stats would show it.
+///
+/// ```no_run
+/// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+/// use sdk_host::MetricValue;
+/// let host = sdk_host::Host::builder().start(&module)?;
+/// match host.metric("my_filter.latency_ms") {
+///     Some(MetricValue::Histogram(values)) => assert!(values.iter().all(|v| *v < 1000)),
+///     other => panic!("not a histogram: {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricValue {
     /// A counter's total.
@@ -61,6 +72,11 @@ pub enum MetricValue {
 
 impl Proxy {
     /// A proxy with nothing shared yet.
+    ///
+    /// ```
+    /// let proxy = sdk_host::Proxy::new();
+    /// assert!(proxy.metrics().is_empty());
+    /// ```
     pub fn new() -> Proxy {
         Proxy::default()
     }
@@ -74,6 +90,14 @@ impl Proxy {
     }
 
     /// The value and CAS of `key` in the shared data of `vm_id`.
+    ///
+    /// ```
+    /// let proxy = sdk_host::Proxy::new();
+    /// assert_eq!(proxy.shared_data("vm", "k"), None);
+    /// assert!(proxy.set_shared_data("vm", "k", b"v").is_ok());
+    /// assert_eq!(proxy.shared_data("vm", "k").map(|(v, _)| v), Some(b"v".to_vec()));
+    /// assert_eq!(proxy.shared_data("other-vm", "k"), None); // partitioned by vm_id
+    /// ```
     pub fn shared_data(&self, vm_id: &str, key: &str) -> Option<(Vec<u8>, u32)> {
         self.lock().get(vm_id, key.as_bytes()).ok()
     }
@@ -83,12 +107,28 @@ impl Proxy {
     /// # Errors
     ///
     /// Never for CAS 0; the `Result` mirrors the hostcall.
+    ///
+    /// ```
+    /// let proxy = sdk_host::Proxy::new();
+    /// assert!(proxy.set_shared_data("vm", "limit", b"10").is_ok());
+    /// assert!(proxy.set_shared_data("vm", "limit", b"20").is_ok());
+    /// assert_eq!(proxy.shared_data("vm", "limit").map(|(v, _)| v), Some(b"20".to_vec()));
+    /// ```
     pub fn set_shared_data(&self, vm_id: &str, key: &str, value: &[u8]) -> Result<(), Status> {
         self.lock().set(vm_id, key.as_bytes(), value, 0)
     }
 
     /// Every metric defined so far, by name (a name defined as two kinds
     /// appears as the counter, else the gauge).
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// let host = sdk_host::Host::builder().start(&module)?;
+    /// for (name, value) in host.proxy().metrics() {
+    ///     println!("{name} = {value:?}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> BTreeMap<String, MetricValue> {
         let state = self.lock();
         let mut all = BTreeMap::new();
@@ -99,6 +139,12 @@ impl Proxy {
     }
 
     /// The items waiting in the queue `name` of `vm_id`.
+    ///
+    /// ```
+    /// let proxy = sdk_host::Proxy::new();
+    /// // Queues exist once a guest registers them (proxy_register_shared_queue).
+    /// assert_eq!(proxy.queue_items("vm", "events"), None);
+    /// ```
     pub fn queue_items(&self, vm_id: &str, name: &str) -> Option<Vec<Vec<u8>>> {
         let state = self.lock();
         let token = state

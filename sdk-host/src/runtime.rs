@@ -6,6 +6,17 @@ use std::fmt;
 
 /// The guest trapped (a panic under `panic = "abort"`, `unreachable`, an
 /// out-of-bounds access, `proc_exit`): Envoy marks such a VM failed.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+/// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) unreachable))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("crash.wasm", &wat::parse_str(wat)?)?;
+/// let err = sdk_host::Host::builder().start(&module).unwrap_err();
+/// let sdk_host::Error::Trap(trap) = err else { panic!("not a trap: {err}") };
+/// assert_eq!(trap.export, "proxy_on_vm_start");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestTrap {
     /// The export that was running.

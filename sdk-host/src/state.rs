@@ -10,6 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A callback the host makes into the guest, as Envoy names it.
+///
+/// ```
+/// use sdk_host::Callback;
+/// assert_eq!(Callback::RequestHeaders.export_name(), "proxy_on_request_headers");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
 pub enum Callback {
@@ -43,6 +48,11 @@ pub enum Callback {
 
 impl Callback {
     /// Every callback, in declaration order (`ALL[c as usize] == c`).
+    ///
+    /// ```
+    /// use sdk_host::Callback;
+    /// assert!(Callback::ALL.iter().any(|c| c.export_name() == "proxy_on_tick"));
+    /// ```
     pub const ALL: [Callback; 26] = {
         use Callback::*;
         [
@@ -76,6 +86,10 @@ impl Callback {
     };
 
     /// The export's name, e.g. `proxy_on_request_headers`.
+    ///
+    /// ```
+    /// assert_eq!(sdk_host::Callback::Log.export_name(), "proxy_on_log");
+    /// ```
     pub fn export_name(self) -> &'static str {
         use Callback::*;
         match self {
@@ -110,6 +124,19 @@ impl Callback {
 }
 
 /// One line the guest logged, through `proxy_log` or WASI stdout/stderr.
+///
+/// ```
+/// # let wat = r#"(module (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+/// #   (memory (export "memory") 1) (data (i32.const 64) "ready")
+/// #   (func (export "proxy_abi_version_0_2_1")) (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+/// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+/// #     (drop (call $log (i32.const 3) (i32.const 64) (i32.const 5))) (i32.const 1)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("log.wasm", &wat::parse_str(wat)?)?;
+/// let host = sdk_host::Host::builder().start(&module)?;
+/// let record = &host.logs()[0];
+/// assert_eq!((record.level, record.message.as_str()), (sdk_host::LogLevel::Warn, "ready"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     /// Its level (stdout is `Info`, stderr `Error`, as in Envoy).
@@ -134,6 +161,21 @@ impl fmt::Display for LogRecord {
 ///
 /// The hostcall still returns what Envoy returns; the violation is how a
 /// test learns that a filter relies on behaviour a real proxy lacks.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// // A body longer than its content-length: Envoy would forward both as they are.
+/// host.send_request_headers(stream, &[(":method", "POST"), ("content-length", "3")], false)?;
+/// host.send_request_body(stream, "abcd", true)?;
+/// let violation = &host.violations()[0];
+/// assert_eq!(violation.call, "content-length");
+/// assert!(violation.message.contains("4 bytes but content-length says 3"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// The context that was effective.
@@ -167,6 +209,17 @@ impl fmt::Display for Violation {
 }
 
 /// A local response a filter sent with `proxy_send_local_response`.
+///
+/// ```no_run
+/// # let module = sdk_host::WasmModule::from_file("deny.wasm")?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/admin")], true)?;
+/// let view = host.http(stream)?;
+/// let reply = view.local_response().ok_or("no local response")?;
+/// assert_eq!((reply.status, reply.details.as_str()), (403, "denied"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     /// HTTP status code.
@@ -203,6 +256,20 @@ pub(crate) enum FlowState {
 
 /// What went past the filter in one direction: what the upstream server
 /// (request) or the downstream client (response) received.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/")], false)?;
+/// host.send_request_body(stream, "data", true)?;
+/// let view = host.http(stream)?;
+/// let sent = view.upstream();
+/// assert!(sent.headers.is_some() && sent.complete && sent.trailers.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarded {
     /// The headers as they left the filter, once they did.
@@ -289,6 +356,16 @@ pub(crate) enum ContextKind {
 }
 
 /// An HTTP callout the guest made with `proxy_http_call`.
+///
+/// ```no_run
+/// # let module = sdk_host::WasmModule::from_file("authz.wasm")?;
+/// let mut host = sdk_host::Host::builder().cluster("authz").start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/")], true)?;
+/// let call = &host.http_calls()[0];
+/// assert_eq!((call.upstream.as_str(), call.headers.get(":path")), ("authz", Some("/check")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall {
     /// The token the guest got.
@@ -310,6 +387,16 @@ pub struct HttpCall {
 }
 
 /// A gRPC call or stream the guest opened.
+///
+/// ```no_run
+/// # let module = sdk_host::WasmModule::from_file("ratelimit.wasm")?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/")], true)?;
+/// let call = &host.grpc_calls()[0];
+/// assert_eq!(call.method, "ShouldRateLimit");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcCall {
     /// The token the guest got.
@@ -1185,6 +1272,11 @@ impl HostState {
 
 /// The wall clock a host starts at: 2026-01-01T00:00:00Z, so that logs and
 /// timestamps are the same on every run.
+///
+/// ```
+/// // 2026-01-01T00:00:00Z in nanoseconds since the Unix epoch.
+/// assert_eq!(sdk_host::DEFAULT_START_NANOS / 1_000_000_000, 1_767_225_600);
+/// ```
 pub const DEFAULT_START_NANOS: u64 = 1_767_225_600 * 1_000_000_000;
 
 /// `proxy_set_buffer_bytes` on a byte buffer, with Envoy's three cases.

@@ -44,6 +44,12 @@ pub enum Status {
 
 impl Status {
     /// The status with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::Status;
+    /// assert_eq!(Status::from_u32(1), Some(Status::NotFound));
+    /// assert_eq!(Status::from_u32(99), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<Status> {
         use Status::*;
         Some(match value {
@@ -93,6 +99,12 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The level with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::LogLevel;
+    /// assert_eq!(LogLevel::from_u32(3), Some(LogLevel::Warn));
+    /// assert_eq!(LogLevel::from_u32(6), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<LogLevel> {
         use LogLevel::*;
         Some(match value {
@@ -107,6 +119,10 @@ impl LogLevel {
     }
 
     /// The level's name as Envoy prints it.
+    ///
+    /// ```
+    /// assert_eq!(sdk_host::LogLevel::Warn.name(), "warning"); // as Envoy's log prints it
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
@@ -156,6 +172,12 @@ pub enum MapType {
 
 impl MapType {
     /// The map type with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::MapType;
+    /// assert_eq!(MapType::from_u32(0), Some(MapType::HttpRequestHeaders));
+    /// assert_eq!(MapType::from_u32(42), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<MapType> {
         use MapType::*;
         Some(match value {
@@ -205,6 +227,12 @@ pub enum BufferType {
 
 impl BufferType {
     /// The buffer type with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::BufferType;
+    /// assert_eq!(BufferType::from_u32(0), Some(BufferType::HttpRequestBody));
+    /// assert_eq!(BufferType::from_u32(42), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<BufferType> {
         use BufferType::*;
         Some(match value {
@@ -245,6 +273,12 @@ pub enum StreamType {
 
 impl StreamType {
     /// The stream type with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::StreamType;
+    /// assert_eq!(StreamType::from_u32(1), Some(StreamType::HttpResponse));
+    /// assert_eq!(StreamType::from_u32(9), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<StreamType> {
         use StreamType::*;
         Some(match value {
@@ -278,6 +312,12 @@ pub enum MetricType {
 
 impl MetricType {
     /// The metric type with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::MetricType;
+    /// assert_eq!(MetricType::from_u32(0), Some(MetricType::Counter));
+    /// assert_eq!(MetricType::from_u32(3), None);
+    /// ```
     pub fn from_u32(value: u32) -> Option<MetricType> {
         use MetricType::*;
         Some(match value {
@@ -333,6 +373,12 @@ pub enum Action {
 
 impl Action {
     /// The action with this wire number.
+    ///
+    /// ```
+    /// use sdk_host::Action;
+    /// assert_eq!(Action::from_u32(0), Action::Continue);
+    /// assert_eq!(Action::from_u32(2), Action::Other(2));
+    /// ```
     pub fn from_u32(value: u32) -> Action {
         match value {
             0 => Action::Continue,
@@ -342,6 +388,12 @@ impl Action {
     }
 
     /// Whether iteration continues.
+    ///
+    /// ```
+    /// use sdk_host::Action;
+    /// assert!(Action::Continue.is_continue());
+    /// assert!(!Action::Pause.is_continue());
+    /// ```
     pub fn is_continue(self) -> bool {
         self == Action::Continue
     }

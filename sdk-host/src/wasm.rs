@@ -62,6 +62,12 @@ impl WasmModule {
     ///
     /// [`LoadError`] naming the file: it cannot be read, is not Wasm, or is
     /// not a Proxy-Wasm module Envoy would load.
+    ///
+    /// ```no_run
+    /// let module = sdk_host::WasmModule::from_file("target/wasm32-wasip1/release/my_filter.wasm")?;
+    /// println!("{} speaks {}", module.name(), module.abi_version());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<WasmModule, LoadError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
@@ -76,6 +82,14 @@ impl WasmModule {
     /// # Errors
     ///
     /// As [`WasmModule::from_file`].
+    ///
+    /// ```
+    /// let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let module = sdk_host::WasmModule::from_bytes("tiny.wasm", &wat::parse_str(wat)?)?;
+    /// assert_eq!(module.name(), "tiny.wasm");
+    /// assert!(sdk_host::WasmModule::from_bytes("x.json", b"{}").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<WasmModule, LoadError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm {
@@ -140,11 +154,25 @@ impl WasmModule {
     }
 
     /// The name the module was loaded under (its path, for files).
+    ///
+    /// ```
+    /// let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let module = sdk_host::WasmModule::from_bytes("tiny.wasm", &wat::parse_str(wat)?)?;
+    /// assert_eq!(module.name(), "tiny.wasm");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The ABI version export the module carries, e.g. `proxy_abi_version_0_2_1`.
+    ///
+    /// ```
+    /// let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_0")))"#;
+    /// let module = sdk_host::WasmModule::from_bytes("old.wasm", &wat::parse_str(wat)?)?;
+    /// assert_eq!(module.abi_version(), "proxy_abi_version_0_2_0");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn abi_version(&self) -> &'static str {
         self.inner.abi_version
     }
