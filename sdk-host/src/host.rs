@@ -2288,6 +2288,18 @@ fn local_response_headers(response: &LocalResponse) -> HeaderMap {
 }
 
 /// A read-only view of an HTTP stream.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let stream = host.new_http_stream()?;
+/// host.send_request_headers(stream, &[(":path", "/")], true)?;
+/// let view = host.http(stream)?;
+/// assert!(view.upstream().complete && view.local_response().is_none() && !view.request_paused());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct HttpView<'a> {
     stream: &'a HttpStream,
 }
@@ -2503,6 +2515,18 @@ impl HttpView<'_> {
 }
 
 /// A read-only view of a TCP stream.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let (connection, _) = host.new_tcp_stream()?;
+/// host.send_downstream_data(connection, "ping", false)?;
+/// let view = host.tcp(connection)?;
+/// assert_eq!((view.to_upstream(), view.to_downstream()), (&b"ping"[..], &b""[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TcpView<'a> {
     stream: &'a TcpStream,
 }
