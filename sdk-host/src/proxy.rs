@@ -121,12 +121,21 @@ impl Proxy {
     /// Every metric defined so far, by name (a name defined as two kinds
     /// appears as the counter, else the gauge).
     ///
-    /// ```no_run
-    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// ```
+    /// # let wat = r#"(module
+    /// #   (import "env" "proxy_define_metric" (func $def (param i32 i32 i32 i32) (result i32)))
+    /// #   (import "env" "proxy_increment_metric" (func $inc (param i32 i64) (result i32)))
+    /// #   (memory (export "memory") 1) (data (i32.const 64) "hits")
+    /// #   (func (export "proxy_abi_version_0_2_1")) (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+    /// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    /// #     (drop (call $def (i32.const 0) (i32.const 64) (i32.const 4) (i32.const 128)))
+    /// #     (drop (call $inc (i32.load (i32.const 128)) (i64.const 3))) (i32.const 1)))"#;
+    /// # let module = sdk_host::WasmModule::from_bytes("count.wasm", &wat::parse_str(wat)?)?;
+    /// use sdk_host::MetricValue;
+    /// // The guest defines counter "hits" and adds 3 to it in proxy_on_vm_start.
     /// let host = sdk_host::Host::builder().start(&module)?;
-    /// for (name, value) in host.proxy().metrics() {
-    ///     println!("{name} = {value:?}");
-    /// }
+    /// let metrics = host.proxy().metrics();
+    /// assert_eq!(metrics.get("hits"), Some(&MetricValue::Counter(3)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metrics(&self) -> BTreeMap<String, MetricValue> {
