@@ -18,6 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A context id, as the guest sees it.
+///
+/// ```
+/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
+/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// let mut host = sdk_host::Host::builder().start(&module)?;
+/// let root: sdk_host::ContextId = host.root_contexts()[0];
+/// let stream: sdk_host::ContextId = host.new_http_stream()?;
+/// assert_ne!(root, stream);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type ContextId = u32;
 
 /// Configures and starts a [`Host`].
@@ -357,11 +368,15 @@ impl HostBuilder {
     /// thread; filters of two crates cannot share a test binary (their
     /// exports have the same names).
     ///
-    /// ```ignore
-    /// // In a filter crate's tests, with sdk-host's `native` feature:
-    /// let mut host = sdk_host::Host::builder()
-    ///     .plugin_config("{}")
-    ///     .start_native(sdk_host::native_module!(my_filter))?;
+    /// ```
+    /// // In a filter crate's tests, with sdk-host's `native` feature; here the
+    /// // filter is `sdk_host_probe`, the probe sdk-host tests itself with.
+    /// let module = sdk_host::native_module!(sdk_host_probe);
+    /// let mut host = sdk_host::Host::builder().plugin_config("{}").start_native(module)?;
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// assert!(host.http(stream)?.upstream().complete);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "native")]
     pub fn start_native(mut self, module: crate::native::NativeModule) -> Result<Host, Error> {
