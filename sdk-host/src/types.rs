@@ -2,122 +2,106 @@
 
 use std::fmt;
 
-/// Result of a hostcall, as the guest sees it (`WasmResult` in the spec).
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::Status;
-/// assert_eq!(Status::NotFound as u32, 1);
-/// assert_eq!(Status::from_u32(8), Some(Status::CasMismatch));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// The call succeeded.
-    Ok = 0,
-    /// The key, map, queue, context or token does not exist.
-    NotFound = 1,
-    /// An argument is out of range or not allowed here.
-    BadArgument = 2,
-    /// A value could not be serialized.
-    SerializationFailure = 3,
-    /// A value could not be parsed.
-    ParseFailure = 4,
-    /// An expression is invalid.
-    BadExpression = 5,
-    /// A pointer or length points outside the guest's memory.
-    InvalidMemoryAccess = 6,
-    /// The queue or buffer is empty.
-    Empty = 7,
-    /// Compare-and-swap failed: the shared data changed since it was read.
-    CasMismatch = 8,
-    /// A result did not match.
-    ResultMismatch = 9,
-    /// The host failed internally.
-    InternalFailure = 10,
-    /// The connection is broken.
-    BrokenConnection = 11,
-    /// The host does not implement the call.
-    Unimplemented = 12,
+/// Declares an ABI enum with its wire numbers, and `from_u32`, its inverse,
+/// from one list.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident = $number:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant = $number,)*
+        }
+
+        impl $name {
+            /// The value with this wire number, if the ABI defines one.
+            ///
+            #[doc = concat!("```\nuse sdk_host::", stringify!($name), ";")]
+            #[doc = concat!("assert_eq!(", stringify!($name), "::from_u32(0).map(|v| v as u32), Some(0));")]
+            #[doc = concat!("assert_eq!(", stringify!($name), "::from_u32(u32::MAX), None);\n```")]
+            pub fn from_u32(value: u32) -> Option<$name> {
+                match value {
+                    $($number => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Status {
-    /// The status with this wire number.
+wire_enum! {
+    /// Result of a hostcall, as the guest sees it (`WasmResult` in the spec).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::Status;
-    /// assert_eq!(Status::from_u32(1), Some(Status::NotFound));
-    /// assert_eq!(Status::from_u32(99), None);
+    /// assert_eq!(Status::NotFound as u32, 1);
+    /// assert_eq!(Status::from_u32(8), Some(Status::CasMismatch));
     /// ```
-    pub fn from_u32(value: u32) -> Option<Status> {
-        use Status::*;
-        Some(match value {
-            0 => Ok,
-            1 => NotFound,
-            2 => BadArgument,
-            3 => SerializationFailure,
-            4 => ParseFailure,
-            5 => BadExpression,
-            6 => InvalidMemoryAccess,
-            7 => Empty,
-            8 => CasMismatch,
-            9 => ResultMismatch,
-            10 => InternalFailure,
-            11 => BrokenConnection,
-            12 => Unimplemented,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Status {
+        /// The call succeeded.
+        Ok = 0,
+        /// The key, map, queue, context or token does not exist.
+        NotFound = 1,
+        /// An argument is out of range or not allowed here.
+        BadArgument = 2,
+        /// A value could not be serialized.
+        SerializationFailure = 3,
+        /// A value could not be parsed.
+        ParseFailure = 4,
+        /// An expression is invalid.
+        BadExpression = 5,
+        /// A pointer or length points outside the guest's memory.
+        InvalidMemoryAccess = 6,
+        /// The queue or buffer is empty.
+        Empty = 7,
+        /// Compare-and-swap failed: the shared data changed since it was read.
+        CasMismatch = 8,
+        /// A result did not match.
+        ResultMismatch = 9,
+        /// The host failed internally.
+        InternalFailure = 10,
+        /// The connection is broken.
+        BrokenConnection = 11,
+        /// The host does not implement the call.
+        Unimplemented = 12,
     }
 }
 
-/// Proxy-Wasm log levels.
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::LogLevel;
-/// assert!(LogLevel::Warn > LogLevel::Info);
-/// assert_eq!(LogLevel::from_u32(4), Some(LogLevel::Error));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LogLevel {
-    /// `trace`
-    Trace = 0,
-    /// `debug`
-    Debug = 1,
-    /// `info`
-    Info = 2,
-    /// `warn`
-    Warn = 3,
-    /// `error`
-    Error = 4,
-    /// `critical`
-    Critical = 5,
-}
-
-impl LogLevel {
-    /// The level with this wire number.
+wire_enum! {
+    /// Proxy-Wasm log levels.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::LogLevel;
-    /// assert_eq!(LogLevel::from_u32(3), Some(LogLevel::Warn));
-    /// assert_eq!(LogLevel::from_u32(6), None);
+    /// assert!(LogLevel::Warn > LogLevel::Info);
+    /// assert_eq!(LogLevel::from_u32(4), Some(LogLevel::Error));
     /// ```
-    pub fn from_u32(value: u32) -> Option<LogLevel> {
-        use LogLevel::*;
-        Some(match value {
-            0 => Trace,
-            1 => Debug,
-            2 => Info,
-            3 => Warn,
-            4 => Error,
-            5 => Critical,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum LogLevel {
+        /// `trace`
+        Trace = 0,
+        /// `debug`
+        Debug = 1,
+        /// `info`
+        Info = 2,
+        /// `warn`
+        Warn = 3,
+        /// `error`
+        Error = 4,
+        /// `critical`
+        Critical = 5,
     }
+}
 
+impl LogLevel {
     /// The level's name as Envoy prints it.
     ///
     /// ```
@@ -141,191 +125,107 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// Which header map a header hostcall addresses.
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::MapType;
-/// assert_eq!(MapType::from_u32(2), Some(MapType::HttpResponseHeaders));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MapType {
-    /// Request headers of the current stream.
-    HttpRequestHeaders = 0,
-    /// Request trailers of the current stream.
-    HttpRequestTrailers = 1,
-    /// Response headers of the current stream.
-    HttpResponseHeaders = 2,
-    /// Response trailers of the current stream.
-    HttpResponseTrailers = 3,
-    /// Initial metadata of a gRPC call, in `proxy_on_grpc_receive_initial_metadata`.
-    GrpcReceiveInitialMetadata = 4,
-    /// Trailing metadata of a gRPC call, in `proxy_on_grpc_receive_trailing_metadata`.
-    GrpcReceiveTrailingMetadata = 5,
-    /// Headers of an HTTP callout's response, in `proxy_on_http_call_response`.
-    HttpCallResponseHeaders = 6,
-    /// Trailers of an HTTP callout's response, in `proxy_on_http_call_response`.
-    HttpCallResponseTrailers = 7,
-}
-
-impl MapType {
-    /// The map type with this wire number.
+wire_enum! {
+    /// Which header map a header hostcall addresses.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::MapType;
-    /// assert_eq!(MapType::from_u32(0), Some(MapType::HttpRequestHeaders));
-    /// assert_eq!(MapType::from_u32(42), None);
+    /// assert_eq!(MapType::from_u32(2), Some(MapType::HttpResponseHeaders));
     /// ```
-    pub fn from_u32(value: u32) -> Option<MapType> {
-        use MapType::*;
-        Some(match value {
-            0 => HttpRequestHeaders,
-            1 => HttpRequestTrailers,
-            2 => HttpResponseHeaders,
-            3 => HttpResponseTrailers,
-            4 => GrpcReceiveInitialMetadata,
-            5 => GrpcReceiveTrailingMetadata,
-            6 => HttpCallResponseHeaders,
-            7 => HttpCallResponseTrailers,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum MapType {
+        /// Request headers of the current stream.
+        HttpRequestHeaders = 0,
+        /// Request trailers of the current stream.
+        HttpRequestTrailers = 1,
+        /// Response headers of the current stream.
+        HttpResponseHeaders = 2,
+        /// Response trailers of the current stream.
+        HttpResponseTrailers = 3,
+        /// Initial metadata of a gRPC call, in `proxy_on_grpc_receive_initial_metadata`.
+        GrpcReceiveInitialMetadata = 4,
+        /// Trailing metadata of a gRPC call, in `proxy_on_grpc_receive_trailing_metadata`.
+        GrpcReceiveTrailingMetadata = 5,
+        /// Headers of an HTTP callout's response, in `proxy_on_http_call_response`.
+        HttpCallResponseHeaders = 6,
+        /// Trailers of an HTTP callout's response, in `proxy_on_http_call_response`.
+        HttpCallResponseTrailers = 7,
     }
 }
 
-/// Which buffer a buffer hostcall addresses.
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::BufferType;
-/// assert_eq!(BufferType::from_u32(7), Some(BufferType::PluginConfiguration));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BufferType {
-    /// The request body buffered so far.
-    HttpRequestBody = 0,
-    /// The response body buffered so far.
-    HttpResponseBody = 1,
-    /// Data from the downstream (client) side of a TCP stream.
-    DownstreamData = 2,
-    /// Data from the upstream (server) side of a TCP stream.
-    UpstreamData = 3,
-    /// The body of an HTTP callout's response.
-    HttpCallResponseBody = 4,
-    /// A gRPC message received.
-    GrpcReceiveBuffer = 5,
-    /// The VM configuration, in `proxy_on_vm_start`.
-    VmConfiguration = 6,
-    /// The plugin configuration, in `proxy_on_configure`.
-    PluginConfiguration = 7,
-    /// The arguments of a foreign function call into the guest.
-    CallData = 8,
-}
-
-impl BufferType {
-    /// The buffer type with this wire number.
+wire_enum! {
+    /// Which buffer a buffer hostcall addresses.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::BufferType;
-    /// assert_eq!(BufferType::from_u32(0), Some(BufferType::HttpRequestBody));
-    /// assert_eq!(BufferType::from_u32(42), None);
+    /// assert_eq!(BufferType::from_u32(7), Some(BufferType::PluginConfiguration));
     /// ```
-    pub fn from_u32(value: u32) -> Option<BufferType> {
-        use BufferType::*;
-        Some(match value {
-            0 => HttpRequestBody,
-            1 => HttpResponseBody,
-            2 => DownstreamData,
-            3 => UpstreamData,
-            4 => HttpCallResponseBody,
-            5 => GrpcReceiveBuffer,
-            6 => VmConfiguration,
-            7 => PluginConfiguration,
-            8 => CallData,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum BufferType {
+        /// The request body buffered so far.
+        HttpRequestBody = 0,
+        /// The response body buffered so far.
+        HttpResponseBody = 1,
+        /// Data from the downstream (client) side of a TCP stream.
+        DownstreamData = 2,
+        /// Data from the upstream (server) side of a TCP stream.
+        UpstreamData = 3,
+        /// The body of an HTTP callout's response.
+        HttpCallResponseBody = 4,
+        /// A gRPC message received.
+        GrpcReceiveBuffer = 5,
+        /// The VM configuration, in `proxy_on_vm_start`.
+        VmConfiguration = 6,
+        /// The plugin configuration, in `proxy_on_configure`.
+        PluginConfiguration = 7,
+        /// The arguments of a foreign function call into the guest.
+        CallData = 8,
     }
 }
 
-/// Which direction `proxy_continue_stream` and `proxy_close_stream` address.
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::StreamType;
-/// assert_eq!(StreamType::from_u32(1), Some(StreamType::HttpResponse));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamType {
-    /// The request direction of an HTTP stream.
-    HttpRequest = 0,
-    /// The response direction of an HTTP stream.
-    HttpResponse = 1,
-    /// The downstream side of a TCP stream.
-    Downstream = 2,
-    /// The upstream side of a TCP stream.
-    Upstream = 3,
-}
-
-impl StreamType {
-    /// The stream type with this wire number.
+wire_enum! {
+    /// Which direction `proxy_continue_stream` and `proxy_close_stream` address.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::StreamType;
     /// assert_eq!(StreamType::from_u32(1), Some(StreamType::HttpResponse));
-    /// assert_eq!(StreamType::from_u32(9), None);
     /// ```
-    pub fn from_u32(value: u32) -> Option<StreamType> {
-        use StreamType::*;
-        Some(match value {
-            0 => HttpRequest,
-            1 => HttpResponse,
-            2 => Downstream,
-            3 => Upstream,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum StreamType {
+        /// The request direction of an HTTP stream.
+        HttpRequest = 0,
+        /// The response direction of an HTTP stream.
+        HttpResponse = 1,
+        /// The downstream side of a TCP stream.
+        Downstream = 2,
+        /// The upstream side of a TCP stream.
+        Upstream = 3,
     }
 }
 
-/// Metric kinds of `proxy_define_metric`.
-///
-/// # Examples
-///
-/// ```
-/// use sdk_host::MetricType;
-/// assert_eq!(MetricType::from_u32(1), Some(MetricType::Gauge));
-/// ```
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricType {
-    /// Only ever increases.
-    Counter = 0,
-    /// Goes up and down, and can be set.
-    Gauge = 1,
-    /// Records values.
-    Histogram = 2,
-}
-
-impl MetricType {
-    /// The metric type with this wire number.
+wire_enum! {
+    /// Metric kinds of `proxy_define_metric`.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use sdk_host::MetricType;
-    /// assert_eq!(MetricType::from_u32(0), Some(MetricType::Counter));
-    /// assert_eq!(MetricType::from_u32(3), None);
+    /// assert_eq!(MetricType::from_u32(1), Some(MetricType::Gauge));
     /// ```
-    pub fn from_u32(value: u32) -> Option<MetricType> {
-        use MetricType::*;
-        Some(match value {
-            0 => Counter,
-            1 => Gauge,
-            2 => Histogram,
-            _ => return None,
-        })
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum MetricType {
+        /// Only ever increases.
+        Counter = 0,
+        /// Goes up and down, and can be set.
+        Gauge = 1,
+        /// Records values.
+        Histogram = 2,
     }
 }
 
