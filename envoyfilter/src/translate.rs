@@ -18,6 +18,7 @@
 
 use crate::yaml::{self, Document};
 use meshwasm_core::fault::FaultPlan;
+use meshwasm_core::plan::Plan as _;
 use meshwasm_core::router::RouterPlan;
 use meshwasm_core::virtual_service::{Destination, VirtualService};
 use serde_json::{Map, Value, json};

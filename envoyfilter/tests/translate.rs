@@ -5,6 +5,7 @@
 use envoyfilter::render::{self, Code, EnvoyFilterForm, EnvoyOptions, Filter, IstioOptions};
 use envoyfilter::translate::{Finding, Options, Placement, Severity, translate, translate_files};
 use meshwasm_core::fault::FaultPlan;
+use meshwasm_core::plan::Plan;
 use meshwasm_core::router::RouterPlan;
 use serde_json::Value;
 

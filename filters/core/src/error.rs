@@ -12,6 +12,7 @@ use std::fmt;
 ///
 /// ```
 /// use meshwasm_core::fault::FaultPlan;
+/// use meshwasm_core::plan::Plan;
 ///
 /// let err = FaultPlan::from_json(br#"{"hosts":["*"],"http":[{"fault":{"abort":
 ///     {"httpStatus":700,"percentage":{"value":100}}}}]}"#).unwrap_err();
@@ -27,8 +28,19 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
 }
 
+impl ConfigErrorKind {
+    /// The configuration is empty where `document` was expected.
+    pub fn empty(document: crate::config::Document) -> Self {
+        ConfigErrorKind::Empty {
+            expected: document.name,
+            example: document.example,
+        }
+    }
+}
+
 impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, kind: ConfigErrorKind) -> Self {
+    /// An error at `path` (dotted, with `[i]` for list items).
+    pub fn new(path: impl Into<String>, kind: ConfigErrorKind) -> Self {
         Self {
             path: path.into(),
             kind,
@@ -50,10 +62,13 @@ pub enum ConfigErrorKind {
         column: usize,
     },
     /// The plugin configuration is empty.
-    #[error(
-        "is empty; expected a VirtualService spec such as {{\"hosts\": [\"*\"], \"http\": [...]}}"
-    )]
-    Empty,
+    #[error("is empty; expected {expected} such as {example}")]
+    Empty {
+        /// The document the filter reads, with its article.
+        expected: &'static str,
+        /// A minimal one.
+        example: &'static str,
+    },
     /// A percentage outside 0..=100 or not a number.
     #[error("{value} is outside 0..=100")]
     PercentOutOfRange {

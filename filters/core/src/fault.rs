@@ -13,9 +13,12 @@
 //!   apply when the selected route has no fault of its own, as Envoy's
 //!   per-route fault settings replace the filter-wide ones.
 
+use crate::config::Document;
 use crate::duration::check_istio_millis;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};
+use crate::metrics::MetricSpec;
 use crate::percent::{PerMillion, Rng, compile_percent};
+use crate::plan::Plan;
 use crate::request::RequestAttributes;
 use crate::route_table::RouteTable;
 use crate::virtual_service::{
@@ -133,6 +136,7 @@ impl FaultDecision {
 /// ```
 /// use meshwasm_core::fault::{Abort, FaultPlan};
 /// use meshwasm_core::percent::Rng;
+/// use meshwasm_core::plan::Plan;
 /// use meshwasm_core::request::StaticRequest;
 ///
 /// let plan = FaultPlan::from_json(br#"{"hosts": ["ratings"], "http": [
@@ -155,17 +159,68 @@ pub struct FaultPlan {
     notes: Vec<ConfigNote>,
 }
 
-impl FaultPlan {
+/// The fault filter's metrics, in the order of [`FaultPlan`]'s
+/// [`Plan::metrics`].
+pub mod metric {
+    use crate::metrics::MetricRef;
+
+    /// Counter: requests delayed.
+    pub const DELAYS_INJECTED: MetricRef = MetricRef(0);
+    /// Counter: requests aborted.
+    pub const ABORTS_INJECTED: MetricRef = MetricRef(1);
+    /// Counter: faults skipped because `maxActiveFaults` was reached.
+    pub const FAULTS_OVERFLOW: MetricRef = MetricRef(2);
+    /// Gauge: faults in progress on this worker.
+    pub const ACTIVE_FAULTS: MetricRef = MetricRef(3);
+}
+
+impl Plan for FaultPlan {
+    const DOCUMENT: Document = crate::virtual_service::DOCUMENT;
+
     /// Parses and compiles a plugin configuration: one VirtualService spec,
     /// or `{"virtualServices": [...]}` (see [`VirtualService::list_from_json`]).
-    ///
-    /// # Errors
-    ///
-    /// The first [`ConfigError`], naming the field.
-    pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
+    fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
         Self::compile_all(&VirtualService::list_from_json(json)?)
     }
 
+    fn notes(&self) -> &[ConfigNote] {
+        &self.notes
+    }
+
+    fn summary(&self) -> String {
+        let routes: Vec<_> = self.services.iter().flat_map(|t| t.routes()).collect();
+        let faulted = routes.iter().filter(|r| r.value.is_some()).count();
+        let hf = self.header_faults;
+        let header = match (hf.abort.is_some(), hf.delay.is_some()) {
+            (false, false) => "off",
+            (true, false) => "abort",
+            (false, true) => "delay",
+            (true, true) => "abort+delay",
+        };
+        let limit = self
+            .max_active_faults
+            .map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
+        let services = match self.services.len() {
+            1 => String::new(),
+            n => format!(" in {n} VirtualServices"),
+        };
+        format!(
+            "{} http routes{services}, {faulted} with faults; header faults: {header}; maxActiveFaults: {limit}",
+            routes.len()
+        )
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::counter("meshwasm.fault.delays_injected"),
+            MetricSpec::counter("meshwasm.fault.aborts_injected"),
+            MetricSpec::counter("meshwasm.fault.faults_overflow"),
+            MetricSpec::gauge("meshwasm.fault.active_faults"),
+        ]
+    }
+}
+
+impl FaultPlan {
     /// Compiles a parsed VirtualService spec.
     ///
     /// # Errors
@@ -268,35 +323,6 @@ impl FaultPlan {
     /// The limit on concurrent faults across worker threads, if configured.
     pub fn max_active_faults(&self) -> Option<u64> {
         self.max_active_faults
-    }
-
-    /// Notes about accepted fields that are handled in a way worth knowing.
-    pub fn notes(&self) -> &[ConfigNote] {
-        &self.notes
-    }
-
-    /// One line describing the plan, for the configure-time log.
-    pub fn summary(&self) -> String {
-        let routes: Vec<_> = self.services.iter().flat_map(|t| t.routes()).collect();
-        let faulted = routes.iter().filter(|r| r.value.is_some()).count();
-        let hf = self.header_faults;
-        let header = match (hf.abort.is_some(), hf.delay.is_some()) {
-            (false, false) => "off",
-            (true, false) => "abort",
-            (false, true) => "delay",
-            (true, true) => "abort+delay",
-        };
-        let limit = self
-            .max_active_faults
-            .map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
-        let services = match self.services.len() {
-            1 => String::new(),
-            n => format!(" in {n} VirtualServices"),
-        };
-        format!(
-            "{} http routes{services}, {faulted} with faults; header faults: {header}; maxActiveFaults: {limit}",
-            routes.len()
-        )
     }
 }
 

@@ -1,10 +1,13 @@
 //! Pure logic shared by the meshwasm Proxy-Wasm filters.
 //!
 //! Nothing here calls a host: filters gather inputs through small ports
-//! ([`request::RequestAttributes`], [`shared_counter::SharedData`]), ask for
-//! a decision, and carry it out with host calls. So the logic is tested
+//! ([`request::RequestAttributes`], [`properties::Properties`],
+//! [`shared_counter::SharedData`], [`metrics::MetricHost`]), ask for a
+//! decision, and carry it out with host calls. So the logic is tested
 //! natively and on `wasm32`, and the filters stay thin.
 //!
+//! - [`config`], [`plan`]: reading any configuration document with the
+//!   path and line of every error, and what every compiled plan offers.
 //! - [`virtual_service`]: Istio's VirtualService spec, every field typed.
 //! - [`string_match`], [`regex`], [`request_match`], [`hosts`],
 //!   [`route_table`]: Istio's matching rules.
@@ -12,11 +15,14 @@
 //! - [`fault`]: fault injection decisions.
 //! - [`router`], [`header_ops`]: routing decisions: weighted and sticky
 //!   splits, rewrites, redirects, mirrors, CORS, header edits.
+//! - [`properties`], [`metrics`]: Envoy's attributes, typed; counters,
+//!   gauges and histograms with labels.
 //! - [`header_map`], [`shared_counter`], [`delay_queue`]: helpers for the
 //!   Proxy-Wasm side of a filter that are still pure functions.
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod config;
 pub mod delay_queue;
 pub mod duration;
 mod error;
@@ -24,7 +30,10 @@ pub mod fault;
 pub mod header_map;
 pub mod header_ops;
 pub mod hosts;
+pub mod metrics;
 pub mod percent;
+pub mod plan;
+pub mod properties;
 pub mod regex;
 pub mod request;
 pub mod request_match;

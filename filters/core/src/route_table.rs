@@ -203,7 +203,7 @@ pub(crate) fn compile_each<T>(
     mut compile: impl FnMut(&FieldPath<'_>, &VirtualService) -> Result<T, ConfigError>,
 ) -> Result<Vec<T>, ConfigError> {
     if specs.is_empty() {
-        return Err(FieldPath::ROOT.error(ConfigErrorKind::Empty));
+        return Err(FieldPath::ROOT.error(ConfigErrorKind::empty(crate::virtual_service::DOCUMENT)));
     }
     let list = FieldPath::ROOT.field(crate::virtual_service::LIST_KEY);
     specs

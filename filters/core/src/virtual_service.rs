@@ -7,6 +7,7 @@
 //! `fault`, the router reads the routing fields. Options that Istio has no
 //! field for live under the top-level `meshwasm` key.
 
+use crate::config::{self, Document};
 use crate::duration::IstioDuration;
 use crate::percent::Percent;
 use crate::string_match::StringMatch;
@@ -553,7 +554,7 @@ impl VirtualService {
     /// assert!(err.to_string().contains("unknown field `httpStauts`"));
     /// ```
     pub fn from_json(json: &[u8]) -> Result<Self, crate::ConfigError> {
-        parse_json(json)
+        config::parse(json, DOCUMENT)
     }
 
     /// Parses a plugin configuration that holds one VirtualService spec, or
@@ -579,12 +580,12 @@ impl VirtualService {
     /// ```
     pub fn list_from_json(json: &[u8]) -> Result<Vec<Self>, crate::ConfigError> {
         use crate::error::{ConfigError, ConfigErrorKind};
-        if !first_key_is(json, LIST_KEY) {
-            return Ok(vec![parse_json(json)?]);
+        if !config::first_key_is(json, LIST_KEY) {
+            return Ok(vec![Self::from_json(json)?]);
         }
-        let list: VirtualServiceList = parse_json(json)?;
+        let list: VirtualServiceList = config::parse(json, DOCUMENT)?;
         if list.virtual_services.is_empty() {
-            return Err(ConfigError::new(LIST_KEY, ConfigErrorKind::Empty));
+            return Err(ConfigError::new(LIST_KEY, ConfigErrorKind::empty(DOCUMENT)));
         }
         Ok(list.virtual_services)
     }
@@ -593,71 +594,16 @@ impl VirtualService {
 /// The key of the list form of a plugin configuration.
 pub const LIST_KEY: &str = "virtualServices";
 
+/// What the router and fault filters are configured with.
+pub const DOCUMENT: Document = Document {
+    name: "a VirtualService spec",
+    example: r#"{"hosts": ["*"], "http": [...]}"#,
+    list_key: Some(LIST_KEY),
+};
+
 /// Several specs in one plugin configuration.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VirtualServiceList {
     virtual_services: Vec<VirtualService>,
 }
-
-/// True if `json` is an object whose first key is `key`; a spec never has
-/// that key, so the two forms cannot be confused.
-fn first_key_is(json: &[u8], key: &str) -> bool {
-    let mut rest = json.trim_ascii_start();
-    let Some(after_brace) = rest.strip_prefix(b"{") else {
-        return false;
-    };
-    rest = after_brace.trim_ascii_start();
-    rest.strip_prefix(b"\"")
-        .and_then(|r| r.strip_prefix(key.as_bytes()))
-        .is_some_and(|r| r.starts_with(b"\""))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, crate::ConfigError> {
-    use crate::error::{ConfigError, ConfigErrorKind};
-    if json.iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfigError::new("", ConfigErrorKind::Empty));
-    }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    let value = parsed.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let mut message = inner.to_string();
-        // serde_json appends " at line L column C"; it is reported separately.
-        if let Some(cut) = message.rfind(" at line ") {
-            message.truncate(cut);
-        }
-        // `kind` at the top of the spec, or of one spec in a list.
-        let top_field = match path.split_once("].") {
-            Some((list, field)) if list.starts_with(LIST_KEY) => field,
-            _ => path.as_str(),
-        };
-        if WHOLE_RESOURCE_FIELDS.contains(&top_field) {
-            message.push_str(
-                "; this looks like a whole VirtualService resource: pass only its `spec`",
-            );
-        }
-        ConfigError::new(
-            if path == "." { String::new() } else { path },
-            ConfigErrorKind::Json {
-                message,
-                line: inner.line(),
-                column: inner.column(),
-            },
-        )
-    })?;
-    de.end().map_err(|e| {
-        ConfigError::new(
-            "",
-            ConfigErrorKind::Json {
-                message: "trailing characters after the JSON document".into(),
-                line: e.line(),
-                column: e.column(),
-            },
-        )
-    })?;
-    Ok(value)
-}
-
-const WHOLE_RESOURCE_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];

@@ -20,9 +20,12 @@ pub mod path;
 pub mod split;
 pub mod upstream;
 
+use crate::config::Document;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};
 use crate::header_ops::{HeaderOp, HeaderOps, check_name};
+use crate::metrics::{MetricRef, MetricSpec};
 use crate::percent::{PerMillion, Rng, compile_percent};
+use crate::plan::Plan;
 use crate::request::RequestAttributes;
 use crate::route_table::RouteTable;
 use crate::string_match::StringMatcher;
@@ -124,6 +127,15 @@ pub enum LocalKind {
 }
 
 impl LocalKind {
+    /// The counter of these answers.
+    pub fn metric(self) -> MetricRef {
+        match self {
+            LocalKind::Redirect | LocalKind::HttpsRedirect => metric::REDIRECTS,
+            LocalKind::DirectResponse => metric::DIRECT_RESPONSES,
+            LocalKind::CorsPreflight => metric::CORS_PREFLIGHTS,
+        }
+    }
+
     /// Envoy's response code details for the answer.
     pub fn details(self) -> &'static str {
         match self {
@@ -196,6 +208,7 @@ pub enum Decision<'p> {
 /// ```
 /// use meshwasm_core::header_ops::HeaderOp;
 /// use meshwasm_core::percent::Rng;
+/// use meshwasm_core::plan::Plan;
 /// use meshwasm_core::request::StaticRequest;
 /// use meshwasm_core::router::{Decision, RouterPlan};
 ///
@@ -213,6 +226,9 @@ pub enum Decision<'p> {
 pub struct RouterPlan {
     services: Vec<ServiceRouter>,
     notes: Vec<ConfigNote>,
+    /// Per VirtualService, per route: the place of its first destination's
+    /// counter in [`Plan::metrics`].
+    routed_metrics: Vec<Vec<usize>>,
 }
 
 /// One VirtualService, compiled.
@@ -226,17 +242,78 @@ struct ServiceRouter {
     max_mirror_body_bytes: u64,
 }
 
-impl RouterPlan {
+/// The router's label-free metrics, in the order of [`RouterPlan`]'s
+/// [`Plan::metrics`]; one `meshwasm.router.routed.<cluster>` counter per
+/// destination follows them ([`RouterPlan::routed_metric`]).
+pub mod metric {
+    use crate::metrics::MetricRef;
+
+    /// Counter: requests no route matched.
+    pub const UNMATCHED: MetricRef = MetricRef(0);
+    /// Counter: redirects answered, HTTPS redirects included.
+    pub const REDIRECTS: MetricRef = MetricRef(1);
+    /// Counter: direct responses answered.
+    pub const DIRECT_RESPONSES: MetricRef = MetricRef(2);
+    /// Counter: CORS preflights answered.
+    pub const CORS_PREFLIGHTS: MetricRef = MetricRef(3);
+    /// Counter: mirror copies sent.
+    pub const MIRRORS_SENT: MetricRef = MetricRef(4);
+    /// Counter: mirror copies the host refused.
+    pub const MIRRORS_FAILED: MetricRef = MetricRef(5);
+    /// Counter: requests not mirrored because their body was too long.
+    pub const MIRRORS_SKIPPED: MetricRef = MetricRef(6);
+
+    /// The names of the metrics above, in order.
+    pub(super) const NAMES: [&str; 7] = [
+        "unmatched",
+        "redirects",
+        "direct_responses",
+        "cors_preflights",
+        "mirrors_sent",
+        "mirrors_failed",
+        "mirrors_skipped",
+    ];
+}
+
+impl Plan for RouterPlan {
+    const DOCUMENT: Document = crate::virtual_service::DOCUMENT;
+
     /// Parses and compiles a plugin configuration: one VirtualService spec,
     /// or `{"virtualServices": [...]}` (see [`VirtualService::list_from_json`]).
-    ///
-    /// # Errors
-    ///
-    /// The first [`ConfigError`], naming the field.
-    pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
+    fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
         Self::compile_all(&VirtualService::list_from_json(json)?)
     }
 
+    /// What was accepted but is handled elsewhere or not evaluated.
+    fn notes(&self) -> &[ConfigNote] {
+        &self.notes
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self.services.iter().map(ServiceRouter::summary).collect();
+        match parts.as_slice() {
+            [one] => one.clone(),
+            _ => format!("{} VirtualServices: {}", parts.len(), parts.join("; ")),
+        }
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        let fixed = metric::NAMES
+            .iter()
+            .map(|name| MetricSpec::counter(format!("meshwasm.router.{name}")));
+        let routed = self
+            .services()
+            .flatten()
+            .flat_map(|route| match &route.value {
+                RouteAction::Forward(f) => f.destinations(),
+                _ => &[],
+            })
+            .map(|d| MetricSpec::counter(format!("meshwasm.router.routed.{}", d.cluster)));
+        fixed.chain(routed).collect()
+    }
+}
+
+impl RouterPlan {
     /// Compiles a parsed VirtualService spec.
     ///
     /// # Errors
@@ -257,15 +334,38 @@ impl RouterPlan {
     /// The first [`ConfigError`], naming the field.
     pub fn compile_all(specs: &[VirtualService]) -> Result<Self, ConfigError> {
         let mut notes = Vec::new();
-        let services = crate::route_table::compile_each(specs, |root, vs| {
+        let services: Vec<ServiceRouter> = crate::route_table::compile_each(specs, |root, vs| {
             ServiceRouter::compile_at(root, vs, &mut notes)
         })?;
-        Ok(RouterPlan { services, notes })
+        let mut next = metric::NAMES.len();
+        let routed_metrics = services
+            .iter()
+            .map(|s| {
+                s.table
+                    .routes()
+                    .iter()
+                    .map(|route| {
+                        let first = next;
+                        if let RouteAction::Forward(f) = &route.value {
+                            next += f.destinations().len();
+                        }
+                        first
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(RouterPlan {
+            services,
+            notes,
+            routed_metrics,
+        })
     }
 
-    /// What was accepted but is handled elsewhere or not evaluated.
-    pub fn notes(&self) -> &[ConfigNote] {
-        &self.notes
+    /// The `meshwasm.router.routed.<cluster>` counter of a forwarded
+    /// request's destination.
+    pub fn routed_metric(&self, routed: &Routed<'_>) -> Option<MetricRef> {
+        let first = self.routed_metrics.get(routed.service)?.get(routed.route)?;
+        Some(MetricRef(first + routed.destination))
     }
 
     /// The compiled routes of each VirtualService, in order.
@@ -280,15 +380,6 @@ impl RouterPlan {
             .map(|s| s.max_mirror_body_bytes)
             .max()
             .unwrap_or(DEFAULT_MAX_MIRROR_BODY_BYTES)
-    }
-
-    /// A one-line summary for the configure log.
-    pub fn summary(&self) -> String {
-        let parts: Vec<String> = self.services.iter().map(ServiceRouter::summary).collect();
-        match parts.as_slice() {
-            [one] => one.clone(),
-            _ => format!("{} VirtualServices: {}", parts.len(), parts.join("; ")),
-        }
     }
 
     /// Decides what to do with a request.

@@ -1,6 +1,7 @@
 //! Bad configuration is refused with the field's path and the reason.
 
 use meshwasm_core::fault::FaultPlan;
+use meshwasm_core::plan::Plan;
 use meshwasm_core::{ConfigError, ConfigErrorKind};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -30,10 +31,10 @@ fn invalid_json_names_line_and_column() {
 #[wasm_bindgen_test(unsupported = test)]
 fn empty_configuration_says_what_is_expected() {
     let err = refuse("  ");
-    assert_eq!(err.kind, ConfigErrorKind::Empty);
-    assert!(
-        err.to_string()
-            .starts_with("configuration: is empty; expected a VirtualService spec")
+    assert!(matches!(err.kind, ConfigErrorKind::Empty { .. }));
+    assert_eq!(
+        err.to_string(),
+        r#"configuration: is empty; expected a VirtualService spec such as {"hosts": ["*"], "http": [...]}"#
     );
 }
 

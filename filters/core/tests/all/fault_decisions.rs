@@ -3,6 +3,7 @@
 use crate::request;
 use meshwasm_core::fault::{Abort, FaultDecision, FaultPlan};
 use meshwasm_core::percent::Rng;
+use meshwasm_core::plan::Plan;
 use std::time::Duration;
 use wasm_bindgen_test::wasm_bindgen_test;
 

@@ -10,9 +10,10 @@ mod delay_queue;
 mod fault_decisions;
 mod header_map;
 mod matching;
-mod parsing;
 #[cfg(not(target_family = "wasm"))]
-mod properties;
+mod no_panics;
+mod parsing;
+mod ports;
 mod routing;
 mod shared_counter;
 

@@ -5,6 +5,7 @@
 use crate::request;
 use meshwasm_core::header_ops::HeaderOp;
 use meshwasm_core::percent::Rng;
+use meshwasm_core::plan::Plan;
 use meshwasm_core::router::{Decision, LocalKind, LocalResponse, Routed, RouterPlan};
 use wasm_bindgen_test::wasm_bindgen_test;
 

@@ -3,6 +3,7 @@
 use meshwasm_core::duration::parse_duration;
 use meshwasm_core::fault::FaultPlan;
 use meshwasm_core::header_map::{HeaderMap, serialize_pairs};
+use meshwasm_core::plan::Plan;
 use meshwasm_core::regex::FullRegex;
 use proptest::prelude::*;
 
