@@ -11,55 +11,188 @@
 //! Metrics: `meshwasm.fault.delays_injected`, `meshwasm.fault.aborts_injected`,
 //! `meshwasm.fault.faults_overflow` (counters) and `meshwasm.fault.active_faults` (gauge).
 
-use meshwasm_abi::{
-    HostRequest, HostSharedData, LocalReply, Log, Metric, entropy_seed, now_nanos, send_local_reply,
-};
 use meshwasm_core::delay_queue::{DelayQueue, Tick};
-use meshwasm_core::fault::{ABORT_BODY, ABORT_DETAILS, Abort, FaultPlan};
-use meshwasm_core::percent::Rng;
+use meshwasm_core::fault::{ABORT_BODY, ABORT_DETAILS, Abort, FaultPlan, metric};
+use meshwasm_core::properties::attributes;
 use meshwasm_core::shared_counter::{SharedCounter, fnv1a64};
+use meshwasm_plugin::headers::HostRequest;
+use meshwasm_plugin::host::{HostProperties, HostSharedData, now_nanos, set_tick};
+use meshwasm_plugin::reply::{LocalReply, send_local_reply};
+use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|context_id| Box::new(FaultRoot::new(context_id)));
-}}
+meshwasm_plugin::main!(Fault);
 
-const LOG: Log = Log("meshwasm fault");
-
-fn log(level: LogLevel, message: &str) {
-    LOG.line(level, message);
+/// The filter's state for the whole VM: the delayed streams and the
+/// streams holding an active-fault slot.
+pub struct Fault {
+    delays: RefCell<DelayQueue<Delayed>>,
+    slots: RefCell<HashMap<u32, Slot>>,
 }
 
-/// Counters and the gauge, defined once per root context.
-#[derive(Clone, Copy)]
-struct Metrics {
-    delays_injected: Metric,
-    aborts_injected: Metric,
-    faults_overflow: Metric,
-    active_faults: Metric,
+/// The configuration in force.
+pub struct Configured {
+    plan: FaultPlan,
+    /// The `maxActiveFaults` counter and its limit.
+    limit: Option<(SharedCounter, u64)>,
+    metrics: Metrics,
 }
 
-impl Metrics {
-    fn define() -> Metrics {
-        Metrics {
-            delays_injected: Metric::counter("meshwasm.fault.delays_injected"),
-            aborts_injected: Metric::counter("meshwasm.fault.aborts_injected"),
-            faults_overflow: Metric::counter("meshwasm.fault.faults_overflow"),
-            active_faults: Metric::gauge("meshwasm.fault.active_faults"),
+/// A delayed stream: what follows the delay, under the configuration it
+/// started with.
+struct Delayed {
+    then: Option<Abort>,
+    config: Rc<Configured>,
+}
+
+/// An active-fault slot: the counter it is held in, if limited.
+struct Slot {
+    counter: Option<SharedCounter>,
+    config: Rc<Configured>,
+}
+
+impl Filter for Fault {
+    const NAME: &'static str = "meshwasm fault";
+    type Plan = FaultPlan;
+    type Config = Configured;
+    type Stream = FaultStream;
+
+    fn new() -> Self {
+        Fault {
+            delays: RefCell::new(DelayQueue::default()),
+            slots: RefCell::new(HashMap::new()),
         }
     }
+
+    fn configure(plugin: &Plugin<Self>, plan: FaultPlan, setup: Setup<'_>) -> Configured {
+        let limit = plan.max_active_faults().map(|max| {
+            // Keyed by root id and configuration: a new configuration starts
+            // its own count rather than inherit one that may be stale.
+            let root_id = attributes::PLUGIN_ROOT_ID
+                .read(&mut HostProperties)
+                .unwrap_or_default();
+            let counter = SharedCounter::new(format!(
+                "meshwasm.fault.active.{root_id}.{:016x}",
+                fnv1a64(setup.raw)
+            ));
+            if let Err(e) = counter.ensure_exists(&HostSharedData) {
+                plugin
+                    .log()
+                    .line(LogLevel::Warn, &format!("maxActiveFaults counter: {e}"));
+            }
+            (counter, max)
+        });
+        Configured {
+            plan,
+            limit,
+            metrics: setup.metrics,
+        }
+    }
+
+    fn stream(plugin: &Rc<Plugin<Self>>, config: Rc<Configured>, context_id: u32) -> FaultStream {
+        FaultStream {
+            context_id,
+            plugin: Rc::clone(plugin),
+            config,
+        }
+    }
+
+    /// Resumes or aborts every stream whose delay is over, then re-arms the tick.
+    fn on_tick(plugin: &Plugin<Self>) {
+        let due = plugin.delays.borrow_mut().take_due(now_nanos());
+        for (context_id, delayed) in due {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                plugin.release(context_id);
+                continue;
+            }
+            match delayed.then {
+                Some(abort) => {
+                    delayed.config.metrics.add(metric::ABORTS_INJECTED, 1);
+                    send_abort(plugin.log(), abort);
+                }
+                None => {
+                    // As in Envoy, a delay that is not followed by an abort
+                    // stops counting as active once it is over.
+                    plugin.release(context_id);
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+        }
+        let _ = hostcalls::set_effective_context(plugin.root_context_id());
+        let tick = plugin.delays.borrow_mut().rearm(now_nanos());
+        arm(tick);
+    }
+}
+
+impl Fault {
+    /// Takes an active-fault slot for the stream, unless `maxActiveFaults` is reached.
+    fn acquire(&self, log: Log, context_id: u32, config: &Rc<Configured>) -> bool {
+        let counter = match &config.limit {
+            None => None,
+            Some((counter, max)) => match counter.try_increment_below(&HostSharedData, *max) {
+                Ok(true) => Some(counter.clone()),
+                Ok(false) => {
+                    config.metrics.add(metric::FAULTS_OVERFLOW, 1);
+                    return false;
+                }
+                Err(e) => {
+                    log.line(
+                        LogLevel::Warn,
+                        &format!("maxActiveFaults counter: {e}; fault skipped"),
+                    );
+                    config.metrics.add(metric::FAULTS_OVERFLOW, 1);
+                    return false;
+                }
+            },
+        };
+        let slot = Slot {
+            counter,
+            config: Rc::clone(config),
+        };
+        self.slots.borrow_mut().insert(context_id, slot);
+        config.metrics.add(metric::ACTIVE_FAULTS, 1);
+        true
+    }
+
+    fn release(&self, context_id: u32) {
+        let Some(slot) = self.slots.borrow_mut().remove(&context_id) else {
+            return;
+        };
+        slot.config.metrics.add(metric::ACTIVE_FAULTS, -1);
+        if let Some(Err(e)) = slot.counter.map(|c| c.decrement(&HostSharedData)) {
+            Log(Self::NAME).line(LogLevel::Warn, &format!("maxActiveFaults counter: {e}"));
+        }
+    }
+
+    fn schedule(&self, context_id: u32, delay: Duration, delayed: Delayed) {
+        let tick = self
+            .delays
+            .borrow_mut()
+            .schedule(context_id, now_nanos(), delay, delayed);
+        if let Some(tick) = tick {
+            arm(tick);
+        }
+    }
+}
+
+/// Sets the root's tick as the delay queue asks.
+fn arm(tick: Tick) {
+    set_tick(match tick {
+        Tick::Off => None,
+        Tick::After(period) => Some(period),
+    });
 }
 
 /// Answers the current stream as Envoy's fault filter does: the status, the
 /// body "fault filter abort", and for gRPC aborts the gRPC status, which
 /// Envoy turns into a trailers-only `grpc-status` response for gRPC clients.
-fn send_abort(abort: Abort) {
+fn send_abort(log: Log, abort: Abort) {
     let reply = LocalReply {
         status: abort.http_status(),
         details: ABORT_DETAILS,
@@ -67,209 +200,23 @@ fn send_abort(abort: Abort) {
         grpc_status: abort.grpc_status(),
     };
     if let Err(status) = send_local_reply(reply, []) {
-        log(
+        log.line(
             LogLevel::Error,
             &format!("local response for an abort failed: {status:?}"),
         );
     }
 }
 
-/// State shared by the root context and its streams (one VM, one thread).
-struct Shared {
-    root_context_id: u32,
-    plan: RefCell<Option<Rc<FaultPlan>>>,
-    limit: RefCell<Option<(SharedCounter, u64)>>,
-    rng: RefCell<Rng>,
-    delays: RefCell<DelayQueue<Option<Abort>>>,
-    /// Streams holding an active-fault slot, with the counter they hold it in.
-    slots: RefCell<HashMap<u32, Option<SharedCounter>>>,
-    metrics: RefCell<Option<Metrics>>,
-}
-
-impl Shared {
-    fn metric(&self, pick: impl Fn(&Metrics) -> Metric, offset: i64) {
-        if let Some(m) = self.metrics.borrow().as_ref() {
-            pick(m).add(offset);
-        }
-    }
-
-    /// Takes an active-fault slot for the stream, unless `maxActiveFaults` is reached.
-    fn acquire(&self, context_id: u32) -> bool {
-        let limit = self.limit.borrow().clone();
-        let held = match limit {
-            None => None,
-            Some((counter, max)) => match counter.try_increment_below(&HostSharedData, max) {
-                Ok(true) => Some(counter),
-                Ok(false) => {
-                    self.metric(|m| m.faults_overflow, 1);
-                    return false;
-                }
-                Err(e) => {
-                    log(
-                        LogLevel::Warn,
-                        &format!("maxActiveFaults counter: {e}; fault skipped"),
-                    );
-                    self.metric(|m| m.faults_overflow, 1);
-                    return false;
-                }
-            },
-        };
-        self.slots.borrow_mut().insert(context_id, held);
-        self.metric(|m| m.active_faults, 1);
-        true
-    }
-
-    fn release(&self, context_id: u32) {
-        let Some(held) = self.slots.borrow_mut().remove(&context_id) else {
-            return;
-        };
-        self.metric(|m| m.active_faults, -1);
-        if let Some(Err(e)) = held.map(|counter| counter.decrement(&HostSharedData)) {
-            log(LogLevel::Warn, &format!("maxActiveFaults counter: {e}"));
-        }
-    }
-
-    fn schedule(&self, context_id: u32, delay: Duration, then: Option<Abort>) {
-        let tick = self
-            .delays
-            .borrow_mut()
-            .schedule(context_id, now_nanos(), delay, then);
-        if let Some(tick) = tick {
-            set_tick(tick);
-        }
-    }
-
-    /// Resumes or aborts every stream whose delay is over, then re-arms the tick.
-    fn wake_due(&self) {
-        let due = self.delays.borrow_mut().take_due(now_nanos());
-        for (context_id, then) in due {
-            if hostcalls::set_effective_context(context_id).is_err() {
-                self.release(context_id);
-                continue;
-            }
-            match then {
-                Some(abort) => {
-                    self.metric(|m| m.aborts_injected, 1);
-                    send_abort(abort);
-                }
-                None => {
-                    // As in Envoy, a delay that is not followed by an abort
-                    // stops counting as active once it is over.
-                    self.release(context_id);
-                    let _ = hostcalls::resume_http_request();
-                }
-            }
-        }
-        let _ = hostcalls::set_effective_context(self.root_context_id);
-        let tick = self.delays.borrow_mut().rearm(now_nanos());
-        set_tick(tick);
-    }
-}
-
-fn set_tick(tick: Tick) {
-    let period = match tick {
-        Tick::Off => Duration::ZERO,
-        Tick::After(period) => period,
-    };
-    let _ = hostcalls::set_tick_period(period);
-}
-
-struct FaultRoot {
-    shared: Rc<Shared>,
-}
-
-impl FaultRoot {
-    fn new(root_context_id: u32) -> Self {
-        FaultRoot {
-            shared: Rc::new(Shared {
-                root_context_id,
-                plan: RefCell::new(None),
-                limit: RefCell::new(None),
-                rng: RefCell::new(Rng::with_seed(0)),
-                delays: RefCell::new(DelayQueue::default()),
-                slots: RefCell::new(HashMap::new()),
-                metrics: RefCell::new(None),
-            }),
-        }
-    }
-
-    fn configure(&self, config: &[u8]) -> Result<(), String> {
-        let plan =
-            FaultPlan::from_json(config).map_err(|e| format!("invalid configuration: {e}"))?;
-        for note in plan.notes() {
-            log(LogLevel::Warn, &note.to_string());
-        }
-        let limit = plan.max_active_faults().map(|max| {
-            // Keyed by root id and configuration: a new configuration starts
-            // its own count rather than inherit one that may be stale.
-            let root_id = hostcalls::get_property(vec!["plugin_root_id"])
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let key = format!(
-                "meshwasm.fault.active.{}.{:016x}",
-                String::from_utf8_lossy(&root_id),
-                fnv1a64(config)
-            );
-            let counter = SharedCounter::new(key);
-            if let Err(e) = counter.ensure_exists(&HostSharedData) {
-                log(LogLevel::Warn, &format!("maxActiveFaults counter: {e}"));
-            }
-            (counter, max)
-        });
-        log(LogLevel::Info, &format!("configured: {}", plan.summary()));
-        *self.shared.limit.borrow_mut() = limit;
-        *self.shared.plan.borrow_mut() = Some(Rc::new(plan));
-        Ok(())
-    }
-}
-
-impl Context for FaultRoot {}
-
-impl RootContext for FaultRoot {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        *self.shared.rng.borrow_mut() = Rng::with_seed(entropy_seed(LOG));
-        true
-    }
-
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        if self.shared.metrics.borrow().is_none() {
-            *self.shared.metrics.borrow_mut() = Some(Metrics::define());
-        }
-        let config = self.get_plugin_configuration().unwrap_or_default();
-        match self.configure(&config) {
-            Ok(()) => true,
-            Err(message) => {
-                log(LogLevel::Error, &message);
-                false
-            }
-        }
-    }
-
-    fn on_tick(&mut self) {
-        self.shared.wake_due();
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(FaultStream {
-            context_id,
-            shared: Rc::clone(&self.shared),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct FaultStream {
+/// One request.
+pub struct FaultStream {
     context_id: u32,
-    shared: Rc<Shared>,
+    plugin: Rc<Plugin<Fault>>,
+    config: Rc<Configured>,
 }
 
 impl FaultStream {
     fn is_delayed(&self) -> bool {
-        self.shared.delays.borrow().contains(self.context_id)
+        self.plugin.delays.borrow().contains(self.context_id)
     }
 }
 
@@ -277,24 +224,26 @@ impl Context for FaultStream {}
 
 impl HttpContext for FaultStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(plan) = self.shared.plan.borrow().clone() else {
-            return Action::Continue;
-        };
-        let decision = plan.decide(
-            &mut HostRequest::new(LOG),
-            &mut self.shared.rng.borrow_mut(),
-        );
-        if decision.is_none() || !self.shared.acquire(self.context_id) {
+        let log = self.plugin.log();
+        let decision = self
+            .config
+            .plan
+            .decide(&mut HostRequest::new(log), &mut self.plugin.rng());
+        if decision.is_none() || !self.plugin.acquire(log, self.context_id, &self.config) {
             return Action::Continue;
         }
         if let Some(delay) = decision.delay {
-            self.shared.metric(|m| m.delays_injected, 1);
-            self.shared.schedule(self.context_id, delay, decision.abort);
+            self.config.metrics.add(metric::DELAYS_INJECTED, 1);
+            let delayed = Delayed {
+                then: decision.abort,
+                config: Rc::clone(&self.config),
+            };
+            self.plugin.schedule(self.context_id, delay, delayed);
             return Action::Pause;
         }
         if let Some(abort) = decision.abort {
-            self.shared.metric(|m| m.aborts_injected, 1);
-            send_abort(abort);
+            self.config.metrics.add(metric::ABORTS_INJECTED, 1);
+            send_abort(log, abort);
             return Action::Pause;
         }
         Action::Continue
@@ -324,7 +273,7 @@ impl HttpContext for FaultStream {
 impl Drop for FaultStream {
     fn drop(&mut self) {
         // The stream ended (or was reset) while delayed or holding a slot.
-        self.shared.delays.borrow_mut().cancel(self.context_id);
-        self.shared.release(self.context_id);
+        self.plugin.delays.borrow_mut().cancel(self.context_id);
+        self.plugin.release(self.context_id);
     }
 }

@@ -19,158 +19,61 @@
 //! `meshwasm.router.{unmatched,redirects,direct_responses,cors_preflights}`,
 //! `meshwasm.router.{mirrors_sent,mirrors_failed,mirrors_skipped}`.
 
-use meshwasm_abi::{
-    HeaderMapKind, HostRequest, LocalReply, Log, Metric, apply_edits, entropy_seed,
-    send_local_reply,
-};
 use meshwasm_core::header_ops;
-use meshwasm_core::percent::Rng;
 use meshwasm_core::router::{
-    Decision, LocalKind, LocalResponse, ResponsePlan, RouteAction, Routed, RouterPlan,
-    mirror_headers,
+    Decision, LocalResponse, ResponsePlan, Routed, RouterPlan, metric, mirror_headers,
 };
+use meshwasm_plugin::headers::{HeaderMapKind, HostRequest, apply_edits};
+use meshwasm_plugin::host::request_body;
+use meshwasm_plugin::reply::{LocalReply, send_local_reply};
+use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::cell::RefCell;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|context_id| Box::new(RouterRoot::new(context_id)));
-}}
-
-const LOG: Log = Log("meshwasm router");
+meshwasm_plugin::main!(Router);
 
 /// How long a mirrored copy may take; Envoy's default route timeout.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Metrics, defined once per configuration.
-struct Metrics {
-    /// Per VirtualService, per route, per destination.
-    routed: Vec<Vec<Vec<Metric>>>,
-    unmatched: Metric,
-    redirects: Metric,
-    direct_responses: Metric,
-    cors_preflights: Metric,
-    mirrors_sent: Metric,
-    mirrors_failed: Metric,
-    mirrors_skipped: Metric,
-}
+/// The router keeps nothing across configurations.
+pub struct Router;
 
-impl Metrics {
-    fn define(plan: &RouterPlan) -> Metrics {
-        let routed = plan
-            .services()
-            .map(|routes| {
-                routes
-                    .iter()
-                    .map(|route| match &route.value {
-                        RouteAction::Forward(f) => f
-                            .destinations()
-                            .iter()
-                            .map(|d| {
-                                Metric::counter(&format!("meshwasm.router.routed.{}", d.cluster))
-                            })
-                            .collect(),
-                        _ => Vec::new(),
-                    })
-                    .collect()
-            })
-            .collect();
-        let counter = |name: &str| Metric::counter(&format!("meshwasm.router.{name}"));
-        Metrics {
-            routed,
-            unmatched: counter("unmatched"),
-            redirects: counter("redirects"),
-            direct_responses: counter("direct_responses"),
-            cors_preflights: counter("cors_preflights"),
-            mirrors_sent: counter("mirrors_sent"),
-            mirrors_failed: counter("mirrors_failed"),
-            mirrors_skipped: counter("mirrors_skipped"),
-        }
-    }
-
-    fn local(&self, kind: LocalKind) -> Metric {
-        match kind {
-            LocalKind::Redirect | LocalKind::HttpsRedirect => self.redirects,
-            LocalKind::DirectResponse => self.direct_responses,
-            LocalKind::CorsPreflight => self.cors_preflights,
-        }
-    }
-}
-
-/// The configuration in force; streams hold it for their lifetime, so a
-/// new configuration never changes a request half-way.
-struct Config {
+/// The configuration in force.
+pub struct Configured {
     plan: RouterPlan,
     metrics: Metrics,
     edits_responses: bool,
 }
 
-struct Shared {
-    root_context_id: u32,
-    config: RefCell<Option<Rc<Config>>>,
-    rng: RefCell<Rng>,
-}
+impl Filter for Router {
+    const NAME: &'static str = "meshwasm router";
+    type Plan = RouterPlan;
+    type Config = Configured;
+    type Stream = RouterStream;
 
-struct RouterRoot {
-    shared: Rc<Shared>,
-}
-
-impl RouterRoot {
-    fn new(root_context_id: u32) -> Self {
-        RouterRoot {
-            shared: Rc::new(Shared {
-                root_context_id,
-                config: RefCell::new(None),
-                rng: RefCell::new(Rng::with_seed(0)),
-            }),
-        }
-    }
-}
-
-impl Context for RouterRoot {}
-
-impl RootContext for RouterRoot {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        *self.shared.rng.borrow_mut() = Rng::with_seed(entropy_seed(LOG));
-        true
+    fn new() -> Self {
+        Router
     }
 
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
-        let plan = match RouterPlan::from_json(&config) {
-            Ok(plan) => plan,
-            Err(e) => {
-                LOG.line(LogLevel::Error, &format!("invalid configuration: {e}"));
-                return false;
-            }
-        };
-        for note in plan.notes() {
-            LOG.line(LogLevel::Warn, &note.to_string());
-        }
-        LOG.line(LogLevel::Info, &format!("configured: {}", plan.summary()));
-        *self.shared.config.borrow_mut() = Some(Rc::new(Config {
-            metrics: Metrics::define(&plan),
+    fn configure(_: &Plugin<Self>, plan: RouterPlan, setup: Setup<'_>) -> Configured {
+        Configured {
             edits_responses: plan.edits_responses(),
             plan,
-        }));
-        true
+            metrics: setup.metrics,
+        }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(RouterStream {
+    fn stream(plugin: &Rc<Plugin<Self>>, config: Rc<Configured>, context_id: u32) -> RouterStream {
+        RouterStream {
             context_id,
-            shared: Rc::clone(&self.shared),
-            config: None,
+            plugin: Rc::clone(plugin),
+            config,
             response: None,
             mirror: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 
@@ -181,17 +84,22 @@ struct PendingMirror {
     body: Vec<u8>,
 }
 
-struct RouterStream {
+/// One request.
+pub struct RouterStream {
     context_id: u32,
-    shared: Rc<Shared>,
-    config: Option<Rc<Config>>,
+    plugin: Rc<Plugin<Router>>,
+    config: Rc<Configured>,
     response: Option<ResponsePlan>,
     mirror: Option<PendingMirror>,
 }
 
 impl RouterStream {
-    fn answer(&self, config: &Config, reply: LocalResponse<'_>) -> Action {
-        config.metrics.local(reply.kind).add(1);
+    fn log(&self) -> Log {
+        self.plugin.log()
+    }
+
+    fn answer(&self, reply: LocalResponse<'_>) -> Action {
+        self.config.metrics.add(reply.kind.metric(), 1);
         let headers = reply.headers.iter().map(|(n, v)| (*n, v.as_ref()));
         let local = LocalReply {
             status: reply.status,
@@ -200,7 +108,7 @@ impl RouterStream {
             grpc_status: None,
         };
         if let Err(status) = send_local_reply(local, headers) {
-            LOG.line(
+            self.log().line(
                 LogLevel::Error,
                 &format!(
                     "local response ({}) failed: {status:?}",
@@ -214,19 +122,13 @@ impl RouterStream {
 
     fn forward(
         &mut self,
-        config: &Config,
+        config: &Configured,
         routed: Routed<'_>,
         req: &mut HostRequest,
-        end_of_stream: bool,
+        end: bool,
     ) {
-        if let Some(metric) = config
-            .metrics
-            .routed
-            .get(routed.service)
-            .and_then(|s| s.get(routed.route))
-            .and_then(|r| r.get(routed.destination))
-        {
-            metric.add(1);
+        if let Some(metric) = config.plan.routed_metric(&routed) {
+            config.metrics.add(metric, 1);
         }
         if !routed.mirrors.is_empty() {
             // The copy carries the request as forwarded: after the edits.
@@ -248,12 +150,13 @@ impl RouterStream {
             });
         }
         if let Err(e) = apply_edits(HeaderMapKind::HttpRequestHeaders, routed.request_edits) {
-            LOG.line(LogLevel::Error, &format!("request headers: {e}"));
+            self.log()
+                .line(LogLevel::Error, &format!("request headers: {e}"));
         }
         if config.edits_responses {
             self.response = Some(routed.response);
         }
-        if end_of_stream {
+        if end {
             self.send_mirrors();
         }
     }
@@ -263,31 +166,29 @@ impl RouterStream {
         let Some(mirror) = self.mirror.take() else {
             return;
         };
-        let Some(config) = self.config.clone() else {
-            return;
-        };
+        let metrics = &self.config.metrics;
         let headers: Vec<(&str, &str)> = mirror
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let body = (!mirror.body.is_empty()).then_some(mirror.body.as_slice());
-        if hostcalls::set_effective_context(self.shared.root_context_id).is_err() {
-            config.metrics.mirrors_failed.add(1);
+        if hostcalls::set_effective_context(self.plugin.root_context_id()).is_err() {
+            metrics.add(metric::MIRRORS_FAILED, 1);
             return;
         }
         for cluster in &mirror.clusters {
-            match self.dispatch_http_call(
+            match hostcalls::dispatch_http_call(
                 cluster,
                 headers.clone(),
                 body,
                 Vec::new(),
                 MIRROR_TIMEOUT,
             ) {
-                Ok(_) => config.metrics.mirrors_sent.add(1),
+                Ok(_) => metrics.add(metric::MIRRORS_SENT, 1),
                 Err(status) => {
-                    config.metrics.mirrors_failed.add(1);
-                    LOG.line(
+                    metrics.add(metric::MIRRORS_FAILED, 1);
+                    self.log().line(
                         LogLevel::Warn,
                         &format!(
                             "mirror to {cluster} refused: {status:?} (is the cluster defined?)"
@@ -300,31 +201,24 @@ impl RouterStream {
     }
 }
 
-impl Context for RouterStream {
-    // A mirror's answer is not the client's business.
-    fn on_http_call_response(&mut self, _: u32, _: usize, _: usize, _: usize) {}
-}
+impl Context for RouterStream {}
 
 impl HttpContext for RouterStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(config) = self.shared.config.borrow().clone() else {
-            return Action::Continue;
-        };
-        let mut req = HostRequest::new(LOG);
-        let decision = config
-            .plan
-            .decide(&mut req, &mut self.shared.rng.borrow_mut());
+        let config = Rc::clone(&self.config);
+        let mut req = HostRequest::new(self.log());
+        let decision = config.plan.decide(&mut req, &mut self.plugin.rng());
         match decision {
             Decision::Pass(edits) => {
-                config.metrics.unmatched.add(1);
+                config.metrics.add(metric::UNMATCHED, 1);
                 if let Err(e) = apply_edits(HeaderMapKind::HttpRequestHeaders, edits) {
-                    LOG.line(LogLevel::Error, &format!("request headers: {e}"));
+                    self.log()
+                        .line(LogLevel::Error, &format!("request headers: {e}"));
                 }
                 Action::Continue
             }
-            Decision::Respond(reply) => self.answer(&config, reply),
+            Decision::Respond(reply) => self.answer(reply),
             Decision::Forward(routed) => {
-                self.config = Some(Rc::clone(&config));
                 self.forward(&config, routed, &mut req, end_of_stream);
                 Action::Continue
             }
@@ -335,18 +229,13 @@ impl HttpContext for RouterStream {
         let Some(buffered) = self.mirror.as_ref().map(|m| m.body.len()) else {
             return Action::Continue;
         };
-        let limit = self
-            .config
-            .as_ref()
-            .map_or(0, |c| c.plan.max_mirror_body_bytes());
+        let limit = self.config.plan.max_mirror_body_bytes();
         let total = buffered.saturating_add(body_size);
         if u64::try_from(total).unwrap_or(u64::MAX) > limit {
             // Envoy mirrors bodies of any size; a filter must hold the copy
             // in memory, so past the limit the copy is not sent at all.
-            if let Some(config) = &self.config {
-                config.metrics.mirrors_skipped.add(1);
-            }
-            LOG.line(
+            self.config.metrics.add(metric::MIRRORS_SKIPPED, 1);
+            self.log().line(
                 LogLevel::Debug,
                 &format!("request body over {limit} bytes; not mirrored"),
             );
@@ -354,10 +243,9 @@ impl HttpContext for RouterStream {
             return Action::Continue;
         }
         if body_size > 0 {
-            let chunk = self.get_http_request_body(0, body_size);
-            match (chunk, self.mirror.as_mut()) {
-                (Some(chunk), Some(mirror)) => mirror.body.extend_from_slice(&chunk),
-                _ => LOG.line(
+            match (request_body(body_size), self.mirror.as_mut()) {
+                (Ok(chunk), Some(mirror)) => mirror.body.extend_from_slice(&chunk),
+                _ => self.log().line(
                     LogLevel::Warn,
                     "request body chunk unreadable; mirror sent without it",
                 ),
@@ -375,12 +263,13 @@ impl HttpContext for RouterStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(plan), Some(config)) = (self.response.take(), self.config.as_ref()) else {
+        let Some(plan) = self.response.take() else {
             return Action::Continue;
         };
-        let edits = config.plan.response_edits(&plan);
+        let edits = self.config.plan.response_edits(&plan);
         if let Err(e) = apply_edits(HeaderMapKind::HttpResponseHeaders, edits) {
-            LOG.line(LogLevel::Error, &format!("response headers: {e}"));
+            self.log()
+                .line(LogLevel::Error, &format!("response headers: {e}"));
         }
         Action::Continue
     }

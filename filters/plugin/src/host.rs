@@ -1,0 +1,142 @@
+//! Core's ports over host calls, and the small host services every filter
+//! uses: properties, shared data, metrics, bodies, the clock, entropy, the
+//! log. None of them traps on a refused call.
+
+use meshwasm_core::metrics::{MetricHost, MetricKind, MetricRef, MetricSpec, MetricTable};
+use meshwasm_core::properties::Properties;
+use meshwasm_core::shared_counter::{SharedData, SharedDataError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// A logger whose lines start with the filter's name.
+#[derive(Debug, Clone, Copy)]
+pub struct Log(pub &'static str);
+
+impl Log {
+    /// Logs one line; a refused log call has nowhere to go.
+    pub fn line(self, level: LogLevel, message: &str) {
+        let _ = hostcalls::log(level, &format!("{}: {message}", self.0));
+    }
+}
+
+/// Envoy's attributes, one host call per read.
+pub struct HostProperties;
+
+impl Properties for HostProperties {
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+}
+
+/// Proxy-Wasm shared data, shared by every worker's VM with the same vm_id.
+pub struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, SharedDataError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
+            Ok((Some(value), None)) => Ok(Some((value, 0))),
+            Ok((None, _)) => Ok(None),
+            Err(_) => Err(SharedDataError::Unavailable),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedDataError> {
+        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedDataError::CasMismatch),
+            Err(_) => Err(SharedDataError::Unavailable),
+        }
+    }
+}
+
+/// Proxy-Wasm's metric calls, as core's port.
+struct HostMetrics;
+
+impl MetricHost for HostMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment(&mut self, id: u32, offset: i64) {
+        let _ = hostcalls::increment_metric(id, offset);
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// A plan's metrics on the host (Envoy shows them as `wasmcustom.<name>`).
+/// Updates the host refuses are dropped.
+#[derive(Debug)]
+pub struct Metrics(RefCell<MetricTable>);
+
+impl Metrics {
+    /// Defines `specs` on the host: label-free metrics now, each series of
+    /// a labelled one at its first use.
+    pub fn define(specs: Vec<MetricSpec>) -> Metrics {
+        Metrics(RefCell::new(MetricTable::define(specs, &mut HostMetrics)))
+    }
+
+    /// Adds `offset` to a label-free counter or gauge.
+    pub fn add(&self, metric: MetricRef, offset: i64) {
+        self.add_series(metric, &[], offset);
+    }
+
+    /// Adds `offset` to the series of `metric` with these label values.
+    pub fn add_series(&self, metric: MetricRef, labels: &[&str], offset: i64) {
+        if let Ok(mut table) = self.0.try_borrow_mut() {
+            table.add(&mut HostMetrics, metric, labels, offset);
+        }
+    }
+
+    /// Records `value` in the series of a histogram with these label values.
+    pub fn record(&self, metric: MetricRef, labels: &[&str], value: u64) {
+        if let Ok(mut table) = self.0.try_borrow_mut() {
+            table.record(&mut HostMetrics, metric, labels, value);
+        }
+    }
+}
+
+/// `size` bytes of the request body from the start of what the host holds,
+/// in the body callback.
+///
+/// # Errors
+///
+/// The host's status; the SDK's own getter traps on it.
+pub fn request_body(size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map(Option::unwrap_or_default)
+}
+
+/// The host clock in nanoseconds since the Unix epoch.
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Sets the root context's tick period; `None` switches the tick off.
+pub fn set_tick(period: Option<Duration>) {
+    let _ = hostcalls::set_tick_period(period.unwrap_or(Duration::ZERO));
+}
+
+/// A seed for core's RNG from the host's entropy (WASI `random_get`), one
+/// draw per VM so that requests sample without crossing the VM boundary.
+pub fn entropy_seed(log: Log) -> u64 {
+    getrandom::u64().unwrap_or_else(|e| {
+        log.line(
+            LogLevel::Warn,
+            &format!("random_get failed ({e}); seeding from the clock"),
+        );
+        now_nanos()
+    })
+}

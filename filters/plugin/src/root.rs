@@ -1,0 +1,271 @@
+//! The plugin root: one Proxy-Wasm root context lifecycle for every filter.
+
+use crate::host::{Log, Metrics, entropy_seed};
+use meshwasm_core::percent::Rng;
+use meshwasm_core::plan::Plan;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use std::cell::{RefCell, RefMut};
+use std::ops::Deref;
+use std::rc::Rc;
+
+/// A meshwasm filter: its plan, what it keeps per configuration, and its
+/// stream context. [`main!`](crate::main) gives it the rest.
+pub trait Filter: Sized + 'static {
+    /// The filter's name at the start of its log lines (`meshwasm fault`).
+    const NAME: &'static str;
+    /// What the configuration compiles into.
+    type Plan: Plan;
+    /// The configuration in force, built from a plan; a stream keeps the
+    /// one it started with, so a new configuration never changes a
+    /// request half-way.
+    type Config: 'static;
+    /// The filter's HTTP stream context.
+    type Stream: HttpContext + 'static;
+
+    /// The filter's state for the whole VM (timers, queues): made once,
+    /// with the root context.
+    fn new() -> Self;
+
+    /// Builds the configuration in force from a freshly compiled plan,
+    /// whose metrics are defined already.
+    fn configure(plugin: &Plugin<Self>, plan: Self::Plan, setup: Setup<'_>) -> Self::Config;
+
+    /// The stream context for a new request.
+    fn stream(plugin: &Rc<Plugin<Self>>, config: Rc<Self::Config>, context_id: u32)
+    -> Self::Stream;
+
+    /// The root context's tick, if the filter sets a tick period.
+    fn on_tick(_plugin: &Plugin<Self>) {}
+}
+
+/// What [`Filter::configure`] gets besides the plan.
+pub struct Setup<'a> {
+    /// The plugin configuration as the host gave it.
+    pub raw: &'a [u8],
+    /// The plan's metrics, defined on the host.
+    pub metrics: Metrics,
+}
+
+/// A filter's state shared by its root context and its streams: the
+/// filter's own, the configuration in force and the RNG. One VM runs on
+/// one thread, so nothing here is `Sync`.
+pub struct Plugin<F: Filter> {
+    filter: F,
+    root_context_id: u32,
+    config: RefCell<Option<Rc<F::Config>>>,
+    rng: RefCell<Rng>,
+}
+
+impl<F: Filter> Plugin<F> {
+    /// The root context's id, for host calls made on its behalf (callouts
+    /// that must outlive the stream, timers).
+    pub fn root_context_id(&self) -> u32 {
+        self.root_context_id
+    }
+
+    /// The configuration in force, if one was accepted.
+    pub fn config(&self) -> Option<Rc<F::Config>> {
+        self.config.borrow().clone()
+    }
+
+    /// The filter's RNG, seeded from the host's entropy at VM start.
+    pub fn rng(&self) -> RefMut<'_, Rng> {
+        self.rng.borrow_mut()
+    }
+
+    /// The filter's logger.
+    pub fn log(&self) -> Log {
+        Log(F::NAME)
+    }
+}
+
+impl<F: Filter> Deref for Plugin<F> {
+    type Target = F;
+
+    fn deref(&self) -> &F {
+        &self.filter
+    }
+}
+
+/// The root context of a filter, as [`main!`](crate::main) registers it.
+pub struct PluginRoot<F: Filter> {
+    plugin: Rc<Plugin<F>>,
+}
+
+impl<F: Filter> PluginRoot<F> {
+    /// The root context with id `root_context_id`.
+    pub fn new(root_context_id: u32) -> Self {
+        PluginRoot {
+            plugin: Rc::new(Plugin {
+                filter: F::new(),
+                root_context_id,
+                config: RefCell::new(None),
+                rng: RefCell::new(Rng::with_seed(0)),
+            }),
+        }
+    }
+
+    /// Compiles and installs a configuration; the error is the log line.
+    fn configure(&self, raw: &[u8]) -> Result<(), String> {
+        let log = self.plugin.log();
+        let plan = F::Plan::from_json(raw).map_err(|e| format!("invalid configuration: {e}"))?;
+        for note in plan.notes() {
+            log.line(LogLevel::Warn, &note.to_string());
+        }
+        let summary = plan.summary();
+        let metrics = Metrics::define(plan.metrics());
+        let config = F::configure(&self.plugin, plan, Setup { raw, metrics });
+        log.line(LogLevel::Info, &format!("configured: {summary}"));
+        *self.plugin.config.borrow_mut() = Some(Rc::new(config));
+        Ok(())
+    }
+}
+
+impl<F: Filter> Context for PluginRoot<F> {}
+
+impl<F: Filter> RootContext for PluginRoot<F> {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        *self.plugin.rng() = Rng::with_seed(entropy_seed(self.plugin.log()));
+        true
+    }
+
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        // The SDK's get_plugin_configuration traps on a refused call; a
+        // configuration that cannot be read is refused like a bad one.
+        let raw = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(raw) => raw.unwrap_or_default(),
+            Err(status) => {
+                self.plugin.log().line(
+                    LogLevel::Error,
+                    &format!("cannot read the plugin configuration: the host answered {status:?}"),
+                );
+                return false;
+            }
+        };
+        match self.configure(&raw) {
+            Ok(()) => true,
+            Err(line) => {
+                self.plugin.log().line(LogLevel::Error, &line);
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        F::on_tick(&self.plugin);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let stream = self
+            .plugin
+            .config()
+            .map(|config| F::stream(&self.plugin, config, context_id));
+        Some(Box::new(Stream(stream)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// A filter's stream, or a pass-through when no configuration was ever
+/// accepted (the SDK traps if a root creates no stream).
+struct Stream<S>(Option<S>);
+
+impl<S: HttpContext> Context for Stream<S> {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        if let Some(s) = &mut self.0 {
+            s.on_http_call_response(token, headers, body, trailers);
+        }
+    }
+
+    fn on_grpc_stream_initial_metadata(&mut self, token: u32, headers: u32) {
+        if let Some(s) = &mut self.0 {
+            s.on_grpc_stream_initial_metadata(token, headers);
+        }
+    }
+
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        if let Some(s) = &mut self.0 {
+            s.on_grpc_stream_message(token, size);
+        }
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, token: u32, trailers: u32) {
+        if let Some(s) = &mut self.0 {
+            s.on_grpc_stream_trailing_metadata(token, trailers);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(s) = &mut self.0 {
+            s.on_grpc_call_response(token, status, size);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status: u32) {
+        if let Some(s) = &mut self.0 {
+            s.on_grpc_stream_close(token, status);
+        }
+    }
+
+    fn on_foreign_function(&mut self, function_id: u32, arguments_size: usize) {
+        if let Some(s) = &mut self.0 {
+            s.on_foreign_function(function_id, arguments_size);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.0.as_mut().is_none_or(Context::on_done)
+    }
+}
+
+impl<S: HttpContext> HttpContext for Stream<S> {
+    fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |s| {
+            s.on_http_request_headers(headers, end_of_stream)
+        })
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |s| {
+            s.on_http_request_body(size, end_of_stream)
+        })
+    }
+
+    fn on_http_request_trailers(&mut self, trailers: usize) -> Action {
+        self.0
+            .as_mut()
+            .map_or(Action::Continue, |s| s.on_http_request_trailers(trailers))
+    }
+
+    fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |s| {
+            s.on_http_response_headers(headers, end_of_stream)
+        })
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |s| {
+            s.on_http_response_body(size, end_of_stream)
+        })
+    }
+
+    fn on_http_response_trailers(&mut self, trailers: usize) -> Action {
+        self.0
+            .as_mut()
+            .map_or(Action::Continue, |s| s.on_http_response_trailers(trailers))
+    }
+
+    fn on_log(&mut self) {
+        if let Some(s) = &mut self.0 {
+            s.on_log();
+        }
+    }
+}
