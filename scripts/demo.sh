@@ -9,7 +9,7 @@ cd "$ROOT"
 setup_rust
 setup_envoy
 
-say "Building the filters (wasm32-wasip1, release) and the demo"
+say "Building the filters (wasm32-wasip1, wasm profile) and the demo"
 cargo build --locked -p meshwasm-local --bin meshwasm-demo
 say "Running the demo"
 exec "$ROOT/target/debug/meshwasm-demo" "$@"

@@ -32,6 +32,25 @@ setup_rust() {
     fi
 }
 
+# The packages of filters/ that are Proxy-Wasm modules (crate-type cdylib),
+# one per line: each folder with such a Cargo.toml is a filter.
+filter_packages() {
+    local manifest
+    for manifest in "$ROOT"/filters/*/Cargo.toml; do
+        grep -Eq '^crate-type = .*"cdylib"' "$manifest" || continue
+        sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1
+    done
+}
+
+# Every package of filters/ (the filters, core and the plugin root), as
+# `-p NAME` arguments: what clippy checks for wasm32-wasip1.
+filters_dir_packages() {
+    local manifest
+    for manifest in "$ROOT"/filters/*/Cargo.toml; do
+        sed -n 's/^name = "\(.*\)"$/-p \1/p' "$manifest" | head -n 1
+    done
+}
+
 setup_envoy() {
     if [[ -x "$VENV/bin/envoy" ]] && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
         say "Envoy $ENVOY_VERSION: present in .venv"

@@ -21,8 +21,9 @@ cargo fmt --all -- --check
 
 say "clippy (host, all targets)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-say "clippy (wasm32-wasip1: core, abi, the filters and the sdk-host probe)"
-cargo clippy --locked -p meshwasm-core -p meshwasm-abi -p meshwasm-fault -p meshwasm-router -p sdk-host-probe --target wasm32-wasip1 -- -D warnings
+say "clippy (wasm32-wasip1: every crate of filters/ and the sdk-host probe)"
+# shellcheck disable=SC2046 # one -p NAME per crate
+cargo clippy --locked $(filters_dir_packages) -p sdk-host-probe --target wasm32-wasip1 -- -D warnings
 
 say "Native tests: unit, doc, and end-to-end in Envoy $ENVOY_VERSION"
 cargo test --locked --workspace

@@ -709,7 +709,7 @@ pub fn envoy_filters(
 /// Pod annotations that mount a ConfigMap holding the modules into the
 /// sidecar, for the inline form with `local` code. Put them on the pod
 /// template; create the ConfigMap with
-/// `kubectl create configmap meshwasm-filters --from-file=target/wasm32-wasip1/release/meshwasm_router.wasm ...`.
+/// `kubectl create configmap meshwasm-filters --from-file=target/wasm32-wasip1/wasm/meshwasm_router.wasm ...`.
 ///
 /// # Examples
 ///
@@ -748,7 +748,7 @@ impl Default for EnvoyOptions {
         EnvoyOptions {
             listen: ("0.0.0.0".into(), 10000),
             admin: ("127.0.0.1".into(), 9901),
-            wasm_dir: "target/wasm32-wasip1/release".into(),
+            wasm_dir: "target/wasm32-wasip1/wasm".into(),
             upstreams: BTreeMap::new(),
             default_cluster: None,
         }

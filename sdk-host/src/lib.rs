@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! use sdk_host::{Host, WasmModule};
-//! let module = WasmModule::from_file("target/wasm32-wasip1/release/my_filter.wasm")?;
+//! let module = WasmModule::from_file("target/wasm32-wasip1/wasm/my_filter.wasm")?;
 //! let mut host = Host::builder().plugin_config(r#"{"deny": "/admin"}"#).start(&module)?;
 //! let stream = host.new_http_stream()?;
 //! host.send_request_headers(stream, &[(":method", "GET"), (":path", "/admin")], true)?;

@@ -64,7 +64,7 @@ impl WasmModule {
     /// not a Proxy-Wasm module Envoy would load.
     ///
     /// ```no_run
-    /// let module = sdk_host::WasmModule::from_file("target/wasm32-wasip1/release/my_filter.wasm")?;
+    /// let module = sdk_host::WasmModule::from_file("target/wasm32-wasip1/wasm/my_filter.wasm")?;
     /// println!("{} speaks {}", module.name(), module.abi_version());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use meshwasm_local::artifacts::FAULT_WASM;
+use meshwasm_artifacts::FAULT_WASM;
 use meshwasm_local::bench::{self, Case, Traffic};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{quantile, send_many, send_paced};

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use meshwasm_local::artifacts::ROUTER_WASM;
+use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::bench::{self, Case, Traffic};
 use meshwasm_local::envoy::{self, Bootstrap, WasmFilter};
 use meshwasm_local::upstream::Upstream;

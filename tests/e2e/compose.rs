@@ -2,7 +2,7 @@
 //! (`docker-compose config`, which needs no engine), for every Envoy file
 //! it can run: the file is valid, runs the official Envoy image of the
 //! version we test, mounts the files the local demo runs and the filters
-//! `cargo build --release --target wasm32-wasip1` writes, and every
+//! `cargo build-filter` writes, and every
 //! upstream the Envoy file names is a compose service on the port it uses.
 
 use envoyfilter::yaml;
@@ -88,7 +88,7 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
             ),
             "{volumes:?}"
         );
-        let filters_dir = repo.join("target/wasm32-wasip1/release");
+        let filters_dir = repo.join("target/wasm32-wasip1/wasm");
         assert!(
             volumes
                 .contains(&format!("{}:/etc/meshwasm/filters:ro", filters_dir.display()).as_str()),
@@ -113,7 +113,7 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
             (Some("0.0.0.0"), Some(10000)),
             "{example}: the published port"
         );
-        // Each module is one `cargo build --release --target wasm32-wasip1` writes.
+        // Each module is one `cargo build-filter` writes.
         let filenames: Vec<String> = text
             .lines()
             .filter_map(|l| l.trim().strip_prefix("filename: "))

@@ -5,7 +5,7 @@
 
 use envoyfilter::render::{EnvoyOptions, envoy_bootstrap};
 use envoyfilter::translate::{Options, Translation, translate};
-use meshwasm_local::artifacts::ROUTER_WASM;
+use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy};
 use meshwasm_local::traffic::{send, send_many};
 use meshwasm_local::upstream::Upstream;

@@ -1,7 +1,7 @@
 //! The fault filter in Envoy: Istio's documented scenarios, Envoy's header
 //! faults, maxActiveFaults across workers, and configuration rejection.
 
-use meshwasm_local::artifacts::FAULT_WASM;
+use meshwasm_artifacts::FAULT_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{binomial_bounds, send, send_many};
 use meshwasm_local::upstream::Upstream;
@@ -476,6 +476,6 @@ async fn futures_join_all<F: std::future::Future>(
 #[test]
 fn the_documented_envoy_yaml_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../filters/fault/envoy.yaml");
-    let relative = "target/wasm32-wasip1/release/meshwasm_fault.wasm";
+    let relative = "target/wasm32-wasip1/wasm/meshwasm_fault.wasm";
     envoy::validate_example(std::path::Path::new(example), relative, FAULT_WASM).unwrap();
 }

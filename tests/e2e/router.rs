@@ -3,7 +3,7 @@
 //! route sends the request there. Upstreams v1, v2, v3, qa and a mirror
 //! target answer with their own names.
 
-use meshwasm_local::artifacts::ROUTER_WASM;
+use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, WasmFilter};
 use meshwasm_local::mesh::Mesh;
 use meshwasm_local::traffic::{Outcome, binomial_bounds, send, send_many};
@@ -475,6 +475,6 @@ fn the_documented_envoy_yaml_is_valid() {
         yaml.contains("cluster_header: x-meshwasm-cluster"),
         "the documented wiring"
     );
-    let relative = "target/wasm32-wasip1/release/meshwasm_router.wasm";
+    let relative = "target/wasm32-wasip1/wasm/meshwasm_router.wasm";
     envoy::validate_example(std::path::Path::new(example), relative, ROUTER_WASM).unwrap();
 }

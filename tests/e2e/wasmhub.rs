@@ -2,7 +2,7 @@
 //! registry, pulled and extracted by Istio's rules, then loaded by Envoy,
 //! where it must behave exactly like the module that was built.
 
-use meshwasm_local::artifacts::FAULT_WASM;
+use meshwasm_artifacts::FAULT_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::registry::Registry;
 use meshwasm_local::upstream::Upstream;

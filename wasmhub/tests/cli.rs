@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use meshwasm_local::artifacts::{FAULT_WASM, ROUTER_WASM};
+use meshwasm_artifacts::{FAULT_WASM, ROUTER_WASM};
 use meshwasm_local::registry::{Registry, TokenGateway, free_loopback_port};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -5,13 +5,13 @@
 //! use this same code, so what the demo shows is what the tests check.
 //!
 //! ```no_run
-//! use meshwasm_local::{artifacts, envoy::{Bootstrap, Envoy, WasmFilter}, upstream::Upstream};
+//! use meshwasm_local::{envoy::{Bootstrap, Envoy, WasmFilter}, upstream::Upstream};
 //!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let upstream = Upstream::start("ratings-v1").await?;
 //! let config = r#"{"hosts": ["*"], "http": [{"fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}}}]}"#;
 //! let envoy = Envoy::start(
-//!     Bootstrap::new(upstream.addr()).filter(WasmFilter::new("fault", artifacts::FAULT_WASM, config)),
+//!     Bootstrap::new(upstream.addr()).filter(WasmFilter::new("fault", meshwasm_artifacts::FAULT_WASM, config)),
 //! )
 //! .await?;
 //! let status = reqwest::get(envoy.url("/")).await?.status();
@@ -24,10 +24,6 @@ pub mod bench;
 pub mod envoy;
 pub mod mesh;
 pub mod registry;
+pub mod scenario;
 pub mod traffic;
 pub mod upstream;
-
-/// Paths of the filters built for this crate by its build script.
-pub mod artifacts {
-    include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
-}

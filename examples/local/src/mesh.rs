@@ -14,11 +14,11 @@
 //! # Ok(()) }
 //! ```
 
-use crate::artifacts::{FAULT_WASM, ROUTER_WASM};
 use crate::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use crate::traffic::{Outcome, send};
 use crate::upstream::Upstream;
 use anyhow::{Context as _, Result, anyhow, bail};
+use meshwasm_artifacts::ROUTER_WASM;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -222,8 +222,9 @@ fn replace_modules(value: &mut Value) -> Result<()> {
                 .and_then(|vm| vm.pointer_mut("/code/local/filename"))
             {
                 let name = Path::new(filename.as_str()).file_name().unwrap_or_default();
-                let built = [FAULT_WASM, ROUTER_WASM]
-                    .into_iter()
+                let built = meshwasm_artifacts::FILTERS
+                    .iter()
+                    .map(|f| f.wasm)
                     .find(|m| Path::new(m).file_name() == Some(name))
                     .ok_or_else(|| anyhow!("{filename} is not a meshwasm filter module"))?;
                 *filename = built.to_owned();

@@ -44,7 +44,7 @@ fn streams_per_second(host: &mut Host, budget: Duration) -> f64 {
 fn main() {
     let budget = Duration::from_secs(3);
     let compile_started = Instant::now();
-    let module = WasmModule::from_file(meshwasm_local::artifacts::FAULT_WASM).unwrap();
+    let module = WasmModule::from_file(meshwasm_artifacts::FAULT_WASM).unwrap();
     let compile = compile_started.elapsed();
 
     let rounds = 200;

@@ -30,7 +30,7 @@ fn run_plays_a_scenario_through_the_fault_filter() {
     let out = sdk_host(
         &[
             "run",
-            meshwasm_local::artifacts::FAULT_WASM,
+            meshwasm_artifacts::FAULT_WASM,
             "--config",
             "fault.json",
             "--request",
@@ -63,7 +63,7 @@ fn run_reports_bad_input_in_one_line() {
         wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap(),
     )
     .unwrap();
-    let probe = meshwasm_local::artifacts::PROBE_WASM;
+    let probe = meshwasm_artifacts::SDK_HOST_PROBE_WASM;
     let cases: [(&[&str], &str); 5] = [
         (
             &["run", "missing.wasm"],
@@ -99,7 +99,7 @@ fn test_runs_scenarios_and_names_every_mismatch() {
     let scenario = |expect: &str| {
         format!(
             "filter: {}\nconfig:\n  on_request_headers: [[local_response, 403, denied, no]]\nrequests:\n  - name: admin\n    headers: {{\":path\": /admin}}\n    expect: {expect}\n",
-            meshwasm_local::artifacts::PROBE_WASM
+            meshwasm_artifacts::SDK_HOST_PROBE_WASM
         )
     };
     std::fs::write(

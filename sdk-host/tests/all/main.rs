@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 /// The probe's .wasm, compiled once for all tests.
 pub fn probe_module() -> &'static WasmModule {
     static MODULE: OnceLock<WasmModule> = OnceLock::new();
-    MODULE.get_or_init(|| WasmModule::from_file(meshwasm_local::artifacts::PROBE_WASM).unwrap())
+    MODULE.get_or_init(|| WasmModule::from_file(meshwasm_artifacts::SDK_HOST_PROBE_WASM).unwrap())
 }
 
 /// Which front end a host runs on.

@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
         /// Directory of the built modules, as Envoy sees it.
-        #[arg(long, default_value = "target/wasm32-wasip1/release")]
+        #[arg(long, default_value = "target/wasm32-wasip1/wasm")]
         wasm_dir: String,
         /// Address of an upstream: CLUSTER_OR_HOST=ADDRESS:PORT (repeatable).
         #[arg(long = "upstream", value_name = "NAME=ADDRESS:PORT")]
