@@ -419,13 +419,27 @@ impl Envoy {
         Ok(body)
     }
 
-    /// All statistics, by name.
+    /// The statistics in use (Envoy hides those never updated), by name.
     ///
     /// # Errors
     ///
     /// Fails if the admin interface does not answer.
     pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
-        let text = self.admin_get("/stats?usedonly").await?;
+        self.stats_from("/stats?usedonly").await
+    }
+
+    /// Every statistic defined, used or not: a counter a filter defined
+    /// but never incremented is there with 0.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the admin interface does not answer.
+    pub async fn defined_stats(&self) -> Result<BTreeMap<String, u64>> {
+        self.stats_from("/stats").await
+    }
+
+    async fn stats_from(&self, path: &str) -> Result<BTreeMap<String, u64>> {
+        let text = self.admin_get(path).await?;
         Ok(text
             .lines()
             .filter_map(|l| l.split_once(": "))

@@ -26,6 +26,13 @@ fn the_local_demo_passes_every_scenario() {
             "{example} missing:\n{report}"
         );
     }
+    // Every filter's own scenario files were played too.
+    for dir in ["filters/fault/scenarios/", "filters/router/scenarios/"] {
+        assert!(
+            report.contains(&format!("\n{dir}: ")),
+            "{dir} missing:\n{report}"
+        );
+    }
     let verdicts = report.lines().filter(|l| l.starts_with("  ok ")).count();
     assert!(verdicts >= 30, "{verdicts} checks reported:\n{report}");
 }

@@ -1,5 +1,5 @@
 //! The fault filter's scenarios through sdk-host, each in both modes: the
-//! release `.wasm` on wasmtime, and this crate linked natively.
+//! built `.wasm` on wasmtime, and this crate linked natively.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sdk_host::{Action, Error, Host, LogLevel, WasmModule};
@@ -17,7 +17,7 @@ const MODES: [Mode; 2] = [Mode::Wasm, Mode::Native];
 
 fn module() -> &'static WasmModule {
     static MODULE: OnceLock<WasmModule> = OnceLock::new();
-    MODULE.get_or_init(|| WasmModule::from_file(meshwasm_local::artifacts::FAULT_WASM).unwrap())
+    MODULE.get_or_init(|| WasmModule::from_file(meshwasm_artifacts::FAULT_WASM).unwrap())
 }
 
 fn try_start(mode: Mode, config: &Value) -> Result<Host, Error> {
@@ -248,18 +248,15 @@ fn an_invalid_configuration_is_rejected_with_the_field() {
     }
 }
 
-/// The shared scenario files for this filter (`tests/scenarios/fault-*`),
-/// which the end-to-end suite also plays in Envoy, here in both modes.
+/// This filter's scenario files (`scenarios/`), which the end-to-end
+/// suite and the demo also play in Envoy, here in both modes.
 #[test]
 fn the_fault_scenario_files_pass_in_both_modes() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/scenarios");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut played = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("fault-") {
-            continue;
-        }
         let scenario = sdk_host::scenario::Scenario::from_file(&path).unwrap();
         assert_eq!(scenario.filter, "fault", "{name}");
         let in_wasm = scenario.run(module()).unwrap();

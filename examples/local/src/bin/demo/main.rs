@@ -10,7 +10,7 @@ mod istio;
 mod routing;
 
 use anyhow::Result;
-use meshwasm_local::artifacts::{FAULT_WASM, ROUTER_WASM};
+use meshwasm_artifacts::{FAULT_WASM, FILTERS};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::send;
 use meshwasm_local::upstream::Upstream;
@@ -55,10 +55,12 @@ async fn run() -> Result<bool> {
         envoy::ENVOY_VERSION
     );
     println!("  envoy   {}", envoy_bin.display());
-    for wasm in [ROUTER_WASM, FAULT_WASM] {
+    for filter in FILTERS {
         println!(
-            "  filter  {wasm} ({} KiB)",
-            std::fs::metadata(wasm)?.len() / 1024
+            "  filter  {:<8} {} ({} KiB)",
+            filter.name,
+            filter.wasm,
+            std::fs::metadata(filter.wasm)?.len() / 1024
         );
     }
     println!(
@@ -76,6 +78,54 @@ async fn run() -> Result<bool> {
         for l in &lines {
             all_ok &= l.ok;
             println!("  {} {}", if l.ok { "ok  " } else { "FAIL" }, l.text);
+        }
+        println!("  ({:.1} s)\n", started.elapsed().as_secs_f64());
+    }
+    all_ok &= filter_scenarios().await?;
+    Ok(all_ok)
+}
+
+/// Every filter's own scenario files (`filters/NAME/scenarios/`), played in
+/// Envoy: a new filter's files join the demo with no edit here.
+async fn filter_scenarios() -> Result<bool> {
+    let mut all_ok = true;
+    let files = meshwasm_local::scenario::scenario_files()?;
+    for filter in FILTERS {
+        let dir = format!("filters/{}/scenarios/", filter.name);
+        let mine: Vec<_> = files
+            .iter()
+            .filter(|f| f.to_string_lossy().contains(&dir))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        println!(
+            "{dir}: the {} filter's scenario files, played in Envoy",
+            filter.name
+        );
+        let started = Instant::now();
+        for file in mine {
+            let scenario = sdk_host::scenario::Scenario::from_file(file)?;
+            let wasm = meshwasm_local::scenario::module_path(&scenario);
+            let report = meshwasm_local::scenario::run_in_envoy(&scenario, &wasm).await?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let summary = scenario
+                .description
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let l = line(
+                report.passed(),
+                format!(
+                    "{name}: {} requests as expected; {summary}",
+                    scenario.requests.len()
+                ),
+            );
+            all_ok &= l.ok;
+            println!("  {} {}", if l.ok { "ok  " } else { "FAIL" }, l.text);
+            for failure in &report.failures {
+                println!("       {failure}");
+            }
         }
         println!("  ({:.1} s)\n", started.elapsed().as_secs_f64());
     }
