@@ -31,6 +31,7 @@ meshwasm_plugin::main!(Fault);
 
 /// The filter's state for the whole VM: the delayed streams and the
 /// streams holding an active-fault slot.
+#[derive(Default)]
 pub struct Fault {
     delays: RefCell<DelayQueue<Delayed>>,
     slots: RefCell<HashMap<u32, Slot>>,
@@ -62,13 +63,6 @@ impl Filter for Fault {
     type Plan = FaultPlan;
     type Config = Configured;
     type Stream = FaultStream;
-
-    fn new() -> Self {
-        Fault {
-            delays: RefCell::new(DelayQueue::default()),
-            slots: RefCell::new(HashMap::new()),
-        }
-    }
 
     fn configure(plugin: &Plugin<Self>, plan: FaultPlan, setup: Setup<'_>) -> Configured {
         let limit = plan.max_active_faults().map(|max| {

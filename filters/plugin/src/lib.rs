@@ -66,6 +66,7 @@
 //!     }
 //! }
 //!
+//! #[derive(Default)]
 //! struct Deny;
 //!
 //! struct Configured {
@@ -80,9 +81,6 @@
 //!     type Plan = DenyPaths;
 //!     type Config = Configured;
 //!     type Stream = DenyStream;
-//!     fn new() -> Self {
-//!         Deny
-//!     }
 //!     fn configure(_: &Plugin<Self>, plan: DenyPaths, setup: Setup<'_>) -> Configured {
 //!         Configured { plan, metrics: setup.metrics }
 //!     }

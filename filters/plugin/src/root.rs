@@ -12,7 +12,9 @@ use std::rc::Rc;
 
 /// A meshwasm filter: its plan, what it keeps per configuration, and its
 /// stream context. [`main!`](crate::main) gives it the rest.
-pub trait Filter: Sized + 'static {
+/// The filter type itself is its state for the whole VM (timers, queues),
+/// made once with the root context by `Default`.
+pub trait Filter: Default + 'static {
     /// The filter's name at the start of its log lines (`meshwasm fault`).
     const NAME: &'static str;
     /// What the configuration compiles into.
@@ -23,10 +25,6 @@ pub trait Filter: Sized + 'static {
     type Config: 'static;
     /// The filter's HTTP stream context.
     type Stream: HttpContext + 'static;
-
-    /// The filter's state for the whole VM (timers, queues): made once,
-    /// with the root context.
-    fn new() -> Self;
 
     /// Builds the configuration in force from a freshly compiled plan,
     /// whose metrics are defined already.
@@ -99,7 +97,7 @@ impl<F: Filter> PluginRoot<F> {
     pub fn new(root_context_id: u32) -> Self {
         PluginRoot {
             plugin: Rc::new(Plugin {
-                filter: F::new(),
+                filter: F::default(),
                 root_context_id,
                 config: RefCell::new(None),
                 rng: RefCell::new(Rng::with_seed(0)),

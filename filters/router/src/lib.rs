@@ -39,6 +39,7 @@ meshwasm_plugin::main!(Router);
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The router keeps nothing across configurations.
+#[derive(Default)]
 pub struct Router;
 
 /// The configuration in force.
@@ -53,10 +54,6 @@ impl Filter for Router {
     type Plan = RouterPlan;
     type Config = Configured;
     type Stream = RouterStream;
-
-    fn new() -> Self {
-        Router
-    }
 
     fn configure(_: &Plugin<Self>, plan: RouterPlan, setup: Setup<'_>) -> Configured {
         Configured {
