@@ -168,9 +168,9 @@ pub trait MetricHost {
 ///     MetricSpec::counter("by_code").with_labels(["code"]).with_max_series(2),
 /// ];
 /// let mut table = MetricTable::define(specs, &mut stats);
-/// table.add(&mut stats, MetricRef(0), &[], 1);
+/// table.add(&mut stats, MetricRef(0), 1);
 /// for code in ["200", "404", "500", "503"] {
-///     table.add(&mut stats, MetricRef(1), &[code], 1);
+///     table.add_series(&mut stats, MetricRef(1), &[code], 1);
 /// }
 /// assert_eq!(stats.0, [
 ///     ("requests".to_owned(), 1),
@@ -192,7 +192,9 @@ type Series = (Vec<String>, Option<u32>);
 #[derive(Debug)]
 struct Family {
     spec: MetricSpec,
-    /// The series by a hash of their label values.
+    /// The host id of a label-free metric, defined at once.
+    id: Option<u32>,
+    /// The series of a labelled one by a hash of their label values.
     series: BTreeMap<u64, Vec<Series>>,
     count: usize,
     overflow: Option<Option<u32>>,
@@ -204,28 +206,41 @@ impl MetricTable {
     pub fn define(specs: Vec<MetricSpec>, host: &mut impl MetricHost) -> Self {
         let families = specs
             .into_iter()
-            .map(|spec| {
-                let mut series = BTreeMap::new();
-                if spec.labels.is_empty() {
-                    let id = host.define(spec.kind, &spec.name);
-                    series.insert(hash_values(std::iter::empty()), vec![(Vec::new(), id)]);
-                }
-                Family {
-                    count: series.len(),
-                    spec,
-                    series,
-                    overflow: None,
-                    overflowed: 0,
-                }
+            .map(|spec| Family {
+                id: spec
+                    .labels
+                    .is_empty()
+                    .then(|| host.define(spec.kind, &spec.name))
+                    .flatten(),
+                spec,
+                series: BTreeMap::new(),
+                count: 0,
+                overflow: None,
+                overflowed: 0,
             })
             .collect();
         MetricTable { families }
     }
 
-    /// Adds `offset` to the series of `metric` with these label values
-    /// (none for a label-free metric). Values beyond the label names are
+    /// Adds `offset` to a label-free counter or gauge: one host call, no
+    /// lookup. A labelled metric takes [`add_series`](Self::add_series).
+    pub fn add(&self, host: &mut impl MetricHost, metric: MetricRef, offset: i64) {
+        if let Some(id) = self.families.get(metric.0).and_then(|f| f.id) {
+            host.increment(id, offset);
+        }
+    }
+
+    /// Records `value` in a label-free histogram (or sets a gauge).
+    pub fn record(&self, host: &mut impl MetricHost, metric: MetricRef, value: u64) {
+        if let Some(id) = self.families.get(metric.0).and_then(|f| f.id) {
+            host.record(id, value);
+        }
+    }
+
+    /// Adds `offset` to the series of a labelled `metric` with these label
+    /// values, defining it on first use. Values beyond the label names are
     /// ignored and missing ones read as empty.
-    pub fn add(
+    pub fn add_series(
         &mut self,
         host: &mut impl MetricHost,
         metric: MetricRef,
@@ -237,8 +252,8 @@ impl MetricTable {
         }
     }
 
-    /// Records `value` in the series of a histogram (or sets a gauge).
-    pub fn record(
+    /// Records `value` in the series of a labelled histogram.
+    pub fn record_series(
         &mut self,
         host: &mut impl MetricHost,
         metric: MetricRef,
@@ -268,6 +283,9 @@ impl MetricTable {
     ) -> Option<u32> {
         let family = self.families.get_mut(metric.0)?;
         let wanted = family.spec.labels.len();
+        if wanted == 0 {
+            return family.id;
+        }
         let values = || (0..wanted).map(|i| labels.get(i).copied().unwrap_or(""));
         let hash = hash_values(values());
         let known = family.series.get(&hash).and_then(|bucket| {

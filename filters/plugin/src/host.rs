@@ -88,20 +88,29 @@ impl Metrics {
 
     /// Adds `offset` to a label-free counter or gauge.
     pub fn add(&self, metric: MetricRef, offset: i64) {
-        self.add_series(metric, &[], offset);
+        if let Ok(table) = self.0.try_borrow() {
+            table.add(&mut HostMetrics, metric, offset);
+        }
+    }
+
+    /// Records `value` in a label-free histogram.
+    pub fn record(&self, metric: MetricRef, value: u64) {
+        if let Ok(table) = self.0.try_borrow() {
+            table.record(&mut HostMetrics, metric, value);
+        }
     }
 
     /// Adds `offset` to the series of `metric` with these label values.
     pub fn add_series(&self, metric: MetricRef, labels: &[&str], offset: i64) {
         if let Ok(mut table) = self.0.try_borrow_mut() {
-            table.add(&mut HostMetrics, metric, labels, offset);
+            table.add_series(&mut HostMetrics, metric, labels, offset);
         }
     }
 
     /// Records `value` in the series of a histogram with these label values.
-    pub fn record(&self, metric: MetricRef, labels: &[&str], value: u64) {
+    pub fn record_series(&self, metric: MetricRef, labels: &[&str], value: u64) {
         if let Ok(mut table) = self.0.try_borrow_mut() {
-            table.record(&mut HostMetrics, metric, labels, value);
+            table.record_series(&mut HostMetrics, metric, labels, value);
         }
     }
 }

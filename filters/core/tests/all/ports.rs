@@ -68,11 +68,11 @@ fn label_free_metrics_are_defined_at_once_and_labelled_series_on_first_use() {
             (MetricKind::Gauge, "active".to_owned())
         ]
     );
-    table.record(&mut stats, MetricRef(1), &["destination", "200"], 12);
-    table.record(&mut stats, MetricRef(1), &["destination", "200"], 30);
-    table.record(&mut stats, MetricRef(1), &["destination", "503"], 1);
-    table.add(&mut stats, MetricRef(2), &[], 2);
-    table.add(&mut stats, MetricRef(2), &[], -1);
+    table.record_series(&mut stats, MetricRef(1), &["destination", "200"], 12);
+    table.record_series(&mut stats, MetricRef(1), &["destination", "200"], 30);
+    table.record_series(&mut stats, MetricRef(1), &["destination", "503"], 1);
+    table.add(&mut stats, MetricRef(2), 2);
+    table.add(&mut stats, MetricRef(2), -1);
     let series = "reporter=.=destination;.;response_code=.=200;.;duration";
     let id = stats.defined.iter().position(|(_, n)| n == series).unwrap();
     assert_eq!(stats.defined[id].0, MetricKind::Histogram);
@@ -89,7 +89,7 @@ fn a_full_family_sends_new_series_to_other_and_counts_them() {
         .with_max_series(3);
     let mut table = MetricTable::define(vec![spec], &mut stats);
     for i in 0..100 {
-        table.add(&mut stats, MetricRef(0), &[&format!("t{}", i % 10)], 1);
+        table.add_series(&mut stats, MetricRef(0), &[&format!("t{}", i % 10)], 1);
     }
     // t0, t1 and t2 keep their series; the other 70 updates are `other`.
     assert_eq!(stats.value("tenant=.=t0;.;by_tenant"), Some(10));
@@ -108,8 +108,8 @@ fn label_values_cannot_end_their_label_early_nor_collide() {
     );
     let mut stats = Stats::default();
     let mut table = MetricTable::define(vec![spec], &mut stats);
-    table.add(&mut stats, MetricRef(0), &["ab", ""], 1);
-    table.add(&mut stats, MetricRef(0), &["a", "b"], 1);
+    table.add_series(&mut stats, MetricRef(0), &["ab", ""], 1);
+    table.add_series(&mut stats, MetricRef(0), &["a", "b"], 1);
     assert_eq!(stats.value("a=.=ab;.;b=.=;.;m"), Some(1));
     assert_eq!(stats.value("a=.=a;.;b=.=b;.;m"), Some(1));
 }
@@ -125,9 +125,11 @@ fn a_host_that_refuses_metrics_loses_the_updates_and_nothing_else() {
         MetricSpec::counter("l").with_labels(["x"]),
     ];
     let mut table = MetricTable::define(specs, &mut stats);
-    table.add(&mut stats, MetricRef(0), &[], 1);
-    table.add(&mut stats, MetricRef(1), &["v"], 1);
-    table.add(&mut stats, MetricRef(7), &[], 1);
+    table.add(&mut stats, MetricRef(0), 1);
+    table.add_series(&mut stats, MetricRef(1), &["v"], 1);
+    table.add(&mut stats, MetricRef(7), 1);
+    // A labelled metric is not updated without its labels.
+    table.add(&mut stats, MetricRef(1), 1);
     assert!(stats.defined.is_empty());
 }
 
