@@ -6,6 +6,7 @@
 //! as one YAML stream.
 
 use crate::translate::{Placement, Translation};
+use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -193,8 +194,10 @@ impl IstioOptions {
 }
 
 /// Everything Istio needs for a translation: per placement one WasmPlugin
-/// per filter that has work there, a companion VirtualService per
-/// VirtualService, and the DestinationRules and Gateways as they were.
+/// per filter that has work there and the EnvoyFilter that strips the
+/// hand-off headers ([`handoff_envoy_filters`]), a companion
+/// VirtualService per VirtualService, and the DestinationRules and
+/// Gateways as they were.
 ///
 /// # Examples
 ///
@@ -205,7 +208,7 @@ impl IstioOptions {
 /// let t = translate(include_str!("../../examples/virtual-services/fault-jason-abort.yaml"), &Options::default()).unwrap();
 /// let docs = istio_manifests(&t, &IstioOptions::default());
 /// let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-/// assert_eq!(kinds, ["WasmPlugin", "WasmPlugin", "VirtualService"]);
+/// assert_eq!(kinds, ["WasmPlugin", "WasmPlugin", "EnvoyFilter", "VirtualService"]);
 /// assert_eq!(docs[0]["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-fault:latest");
 /// ```
 pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
@@ -218,6 +221,7 @@ pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec
             }
         }
     }
+    out.extend(handoff_envoy_filters(translation, options));
     out.extend(istio_routing(translation, options));
     out
 }
@@ -703,6 +707,7 @@ pub fn envoy_filters(
             }));
         }
     }
+    out.extend(handoff_envoy_filters(translation, options));
     out
 }
 
@@ -724,6 +729,141 @@ pub fn user_volume_annotations(config_map: &str, mount_path: &str) -> Value {
         "sidecar.istio.io/userVolume": volume.to_string(),
         "sidecar.istio.io/userVolumeMount": mount.to_string(),
     })
+}
+
+/// Envoy's type of the early header mutation that strips the hand-off headers.
+pub const EARLY_HEADER_MUTATION_TYPE: &str = "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation";
+
+/// The connection manager's `early_header_mutation_extensions` that remove,
+/// from every incoming request, the headers meshwasm filters hand on to
+/// Envoy (see [`meshwasm_core::handoff`]): every `x-meshwasm-*` header,
+/// Envoy's router headers for timeouts and retries, and the cluster and
+/// subset headers a VirtualService names in `meshwasm.router`.
+///
+/// They run before Envoy picks a route and before any HTTP filter, so a
+/// client cannot choose a cluster even when a filter is skipped (a module
+/// that failed to load under `fail_open`, or a trapped VM). An HTTP filter
+/// that removes them would not do: Envoy keeps the route it picked before
+/// the filters ran unless a filter clears the route cache, and Envoy's
+/// `header_mutation` filter does not.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/header-routing.yaml"), &Options::default()).unwrap();
+/// let early = envoyfilter::render::handoff_header_removal(&t);
+/// let mutations = &early[0]["typed_config"]["mutations"];
+/// assert_eq!(mutations[0]["remove_on_match"]["key_matcher"]["prefix"], "x-meshwasm-");
+/// assert_eq!(mutations[1]["remove"], "x-envoy-upstream-rq-timeout-ms");
+/// ```
+pub fn handoff_header_removal(translation: &Translation) -> Value {
+    let configured: Vec<&str> = translation
+        .services
+        .iter()
+        .flat_map(|s| ["clusterHeader", "subsetHeader"].map(|k| &s.spec["meshwasm"]["router"][k]))
+        .filter_map(Value::as_str)
+        .collect();
+    header_removal(configured)
+}
+
+/// The `early_header_mutation_extensions` of [`handoff_header_removal`]
+/// for routers whose cluster and subset headers are `configured` (the
+/// defaults need not be named: they start with `x-meshwasm-`).
+///
+/// # Examples
+///
+/// ```
+/// let early = envoyfilter::render::header_removal(["x-route-to"]);
+/// let mutations = early[0]["typed_config"]["mutations"].as_array().unwrap();
+/// assert_eq!(mutations.last().unwrap()["remove"], "x-route-to");
+/// ```
+pub fn header_removal<'a>(configured: impl IntoIterator<Item = &'a str>) -> Value {
+    let mut mutations =
+        vec![json!({"remove_on_match": {"key_matcher": {"prefix": handoff::PREFIX}}})];
+    mutations.extend(
+        handoff::names_to_remove(configured)
+            .into_iter()
+            .map(|name| json!({"remove": name})),
+    );
+    json!([{
+        "name": "envoy.http.early_header_mutation.header_mutation",
+        "typed_config": {"@type": EARLY_HEADER_MUTATION_TYPE, "mutations": mutations},
+    }])
+}
+
+/// Envoy's type of the HTTP connection manager.
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// For Istio: one EnvoyFilter per placement that merges
+/// [`handoff_header_removal`] into the connection manager of every
+/// listener the filters run on (a sidecar's outbound and inbound listeners,
+/// or a gateway's), so that no client-sent `x-meshwasm-cluster` or
+/// `x-meshwasm-subset` reaches the router filter, or the companion
+/// VirtualService when the filter fails open.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{handoff_envoy_filters, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let docs = handoff_envoy_filters(&t, &IstioOptions::default());
+/// let patch = &docs[0]["spec"]["configPatches"][0];
+/// assert_eq!(patch["applyTo"], "NETWORK_FILTER");
+/// assert_eq!(patch["patch"]["operation"], "MERGE");
+/// assert!(patch["patch"]["value"]["typed_config"]["early_header_mutation_extensions"].is_array());
+/// ```
+pub fn handoff_envoy_filters(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
+    let removal = handoff_header_removal(translation);
+    translation
+        .placements()
+        .into_iter()
+        .map(|placement| {
+            let (context, namespace, selector) = envoy_filter_target(&placement, options);
+            let contexts = match context {
+                PatchContext::SidecarOutbound | PatchContext::SidecarInbound => {
+                    vec![PatchContext::SidecarOutbound, PatchContext::SidecarInbound]
+                }
+                PatchContext::Gateway => vec![PatchContext::Gateway],
+            };
+            let patches: Vec<Value> = contexts
+                .iter()
+                .map(|context| {
+                    json!({
+                        "applyTo": "NETWORK_FILTER",
+                        "match": {
+                            "context": context.to_string(),
+                            "listener": {"filterChain": {"filter": {
+                                "name": "envoy.filters.network.http_connection_manager",
+                            }}},
+                        },
+                        "patch": {"operation": "MERGE", "value": {"typed_config": {
+                            "@type": HCM_TYPE,
+                            "early_header_mutation_extensions": removal,
+                        }}},
+                    })
+                })
+                .collect();
+            let mut spec = Map::new();
+            if let Some(labels) = &selector {
+                spec.insert("workloadSelector".into(), json!({ "labels": labels }));
+            }
+            spec.insert("configPatches".into(), Value::Array(patches));
+            json!({
+                "apiVersion": "networking.istio.io/v1alpha3",
+                "kind": "EnvoyFilter",
+                "metadata": {
+                    "name": format!("meshwasm-handoff-headers-{}", placement.slug()),
+                    "namespace": namespace,
+                    "labels": labels(),
+                },
+                "spec": Value::Object(spec),
+            })
+        })
+        .collect()
 }
 
 /// A plain Envoy deployment: listener, routes, filters and clusters.
@@ -851,6 +991,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "meshwasm",
+                        "early_header_mutation_extensions": handoff_header_removal(translation),
                         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
                         "http_filters": http_filters,
                     },

@@ -96,8 +96,16 @@ fn jason_abort_gets_a_fault_plugin_before_the_router() {
         fault["spec"]["pluginConfig"]["http"][0]["fault"]["abort"]["httpStatus"],
         500
     );
+    // The sidecars strip client-sent hand-off headers before any filter.
+    let strip = &docs[2];
+    assert_eq!(strip["kind"], "EnvoyFilter");
+    assert_eq!(
+        strip["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["early_header_mutation_extensions"]
+            [0]["typed_config"]["mutations"][0]["remove_on_match"]["key_matcher"]["prefix"],
+        "x-meshwasm-"
+    );
     // The companion replaces the user's VirtualService (same name) and routes by the router's header.
-    let companion = &docs[2];
+    let companion = &docs[3];
     assert_eq!(companion["metadata"]["name"], "ratings");
     assert_eq!(
         companion["spec"]["http"][0]["match"][0]["headers"]["x-meshwasm-cluster"]["exact"],

@@ -15,6 +15,8 @@
 //! - [`fault`]: fault injection decisions.
 //! - [`router`], [`header_ops`]: routing decisions: weighted and sticky
 //!   splits, rewrites, redirects, mirrors, CORS, header edits.
+//! - [`handoff`]: the request headers filters hand on to Envoy, which no
+//!   client may send.
 //! - [`properties`], [`metrics`]: Envoy's attributes, typed; counters,
 //!   gauges and histograms with labels.
 //! - [`header_map`], [`shared_counter`], [`delay_queue`]: helpers for the
@@ -27,6 +29,7 @@ pub mod delay_queue;
 pub mod duration;
 mod error;
 pub mod fault;
+pub mod handoff;
 pub mod header_map;
 pub mod header_ops;
 pub mod hosts;
