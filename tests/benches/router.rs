@@ -76,9 +76,85 @@ fn cases(v1: &Upstream, v2: &Upstream) -> Vec<Case> {
                 .weighted_route(&[(V1, 80), (V2, 20)]),
         ),
         Case::new("router, 80/20 canary", router(CANARY)),
-        Case::new("router, end-user match (jason rule)", router(JASON)),
+        Case::new(
+            "router, end-user match (jason rule), protected",
+            router(JASON),
+        ),
         Case::new("router, 80/20 sticky by cookie", router(STICKY)),
+        // The ways to keep a client from naming the cluster itself
+        // (issue: a routing decision no client can forge), on the jason rule.
+        Case::new(
+            "router, jason rule, no hand-off header removal",
+            wired()
+                .unprotected()
+                .filter(WasmFilter::new("router", ROUTER_WASM, JASON)),
+        ),
+        Case::new(
+            "router, jason rule, removal by exact names only",
+            wired()
+                .early_mutations(exact_names_only())
+                .filter(WasmFilter::new("router", ROUTER_WASM, JASON)),
+        ),
+        Case::new(
+            "router, jason rule + header_mutation filter first",
+            wired()
+                .unprotected()
+                .native_filter(header_mutation_filter())
+                .filter(WasmFilter::new("router", ROUTER_WASM, JASON)),
+        ),
+        Case::new(
+            "router, jason rule + Lua filter first",
+            wired()
+                .unprotected()
+                .native_filter(lua_filter())
+                .filter(WasmFilter::new("router", ROUTER_WASM, JASON)),
+        ),
     ]
+}
+
+/// The early removal without its `x-meshwasm-` prefix rule: the router's
+/// two headers and Envoy's router headers by name (a new hand-off header
+/// would need a new line).
+fn exact_names_only() -> serde_json::Value {
+    let mut names = vec!["x-meshwasm-cluster", "x-meshwasm-subset"];
+    names.extend(meshwasm_core::handoff::ENVOY_ROUTER_HEADERS);
+    names
+        .iter()
+        .map(|n| serde_json::json!({"remove": n}))
+        .collect()
+}
+
+/// Envoy's `header_mutation` HTTP filter removing the same headers as the
+/// early header mutation. It does not protect (Envoy keeps the route it
+/// picked before the filters ran); measured for comparison.
+fn header_mutation_filter() -> serde_json::Value {
+    let removal = envoyfilter::render::header_removal([]);
+    serde_json::json!({
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": removal[0]["typed_config"]["mutations"]},
+        },
+    })
+}
+
+/// A Lua filter that removes the hand-off headers; Lua's header changes
+/// clear the route cache, so it protects, at the price of a Lua call.
+fn lua_filter() -> serde_json::Value {
+    let removals: String = std::iter::once("x-meshwasm-cluster")
+        .chain(["x-meshwasm-subset"])
+        .chain(meshwasm_core::handoff::ENVOY_ROUTER_HEADERS)
+        .map(|h| format!("h:remove('{h}') "))
+        .collect();
+    serde_json::json!({
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": format!(
+                "function envoy_on_request(r) local h = r:headers() {removals}end"
+            )},
+        },
+    })
 }
 
 /// Keep-alive requests with a cookie and an end-user header, like browser traffic.

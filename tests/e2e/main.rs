@@ -9,6 +9,7 @@ mod compose;
 mod crd;
 mod envoyfilter;
 mod fault;
+mod handoff;
 mod router;
 mod scenarios;
 mod wasmhub;

@@ -109,7 +109,7 @@ pub async fn instructions_per_request(cases: Vec<Case>, n: usize, traffic: &Traf
         let per_request = total as f64 / n as f64;
         let base = *baseline.get_or_insert(per_request);
         println!(
-            "  {:<44} {:>7.0}k   {:>5.2}x baseline   {:>+6.0}k",
+            "  {:<52} {:>7.1}k   {:>5.2}x baseline   {:>+6.1}k",
             case.name,
             per_request / 1e3,
             per_request / base,

@@ -125,7 +125,13 @@ pub struct Bootstrap {
     upstream: SocketAddr,
     clusters: Vec<(String, SocketAddr)>,
     cluster_header: Option<String>,
+    /// Leave out the removal of client-sent hand-off headers (to show why it is there).
+    unprotected: bool,
+    /// Another removal in its place (to measure the alternatives).
+    early_mutations: Option<Value>,
     weighted: Vec<(String, u32)>,
+    /// Envoy's own HTTP filters, before the Wasm ones.
+    native_filters: Vec<Value>,
     filters: Vec<WasmFilter>,
     concurrency: u32,
     route_timeout: Duration,
@@ -144,7 +150,10 @@ impl Bootstrap {
             upstream,
             clusters: Vec::new(),
             cluster_header: None,
+            unprotected: false,
+            early_mutations: None,
             weighted: Vec::new(),
+            native_filters: Vec::new(),
             filters: Vec::new(),
             concurrency: 1,
             route_timeout: Duration::from_secs(30),
@@ -183,9 +192,26 @@ impl Bootstrap {
 
     /// Routes requests that carry `header` to the cluster it names (Envoy's
     /// `cluster_header`), as the router filter's documented wiring does;
-    /// other requests go to the `upstream` cluster.
+    /// other requests go to the `upstream` cluster. As in that wiring, the
+    /// connection manager removes the header (and every hand-off header of
+    /// meshwasm's) from each incoming request before any filter runs, so
+    /// only a filter can set it.
     pub fn route_by_header(mut self, header: &str) -> Self {
         self.cluster_header = Some(header.to_owned());
+        self
+    }
+
+    /// Routes by header without that removal: a client's own header then
+    /// picks the cluster whenever no filter overwrites it.
+    pub fn unprotected(mut self) -> Self {
+        self.unprotected = true;
+        self
+    }
+
+    /// Removes the hand-off headers with these `mutations` (Envoy's
+    /// `HeaderMutation` list) instead of envoyfilter's.
+    pub fn early_mutations(mut self, mutations: Value) -> Self {
+        self.early_mutations = Some(mutations);
         self
     }
 
@@ -196,6 +222,13 @@ impl Bootstrap {
             .iter()
             .map(|(n, w)| ((*n).to_owned(), *w))
             .collect();
+        self
+    }
+
+    /// Adds one of Envoy's own HTTP filters (its `http_filters` entry),
+    /// which runs before every Wasm filter.
+    pub fn native_filter(mut self, entry: Value) -> Self {
+        self.native_filters.push(entry);
         self
     }
 
@@ -225,7 +258,8 @@ impl Bootstrap {
         if let Some(config) = &self.config {
             return config.clone();
         }
-        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_json).collect();
+        let mut http_filters: Vec<Value> = self.native_filters.clone();
+        http_filters.extend(self.filters.iter().map(WasmFilter::to_json));
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -241,6 +275,15 @@ impl Bootstrap {
         routes.push(
             json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": timeout}}),
         );
+        let mut early = match &self.cluster_header {
+            Some(header) if !self.unprotected => {
+                envoyfilter::render::header_removal([header.as_str()])
+            }
+            _ => json!([]),
+        };
+        if let (Some(mutations), Some(removal)) = (&self.early_mutations, early.get_mut(0)) {
+            removal["typed_config"]["mutations"] = mutations.clone();
+        }
         let clusters: Vec<Value> = std::iter::once(("upstream", self.upstream))
             .chain(self.clusters.iter().map(|(n, a)| (n.as_str(), *a)))
             .map(|(name, addr)| static_cluster(name, addr))
@@ -256,6 +299,7 @@ impl Bootstrap {
                         "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                             "stat_prefix": "ingress",
+                            "early_header_mutation_extensions": early,
                             "route_config": {"virtual_hosts": [{
                                 "name": "all",
                                 "domains": ["*"],

@@ -106,7 +106,19 @@ impl Mesh {
                 documents.len()
             );
         }
-        let mut config = documents.remove(0).value;
+        let config = documents.remove(0).value;
+        Self::from_envoy_config(config, slow)
+            .await
+            .with_context(|| format!("{}", path.display()))
+    }
+
+    /// [`from_envoy_file`](Self::from_envoy_file) for a configuration
+    /// already read (and perhaps changed by a test).
+    ///
+    /// # Errors
+    ///
+    /// As `from_envoy_file`.
+    pub async fn from_envoy_config(mut config: Value, slow: &[(&str, Duration)]) -> Result<Mesh> {
         let mut upstreams = BTreeMap::new();
         let hosts: BTreeSet<String> = socket_addresses_of_endpoints(&mut config)
             .filter_map(|a| a["address"].as_str().map(str::to_owned))
@@ -118,7 +130,7 @@ impl Mesh {
                 .map_or(Duration::ZERO, |(_, d)| *d);
             upstreams.insert(host.clone(), Upstream::start_slow(&host, delay).await?);
         }
-        localize(&mut config, &upstreams).with_context(|| format!("{}", path.display()))?;
+        localize(&mut config, &upstreams)?;
         let envoy = Envoy::start(Bootstrap::from_config(config)).await?;
         Ok(Mesh { envoy, upstreams })
     }
@@ -213,7 +225,8 @@ fn localize(config: &mut Value, upstreams: &BTreeMap<String, Upstream>) -> Resul
 }
 
 /// Every Wasm `vm_config.code.local.filename` becomes the module of the
-/// same file name built from this checkout.
+/// same file name built from this checkout, unless it is the absolute path
+/// of a file that exists.
 fn replace_modules(value: &mut Value) -> Result<()> {
     match value {
         Value::Object(map) => {
@@ -221,6 +234,12 @@ fn replace_modules(value: &mut Value) -> Result<()> {
                 .get_mut("vm_config")
                 .and_then(|vm| vm.pointer_mut("/code/local/filename"))
             {
+                // A module a test put there itself is kept.
+                if Path::new(filename.as_str()).is_absolute()
+                    && Path::new(filename.as_str()).is_file()
+                {
+                    return map.values_mut().try_for_each(replace_modules);
+                }
                 let name = Path::new(filename.as_str()).file_name().unwrap_or_default();
                 let built = meshwasm_artifacts::FILTERS
                     .iter()
