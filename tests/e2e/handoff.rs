@@ -37,11 +37,23 @@ fn router_filter(config: &mut Value) -> &mut Value {
         .unwrap()
 }
 
-/// The router module fetched from an address nothing listens on, under
-/// `FAIL_OPEN`: Envoy starts without the filter.
-fn failing_fetch(config: &mut Value) {
+/// How a Wasm filter is told to let requests through when it cannot run.
+#[derive(Debug, Clone, Copy)]
+enum FailOpen {
+    /// `failure_policy: FAIL_OPEN`.
+    Policy,
+    /// The deprecated `fail_open: true`, which Envoy 1.40 still honours.
+    Flag,
+}
+
+/// The router module fetched from an address nothing listens on, failing
+/// open: Envoy starts without the filter.
+fn failing_fetch(config: &mut Value, how: FailOpen) {
     let wasm = &mut router_filter(config)["typed_config"]["config"];
-    wasm["failure_policy"] = json!("FAIL_OPEN");
+    match how {
+        FailOpen::Policy => wasm["failure_policy"] = json!("FAIL_OPEN"),
+        FailOpen::Flag => wasm["fail_open"] = json!(true),
+    }
     wasm["vm_config"]["code"] = json!({"remote": {
         "http_uri": {"uri": "http://127.0.0.1:1/meshwasm_router.wasm", "cluster": "module-server", "timeout": "1s"},
         "sha256": "0".repeat(64),
@@ -122,21 +134,23 @@ async fn a_forged_cluster_header_is_ignored_while_the_router_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_cluster_header_is_ignored_when_the_module_fails_to_load_and_fails_open() {
-    let mut config = rendered();
-    failing_fetch(&mut config);
-    let mesh = Mesh::from_envoy_config(config, &[]).await.unwrap();
-    let (to_qa, answers) = forge(&mesh).await;
-    assert_eq!(to_qa, 0, "{answers:?}");
-    // Without the filter nothing is routed: every request gets the
-    // fallback route's 404, none a cluster of the client's choosing.
-    assert_eq!(answers, vec![(404, "-".to_owned()); 3]);
-    assert!(
-        mesh.envoy
-            .log()
-            .contains("Plugin meshwasm.router failed to load"),
-        "{}",
-        mesh.envoy.log()
-    );
+    for how in [FailOpen::Policy, FailOpen::Flag] {
+        let mut config = rendered();
+        failing_fetch(&mut config, how);
+        let mesh = Mesh::from_envoy_config(config, &[]).await.unwrap();
+        let (to_qa, answers) = forge(&mesh).await;
+        assert_eq!(to_qa, 0, "{how:?}: {answers:?}");
+        // Without the filter nothing is routed: every request gets the
+        // fallback route's 404, none a cluster of the client's choosing.
+        assert_eq!(answers, vec![(404, "-".to_owned()); 3], "{how:?}");
+        assert!(
+            mesh.envoy
+                .log()
+                .contains("Plugin meshwasm.router failed to load"),
+            "{}",
+            mesh.envoy.log()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +188,7 @@ async fn a_forged_cluster_header_is_ignored_after_the_router_traps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_removal_a_forged_cluster_header_reaches_any_cluster() {
     let mut config = rendered();
-    failing_fetch(&mut config);
+    failing_fetch(&mut config, FailOpen::Policy);
     let removed = connection_manager(&mut config)
         .as_object_mut()
         .unwrap()
