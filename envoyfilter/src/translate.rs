@@ -83,6 +83,9 @@ impl fmt::Display for Source {
 /// Warning or error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Said for the user's information (a deprecated form honoured
+    /// exactly); `--strict` does not refuse it.
+    Note,
     /// Reported; the output is still produced.
     Warning,
     /// No output is produced.
@@ -107,6 +110,7 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.severity {
+            Severity::Note => "note",
             Severity::Warning => "warning",
             Severity::Error => "error",
         })?;
@@ -410,7 +414,10 @@ pub fn translate_files(
     }
     let mut findings = cx.findings;
     if options.strict {
-        for f in &mut findings {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.severity == Severity::Warning)
+        {
             f.severity = Severity::Error;
         }
     }
@@ -592,10 +599,17 @@ impl Context<'_> {
                 continue;
             }
             seen.push(note.clone());
-            self.warn(
-                &source,
-                doc,
-                &spec_path(&note.path),
+            let severity = if note.deprecated {
+                Severity::Note
+            } else {
+                Severity::Warning
+            };
+            let path = spec_path(&note.path);
+            self.push(
+                severity,
+                Some(&source),
+                Some(doc),
+                &path,
                 note.message.to_owned(),
             );
         }

@@ -44,10 +44,20 @@ fn generated_examples_match_what_envoyfilter_renders_now() {
         .unwrap();
     assert!(status.success(), "examples/generate.sh failed: {status}");
     let generated = files_under(out.path());
+    let sources = std::fs::read_dir(examples().join("virtual-services"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml")
+        })
+        .count();
     assert_eq!(
         generated.len(),
-        6,
-        "5 Envoy files and the Istio manifests: {generated:?}"
+        sources + 1,
+        "an Envoy file per example and the Istio manifests: {generated:?}"
     );
     for file in &generated {
         let fresh = std::fs::read_to_string(out.path().join(file)).unwrap();

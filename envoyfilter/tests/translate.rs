@@ -17,10 +17,11 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
+    "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
     "header-routing.yaml",
 ];
@@ -79,7 +80,36 @@ fn fault_delay_puts_both_services_in_one_filter_per_kind() {
     // Both have faults, so the fault filter gets both.
     let fault = t.fault_config(&Placement::Mesh).unwrap();
     assert_eq!(fault["virtualServices"].as_array().unwrap().len(), 2);
-    assert!(t.findings.is_empty(), "{:?}", t.findings);
+    // The legacy integer `delay.percent` is honoured, and said, not warned.
+    let findings: Vec<String> = t.findings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        findings,
+        [
+            "note: document 1 (VirtualService ratings) spec.http[0].fault.delay.percent (line 14): the integer percent is deprecated (v1alpha3); write percentage: {value: N}"
+        ]
+    );
+}
+
+/// The jason abort as the v1alpha3 write-ups give it, `abort.percent: 100`:
+/// it was refused as an unknown field; now the fault filter gets it, and
+/// the only finding is a note that the form is deprecated.
+#[test]
+fn the_v1alpha3_jason_abort_with_an_integer_percent_translates() {
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let t = translate(&example("fault-jason-abort-v1alpha3.yaml"), &strict).unwrap();
+    let fault = t.fault_config(&Placement::Mesh).unwrap();
+    assert_eq!(fault["http"][0]["fault"]["abort"]["percent"], 100);
+    assert_eq!(t.findings.len(), 1, "{:?}", t.findings);
+    assert_eq!(t.findings[0].severity, Severity::Note);
+    assert_eq!(t.findings[0].path, "spec.http[0].fault.abort.percent");
+    let (_, plan) = compile(&fault);
+    assert_eq!(
+        plan.summary(),
+        "2 http routes, 1 with faults; header faults: off; maxActiveFaults: unlimited"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! `cargo build-filter` writes, and every
 //! upstream the Envoy file names is a compose service on the port it uses.
 
+use crate::envoyfilter::EXAMPLES;
 use envoyfilter::yaml;
 use meshwasm_local::envoy::ENVOY_VERSION;
 use serde_json::Value;
@@ -55,7 +56,7 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
         .map(|e| e.unwrap().path())
         .collect();
     envoy_files.sort();
-    assert_eq!(envoy_files.len(), 5);
+    assert_eq!(envoy_files.len(), EXAMPLES.len(), "{envoy_files:?}");
     for envoy_file in envoy_files {
         let example = envoy_file.file_stem().unwrap().to_str().unwrap();
         let resolved = compose_config(&compose, &[("MESHWASM_EXAMPLE", example)])

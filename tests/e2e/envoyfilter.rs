@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 5] = [
+pub(crate) const EXAMPLES: [&str; 6] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
+    "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
     "header-routing.yaml",
 ];

@@ -18,6 +18,7 @@ fn the_local_demo_passes_every_scenario() {
         "canary-split.yaml",
         "fault-delay.yaml",
         "fault-jason-abort.yaml",
+        "fault-jason-abort-v1alpha3.yaml",
         "gateway-prefixes-mirror.yaml",
         "header-routing.yaml",
     ] {

@@ -154,6 +154,9 @@ pub struct ConfigNote {
     pub path: String,
     /// What happens to it.
     pub message: &'static str,
+    /// The field is a deprecated form that is honoured exactly; nothing of
+    /// the user's intent is lost, so tools need not warn about it.
+    pub deprecated: bool,
 }
 
 impl fmt::Display for ConfigNote {
@@ -220,6 +223,15 @@ impl<'a> FieldPath<'a> {
         ConfigNote {
             path: self.to_string(),
             message,
+            deprecated: false,
+        }
+    }
+
+    /// A note that the field at this path is a deprecated form, honoured.
+    pub fn deprecation(&self, message: &'static str) -> ConfigNote {
+        ConfigNote {
+            deprecated: true,
+            ..self.note(message)
         }
     }
 }

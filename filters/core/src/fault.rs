@@ -17,7 +17,7 @@ use crate::config::Document;
 use crate::duration::check_istio_millis;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};
 use crate::metrics::MetricSpec;
-use crate::percent::{PerMillion, Rng, compile_percent};
+use crate::percent::{PerMillion, Percent, Rng, compile_percent};
 use crate::plan::Plan;
 use crate::request::RequestAttributes;
 use crate::route_table::RouteTable;
@@ -378,37 +378,7 @@ fn compile_delay(
                 .error(ConfigErrorKind::InvalidDuration { reason })
         })?,
     };
-    let legacy = d
-        .percent
-        .map(|p| {
-            u32::try_from(p)
-                .ok()
-                .filter(|p| *p <= 100)
-                .map(PerMillion::from_whole_percent)
-                .ok_or_else(|| {
-                    at.field("percent")
-                        .error(ConfigErrorKind::PercentOutOfRange {
-                            value: f64::from(p),
-                        })
-                })
-        })
-        .transpose()?;
-    let chance = match (&d.percentage, legacy) {
-        (Some(p), legacy) => {
-            if legacy.is_some() {
-                notes.push(
-                    at.field("percent")
-                        .note("percentage is also set and wins, as in Istio"),
-                );
-            }
-            compile_percent(&at.field("percentage"), p)?
-        }
-        (None, Some(legacy)) => legacy,
-        (None, None) => {
-            notes.push(at.note("no percentage: as in Istio, no request is delayed"));
-            PerMillion::ZERO
-        }
-    };
+    let chance = chance(at, d.percent, d.percentage.as_ref(), notes, NO_DELAY)?;
     Ok((duration, chance))
 }
 
@@ -457,14 +427,58 @@ fn compile_abort(
             reason: "an abort needs httpStatus or grpcStatus",
         }));
     };
-    let chance = match &a.percentage {
-        Some(p) => compile_percent(&at.field("percentage"), p)?,
-        None => {
-            notes.push(at.note("no percentage: as in Istio, no request is aborted"));
-            PerMillion::ZERO
-        }
-    };
+    let chance = chance(at, a.percent, a.percentage.as_ref(), notes, NO_ABORT)?;
     Ok((abort, chance))
+}
+
+const NO_DELAY: &str = "no percentage: as in Istio, no request is delayed";
+const NO_ABORT: &str = "no percentage: as in Istio, no request is aborted";
+
+/// The share of requests a delay or abort applies to: `percentage`, else
+/// the deprecated integer `percent` of v1alpha3 (with a note), else none,
+/// as in Istio (noted with `unset`).
+fn chance(
+    at: &FieldPath<'_>,
+    percent: Option<i32>,
+    percentage: Option<&Percent>,
+    notes: &mut Vec<ConfigNote>,
+    unset: &'static str,
+) -> Result<PerMillion, ConfigError> {
+    let legacy = percent
+        .map(|p| {
+            u32::try_from(p)
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(PerMillion::from_whole_percent)
+                .ok_or_else(|| {
+                    at.field("percent")
+                        .error(ConfigErrorKind::PercentOutOfRange {
+                            value: f64::from(p),
+                        })
+                })
+        })
+        .transpose()?;
+    match (percentage, legacy) {
+        (Some(p), legacy) => {
+            if legacy.is_some() {
+                notes.push(
+                    at.field("percent")
+                        .note("percentage is also set and wins, as in Istio"),
+                );
+            }
+            compile_percent(&at.field("percentage"), p)
+        }
+        (None, Some(legacy)) => {
+            notes.push(at.field("percent").deprecation(
+                "the integer percent is deprecated (v1alpha3); write percentage: {value: N}",
+            ));
+            Ok(legacy)
+        }
+        (None, None) => {
+            notes.push(at.note(unset));
+            Ok(PerMillion::ZERO)
+        }
+    }
 }
 
 fn compile_header_faults(

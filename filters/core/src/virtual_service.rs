@@ -349,6 +349,8 @@ pub struct FaultDelay {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultAbort {
+    /// Deprecated integer percentage (v1alpha3); `percentage` wins when both are set.
+    pub percent: Option<i32>,
     /// HTTP status to answer with.
     pub http_status: Option<i64>,
     /// gRPC status name to answer with, e.g. `UNAVAILABLE`.

@@ -156,11 +156,15 @@ fn run(cli: Cli) -> Result<()> {
     let (input, documents) = match cli.command {
         Command::Check(input) => {
             let t = load(&input)?;
+            let warnings = t
+                .findings
+                .iter()
+                .filter(|f| f.severity == translate::Severity::Warning)
+                .count();
             eprintln!(
-                "{} VirtualServices, {} placements, {} warnings",
+                "{} VirtualServices, {} placements, {warnings} warnings",
                 t.services.len(),
                 t.placements().len(),
-                t.findings.len()
             );
             return Ok(());
         }

@@ -99,6 +99,13 @@ fn percentage_outside_0_to_100() {
         r#"{"delay": {"fixedDelay": "1s", "percent": 101}}"#,
     ));
     assert_eq!(err.path, "http[0].fault.delay.percent");
+    let err = refuse(&with_fault(
+        r#"{"abort": {"httpStatus": 500, "percent": -1}}"#,
+    ));
+    assert_eq!(
+        err.to_string(),
+        "http[0].fault.abort.percent: -1 is outside 0..=100"
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -69,6 +69,40 @@ fn legacy_integer_percent_delays_everyone() {
     );
 }
 
+/// The jason abort as the v1alpha3 write-ups give it: the abort's legacy
+/// integer `percent`, which users still paste.
+#[wasm_bindgen_test(unsupported = test)]
+fn legacy_integer_percent_aborts_as_percentage_does_with_a_deprecation_note() {
+    let legacy = r#"{"hosts": ["ratings"], "http": [{"match": [{"headers": {"cookie": {"regex": "^(.*?;)?(user=jason)(;.*)?$"}}}],
+        "fault": {"abort": {"percent": 100, "httpStatus": 500}},
+        "route": [{"destination": {"host": "ratings", "subset": "v1"}}]}]}"#;
+    let every = plan(legacy);
+    let mut rng = Rng::with_seed(2);
+    let jason = request("ratings", "/").with_header("cookie", "user=jason");
+    assert_eq!(
+        every.decide(&mut jason.clone(), &mut rng).abort,
+        Some(Abort::Http(500))
+    );
+    assert!(
+        every
+            .decide(&mut request("ratings", "/"), &mut rng)
+            .is_none()
+    );
+    let notes: Vec<String> = every.notes().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes,
+        [
+            "http[0].fault.abort.percent: the integer percent is deprecated (v1alpha3); write percentage: {value: N}"
+        ]
+    );
+    // Half of the requests, as percent: 50 says.
+    let half = plan(&legacy.replace("\"percent\": 100", "\"percent\": 50"));
+    let aborted = (0..10_000)
+        .filter(|_| half.decide(&mut jason.clone(), &mut rng).abort.is_some())
+        .count();
+    assert!((4_700..=5_300).contains(&aborted), "{aborted}");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn delay_and_abort_are_drawn_independently() {
     let plan = plan(DETAILS_FLAKY);

@@ -216,8 +216,9 @@ fn summarize(outcomes: &[Outcome]) -> String {
         .join(", ")
 }
 
-pub(crate) async fn fault_jason_abort() -> Result<Vec<Line>> {
-    let mesh = start("fault-jason-abort.yaml").await?;
+/// The jason abort from `file`: the current form or v1alpha3's `percent`.
+pub(crate) async fn fault_jason_abort(file: &str) -> Result<Vec<Line>> {
+    let mesh = start(file).await?;
     let mut lines = Vec::new();
     for (headers, want) in [
         (&[("cookie", "user=jason")][..], 500),

@@ -138,6 +138,7 @@ enum Scenario {
     HeaderRouting,
     GatewayMirror,
     FaultJasonAbort,
+    FaultJasonAbortV1alpha3,
     FaultDelay,
     Sticky,
     Shop,
@@ -146,11 +147,12 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 10] = [
         Scenario::CanarySplit,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
         Scenario::FaultJasonAbort,
+        Scenario::FaultJasonAbortV1alpha3,
         Scenario::FaultDelay,
         Scenario::Sticky,
         Scenario::Shop,
@@ -174,6 +176,10 @@ impl Scenario {
             Scenario::FaultJasonAbort => (
                 "fault-jason-abort.yaml",
                 "user jason gets HTTP 500, everyone else reaches ratings v1",
+            ),
+            Scenario::FaultJasonAbortV1alpha3 => (
+                "fault-jason-abort-v1alpha3.yaml",
+                "the same abort in v1alpha3's form, with the legacy integer percent: 100",
             ),
             Scenario::FaultDelay => (
                 "fault-delay.yaml",
@@ -203,7 +209,10 @@ impl Scenario {
             Scenario::CanarySplit => istio::canary_split().await,
             Scenario::HeaderRouting => istio::header_routing().await,
             Scenario::GatewayMirror => istio::gateway_mirror().await,
-            Scenario::FaultJasonAbort => istio::fault_jason_abort().await,
+            Scenario::FaultJasonAbort => istio::fault_jason_abort("fault-jason-abort.yaml").await,
+            Scenario::FaultJasonAbortV1alpha3 => {
+                istio::fault_jason_abort("fault-jason-abort-v1alpha3.yaml").await
+            }
             Scenario::FaultDelay => istio::fault_delay().await,
             Scenario::Sticky => routing::sticky().await,
             Scenario::Shop => routing::shop().await,
