@@ -5,7 +5,7 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
-use crate::translate::{Placement, Translation};
+use crate::translate::{Placement, Translation, Upstream};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
@@ -881,6 +881,11 @@ pub struct EnvoyOptions {
     pub upstreams: BTreeMap<String, (String, u16)>,
     /// Cluster for requests no VirtualService routes, with its address.
     pub default_cluster: Option<(String, u16)>,
+    /// Proxies in front of Envoy whose `x-forwarded-for` and
+    /// `x-forwarded-proto` it trusts (Envoy's `xff_num_trusted_hops`, Istio's
+    /// `numTrustedProxies`); 0 means Envoy is the edge and takes the client
+    /// address and scheme from the connection.
+    pub trusted_proxies: u32,
 }
 
 impl Default for EnvoyOptions {
@@ -891,8 +896,86 @@ impl Default for EnvoyOptions {
             wasm_dir: "target/wasm32-wasip1/wasm".into(),
             upstreams: BTreeMap::new(),
             default_cluster: None,
+            trusted_proxies: 0,
         }
     }
+}
+
+/// Every cluster a plain Envoy bootstrap renders for the destinations, by
+/// name, each once, with the destination it serves.
+fn destination_clusters(translation: &Translation) -> Vec<(String, &Upstream)> {
+    let mut out: Vec<(String, &Upstream)> = Vec::new();
+    for service in &translation.services {
+        let template = service.spec["meshwasm"]["router"]["clusterTemplate"]
+            .as_str()
+            .unwrap_or(DEFAULT_CLUSTER_TEMPLATE);
+        for upstream in &service.upstreams {
+            let name = cluster_name(template, &upstream.destination());
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, upstream));
+            }
+        }
+    }
+    out
+}
+
+/// An `upstreams` entry of [`EnvoyOptions`] that names no cluster and no
+/// destination host: a typo that would leave the cluster resolving by DNS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "upstream {name:?} is neither a cluster nor a destination host of the input; the clusters are {}, the hosts {}",
+    .clusters.join(", "),
+    .hosts.join(", ")
+)]
+pub struct UnknownUpstream {
+    /// The name given.
+    pub name: String,
+    /// The clusters the bootstrap renders.
+    pub clusters: Vec<String>,
+    /// The destination hosts.
+    pub hosts: Vec<String>,
+}
+
+/// Checks that every name in `options.upstreams` is a cluster or a host
+/// the bootstrap renders.
+///
+/// # Errors
+///
+/// The first [`UnknownUpstream`].
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{check_upstreams, EnvoyOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let mut options = EnvoyOptions::default();
+/// options.upstreams.insert("outbound|5005|v1|web".into(), ("127.0.0.1".into(), 8081));
+/// options.upstreams.insert("web".into(), ("127.0.0.1".into(), 8080));
+/// assert!(check_upstreams(&t, &options).is_ok());
+/// options.upstreams.insert("outbound|5005|v3|web".into(), ("127.0.0.1".into(), 8083));
+/// let err = check_upstreams(&t, &options).unwrap_err();
+/// assert_eq!(err.name, "outbound|5005|v3|web");
+/// assert_eq!(err.clusters, ["outbound|5005|v1|web", "outbound|5005|v2|web"]);
+/// ```
+pub fn check_upstreams(
+    translation: &Translation,
+    options: &EnvoyOptions,
+) -> Result<(), UnknownUpstream> {
+    let clusters = destination_clusters(translation);
+    let mut hosts: Vec<String> = clusters.iter().map(|(_, u)| u.host.clone()).collect();
+    hosts.dedup();
+    for name in options.upstreams.keys() {
+        if !clusters.iter().any(|(n, _)| n == name) && !hosts.contains(name) {
+            return Err(UnknownUpstream {
+                name: name.clone(),
+                clusters: clusters.iter().map(|(n, _)| n.clone()).collect(),
+                hosts,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A complete Envoy bootstrap for a translation's mesh placement (and
@@ -941,35 +1024,31 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }));
     let mut clusters = Vec::new();
-    let mut seen = Vec::new();
-    for service in &translation.services {
-        let template = service.spec["meshwasm"]["router"]["clusterTemplate"]
-            .as_str()
-            .unwrap_or(DEFAULT_CLUSTER_TEMPLATE);
-        for upstream in &service.upstreams {
-            let name = cluster_name(template, &upstream.destination());
-            if seen.contains(&name) {
-                continue;
-            }
-            seen.push(name.clone());
-            let address = options
-                .upstreams
-                .get(&name)
-                .or_else(|| options.upstreams.get(&upstream.host))
-                .cloned()
-                .unwrap_or_else(|| {
-                    (
-                        upstream.host.clone(),
-                        upstream.port.map_or(80, |p| p as u16),
-                    )
-                });
-            clusters.push(cluster(&name, &address));
-        }
+    for (name, upstream) in destination_clusters(translation) {
+        let address = options
+            .upstreams
+            .get(&name)
+            .or_else(|| options.upstreams.get(&upstream.host))
+            .cloned()
+            .unwrap_or_else(|| {
+                (
+                    upstream.host.clone(),
+                    upstream.port.map_or(80, |p| p as u16),
+                )
+            });
+        clusters.push(cluster(&name, &address));
     }
-    let mut routes = vec![json!({
-        "match": {"prefix": "/", "headers": [{"name": DEFAULT_CLUSTER_HEADER, "present_match": true}]},
-        "route": {"cluster_header": DEFAULT_CLUSTER_HEADER, "timeout": "30s"},
-    })];
+    // The route that follows the router's decision, only where a router runs.
+    let mut routes = Vec::new();
+    if Filter::Router
+        .config(&everywhere, &Placement::Mesh)
+        .is_some()
+    {
+        routes.push(json!({
+            "match": {"prefix": "/", "headers": [{"name": DEFAULT_CLUSTER_HEADER, "present_match": true}]},
+            "route": {"cluster_header": DEFAULT_CLUSTER_HEADER, "timeout": "30s"},
+        }));
+    }
     match &options.default_cluster {
         Some(address) => {
             routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "default", "timeout": "30s"}}));
@@ -991,6 +1070,12 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "meshwasm",
+                        // An edge proxy: the client's address and scheme come
+                        // from the connection, or from as many trusted
+                        // proxies in front, never from what a client wrote,
+                        // so a client cannot skip an HTTPS redirect.
+                        "use_remote_address": true,
+                        "xff_num_trusted_hops": options.trusted_proxies,
                         "early_header_mutation_extensions": handoff_header_removal(translation),
                         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
                         "http_filters": http_filters,

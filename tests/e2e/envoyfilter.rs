@@ -3,10 +3,11 @@
 //! (validation creates the Wasm VMs and configures the filters), and one
 //! bootstrap with two VirtualServices in one filter routes real traffic.
 
-use envoyfilter::render::{EnvoyOptions, envoy_bootstrap};
+use envoyfilter::render::{self, EnvoyOptions, envoy_bootstrap};
 use envoyfilter::translate::{Options, Translation, translate};
 use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy};
+use meshwasm_local::mesh::Mesh;
 use meshwasm_local::traffic::{send, send_many};
 use meshwasm_local::upstream::Upstream;
 use std::collections::BTreeMap;
@@ -134,4 +135,45 @@ async fn header_routing_yaml_routes_each_host_by_its_own_virtual_service() {
         (284..=356).contains(&prod_share),
         "prod {prod_share}, qa {qa_share}"
     );
+}
+
+/// The Gateway's `tls.httpsRedirect` in the rendered file: a plain-HTTP
+/// request is redirected even when the client claims `x-forwarded-proto:
+/// https` (it got the page before: the listener trusted the client's
+/// header). Behind a load balancer that terminates TLS, the file rendered
+/// with `--trusted-proxies 1` trusts that hop's header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_skip_the_gateways_https_redirect() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/envoy/gateway-prefixes-mirror.yaml");
+    let mesh = Mesh::from_envoy_file(&file, &[]).await.unwrap();
+    let host = "httpbin.example.com";
+    let plain = mesh.get(host, "/status/418", &[]).await.unwrap();
+    let forged = mesh
+        .get(host, "/status/418", &[("x-forwarded-proto", "https")])
+        .await
+        .unwrap();
+    for answer in [&plain, &forged] {
+        assert_eq!(answer.status, 301);
+        assert_eq!(
+            answer.header("location"),
+            Some("https://httpbin.example.com/status/418")
+        );
+    }
+    assert_eq!(mesh.upstream("httpbin").hits(), 0);
+
+    let t = example("gateway-prefixes-mirror.yaml");
+    let behind_a_balancer = EnvoyOptions {
+        trusted_proxies: 1,
+        ..loopback_options()
+    };
+    let config = render::envoy_bootstrap(&t, &behind_a_balancer);
+    let mesh = Mesh::from_envoy_config(config, &[]).await.unwrap();
+    let tls = mesh
+        .get(host, "/status/418", &[("x-forwarded-proto", "https")])
+        .await
+        .unwrap();
+    assert_eq!(tls.upstream(), Some("httpbin"), "{}", tls.status);
+    let plain = mesh.get(host, "/status/418", &[]).await.unwrap();
+    assert_eq!(plain.status, 301);
 }

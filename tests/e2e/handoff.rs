@@ -19,8 +19,7 @@ const QA: &str = "outbound|7777||reviews.qa.svc.cluster.local";
 
 fn rendered() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/envoy/header-routing.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    envoyfilter::yaml::load(&text).unwrap().remove(0).value
+    meshwasm_local::mesh::read_envoy_file(&path).unwrap()
 }
 
 fn connection_manager(config: &mut Value) -> &mut Value {

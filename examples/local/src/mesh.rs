@@ -95,18 +95,7 @@ impl Mesh {
     /// Fails if the file does not read or parse as one YAML document, names
     /// a module that is not a meshwasm filter, or Envoy does not start.
     pub async fn from_envoy_file(path: &Path, slow: &[(&str, Duration)]) -> Result<Mesh> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut documents =
-            envoyfilter::yaml::load(&text).with_context(|| format!("{}", path.display()))?;
-        if documents.len() != 1 {
-            bail!(
-                "{}: expected one YAML document, found {}",
-                path.display(),
-                documents.len()
-            );
-        }
-        let config = documents.remove(0).value;
+        let config = read_envoy_file(path)?;
         Self::from_envoy_config(config, slow)
             .await
             .with_context(|| format!("{}", path.display()))
@@ -175,6 +164,26 @@ impl Mesh {
         }
         send(req).await
     }
+}
+
+/// An Envoy configuration file of one YAML document, as JSON.
+///
+/// # Errors
+///
+/// Fails if the file does not read or parse as one YAML document.
+pub fn read_envoy_file(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut documents =
+        envoyfilter::yaml::load(&text).with_context(|| format!("{}", path.display()))?;
+    if documents.len() != 1 {
+        bail!(
+            "{}: expected one YAML document, found {}",
+            path.display(),
+            documents.len()
+        );
+    }
+    Ok(documents.remove(0).value)
 }
 
 fn socket_addresses_of_endpoints(config: &mut Value) -> impl Iterator<Item = &mut Value> {

@@ -701,18 +701,41 @@ fn https_redirect_sends_plain_http_to_https() {
                 Some("https://shop.example.com/cart?id=3")
             )
         );
-        // Behind a TLS-terminating proxy, x-forwarded-proto says https.
-        let passed = get(
+        // A client's own x-forwarded-proto does not skip the redirect: the
+        // scheme is what Envoy established (`:scheme`).
+        let (forged, action) = request(
             &mut host,
-            "shop.example.com",
-            "/cart",
-            &[("x-forwarded-proto", "https")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/cart"),
+                (":authority", "shop.example.com"),
+                ("x-forwarded-proto", "https"),
+            ],
+        );
+        assert_eq!(action, Action::Pause, "{mode:?}");
+        assert_eq!(
+            host.http(forged)
+                .unwrap()
+                .local_response()
+                .map(|r| r.status),
+            Some(301)
+        );
+        // Over TLS (or behind a proxy Envoy trusts), Envoy's :scheme is https.
+        let (passed, _) = request(
+            &mut host,
+            &[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/cart"),
+                (":authority", "shop.example.com"),
+            ],
         );
         assert_eq!(
             upstream_header(&host, passed, "x-meshwasm-cluster").as_deref(),
             Some("outbound|||shop")
         );
-        assert_eq!(host.counter("meshwasm.router.redirects"), Some(1));
+        assert_eq!(host.counter("meshwasm.router.redirects"), Some(2));
         assert_no_violations(&host, mode);
     }
 }

@@ -72,6 +72,11 @@ enum Command {
         /// Where requests that no VirtualService routes go (default: a 404).
         #[arg(long, value_name = "ADDRESS:PORT")]
         default_upstream: Option<String>,
+        /// Proxies in front of Envoy (a load balancer that terminates TLS)
+        /// whose x-forwarded-for and x-forwarded-proto Envoy trusts; with 0
+        /// Envoy is the edge and trusts no client's.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        trusted_proxies: u32,
     },
 }
 
@@ -231,12 +236,14 @@ fn run(cli: Cli) -> Result<()> {
             wasm_dir,
             upstreams,
             default_upstream,
+            trusted_proxies,
         } => {
             let t = load(&input)?;
             let mut options = EnvoyOptions {
                 listen: address(&listen, "--listen")?,
                 admin: address(&admin, "--admin")?,
                 wasm_dir,
+                trusted_proxies,
                 ..EnvoyOptions::default()
             };
             for entry in &upstreams {
@@ -250,6 +257,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(addr) = default_upstream {
                 options.default_cluster = Some(address(&addr, "--default-upstream")?);
             }
+            render::check_upstreams(&t, &options)?;
             (input, vec![render::envoy_bootstrap(&t, &options)])
         }
     };

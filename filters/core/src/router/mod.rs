@@ -1064,11 +1064,11 @@ fn compile_direct(
     Ok((status, body))
 }
 
-/// The scheme the client used: Envoy's `x-forwarded-proto`, else `:scheme`.
+/// The scheme Envoy established for the request: `:scheme`. Never the
+/// client's `x-forwarded-proto` itself: Envoy sets `:scheme` from it only
+/// when its listener trusts the hop that sent it (no `use_remote_address`,
+/// or `xff_num_trusted_hops`), and otherwise from the connection.
 fn request_scheme(req: &mut impl RequestAttributes) -> Option<String> {
-    if let Some(proto) = req.header("x-forwarded-proto") {
-        return Some(proto.to_ascii_lowercase());
-    }
     req.header(":scheme").map(|s| s.to_ascii_lowercase())
 }
 

@@ -154,7 +154,7 @@ enum PathRedirect {
 /// The parts of the request a Location is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestUrl<'a> {
-    /// `http` or `https` (Envoy's `x-forwarded-proto`, else `:scheme`).
+    /// `http` or `https`: Envoy's `:scheme`.
     pub scheme: &'a str,
     /// `:authority`.
     pub authority: &'a str,

@@ -327,8 +327,13 @@ fn https_redirect_sends_plain_http_to_https_only() {
         header(&r, "location"),
         Some("https://httpbin.example.com/status/200")
     );
-    // Behind a TLS-terminating proxy Envoy sets x-forwarded-proto.
-    let mut tls = request("httpbin.example.com", "/").with_header("x-forwarded-proto", "https");
+    // A client's own x-forwarded-proto does not skip it: a gateway Envoy
+    // that trusts the client would have set :scheme from it too.
+    let mut forged = request("httpbin.example.com", "/").with_header("x-forwarded-proto", "https");
+    let r = answered(plan.decide(&mut forged, &mut rng));
+    assert_eq!((r.kind, r.status), (LocalKind::HttpsRedirect, 301));
+    // Over TLS, or behind a proxy Envoy trusts, :scheme is https.
+    let mut tls = request("httpbin.example.com", "/").set_header(":scheme", "https");
     forwarded(plan.decide(&mut tls, &mut rng));
     // Other hosts are not this server's.
     assert_eq!(

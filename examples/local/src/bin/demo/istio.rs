@@ -134,8 +134,17 @@ pub(crate) async fn gateway_mirror() -> Result<Vec<Line>> {
     let host = "httpbin.example.com";
     let plain = mesh.get(host, "/status/200", &[]).await?;
     let tls = [("x-forwarded-proto", "https")];
-    let status = mesh.get(host, "/status/418", &tls).await?;
-    let hidden = mesh.get(host, "/headers", &tls).await?;
+    let forged = mesh.get(host, "/status/200", &tls).await?;
+    // Behind a load balancer that terminates TLS and says so in
+    // x-forwarded-proto: the same file with that one hop trusted, as
+    // `envoyfilter envoy --trusted-proxies 1` renders it.
+    let mut behind =
+        meshwasm_local::mesh::read_envoy_file(&envoy_file("gateway-prefixes-mirror.yaml"))?;
+    behind["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["xff_num_trusted_hops"] = serde_json::json!(1);
+    let balanced = Mesh::from_envoy_config(behind, &[]).await?;
+    let status = balanced.get(host, "/status/418", &tls).await?;
+    let hidden = balanced.get(host, "/headers", &tls).await?;
     let started = Instant::now();
     let mirrored = many(&mesh, 50, "httpbin", "/anything", &[]).await?;
     let client_time = started.elapsed();
@@ -159,9 +168,16 @@ pub(crate) async fn gateway_mirror() -> Result<Vec<Line>> {
             ),
         ),
         line(
+            forged.status == 301,
+            format!(
+                "gateway, http  /status/200 claiming x-forwarded-proto: https -> {}",
+                forged.status
+            ),
+        ),
+        line(
             status.upstream() == Some("httpbin"),
             format!(
-                "gateway, https /status/418 -> {} from {}",
+                "gateway behind a TLS load balancer, https /status/418 -> {} from {}",
                 status.status,
                 status.upstream().unwrap_or("(the filter)")
             ),
@@ -169,7 +185,7 @@ pub(crate) async fn gateway_mirror() -> Result<Vec<Line>> {
         line(
             hidden.status == 404,
             format!(
-                "gateway, https /headers    -> {}: not exposed",
+                "gateway behind a TLS load balancer, https /headers    -> {}: not exposed",
                 hidden.status
             ),
         ),
