@@ -117,8 +117,11 @@ impl fmt::Display for Finding {
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }
-        if !self.path.is_empty() {
-            write!(f, " {}", self.path)?;
+        match (&self.source, self.path.is_empty()) {
+            (_, true) => {}
+            // About a whole file: the path is the file's name.
+            (None, false) => write!(f, ": {}", self.path)?,
+            (Some(_), false) => write!(f, " {}", self.path)?,
         }
         if let Some(line) = self.line {
             write!(f, " (line {line})")?;
@@ -357,6 +360,10 @@ pub fn translate_files(
         let file = (!name.is_empty()).then(|| name.clone());
         match yaml::load(text) {
             Ok(documents) => {
+                let documents: Vec<Document> = documents
+                    .into_iter()
+                    .flat_map(Document::list_items)
+                    .collect();
                 if documents.is_empty() {
                     cx.file = file.clone();
                     cx.error(None, None, "", "no documents: expected Istio VirtualService, DestinationRule or Gateway resources".into());
@@ -831,10 +838,17 @@ impl Context<'_> {
             let Some(subset) = &upstream.subset else {
                 continue;
             };
-            let short = |h: &str| h.split('.').next().unwrap_or(h).to_owned();
-            let rule = rules
-                .iter()
-                .find(|r| short(&r.host) == short(&upstream.host));
+            // Hosts are compared as Istio resolves them: a short name in
+            // the namespace of the resource that writes it.
+            let wanted = fqdn(&upstream.host, &service.namespace);
+            let rule = rules.iter().find(|r| {
+                let ns = r
+                    .source
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(&self.options.default_namespace);
+                fqdn(&r.host, ns) == wanted
+            });
             if let Some(rule) = rule
                 && !rule.subsets.contains_key(subset)
             {
@@ -843,6 +857,19 @@ impl Context<'_> {
                 self.warn(&service.source, doc, &path, format!("subset {subset:?} of {} is not defined by DestinationRule {} (it defines {}); Istio answers 503 for it", upstream.host, rule.source.name, rule.subsets.keys().cloned().collect::<Vec<_>>().join(", ")));
             }
         }
+    }
+}
+
+/// A host as Istio resolves it in `namespace`: a name without a dot is a
+/// Kubernetes service there; any other name is taken as written.
+fn fqdn(host: &str, namespace: &str) -> String {
+    if host.contains('.') || host.contains('*') {
+        host.to_ascii_lowercase()
+    } else {
+        format!(
+            "{}.{namespace}.svc.cluster.local",
+            host.to_ascii_lowercase()
+        )
     }
 }
 

@@ -38,6 +38,52 @@ impl fmt::Display for Position {
 }
 
 impl Document {
+    /// The resources of a Kubernetes `List` (what `kubectl get -o yaml`
+    /// prints): each of its `items` as a document of its own, with the
+    /// positions of its fields in the file; any other document as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Gateway\n  spec: {}\n- kind: VirtualService\n  spec:\n    hosts: [a]\n";
+    /// let docs = envoyfilter::yaml::load(text).unwrap().remove(0).list_items();
+    /// assert_eq!(docs.len(), 2);
+    /// assert_eq!(docs[1].value["kind"], "VirtualService");
+    /// assert_eq!(docs[1].position("spec.hosts").unwrap().line, 8);
+    /// ```
+    pub fn list_items(self) -> Vec<Document> {
+        let Some(items) = self
+            .value
+            .get("items")
+            .and_then(Value::as_array)
+            .filter(|_| self.value["kind"] == "List")
+        else {
+            return vec![self];
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let prefix = format!("items[{i}]");
+                let positions = self
+                    .positions
+                    .iter()
+                    .filter_map(|(path, p)| {
+                        let rest = path.strip_prefix(&prefix)?;
+                        let rest = rest.strip_prefix('.').or(rest.is_empty().then_some(""))?;
+                        Some((rest.to_owned(), *p))
+                    })
+                    .collect();
+                Document {
+                    number: self.number,
+                    value: item.clone(),
+                    line: self.positions.get(&prefix).map_or(self.line, |p| p.line),
+                    positions,
+                }
+            })
+            .collect()
+    }
+
     /// Where the field at `path` (`spec.http[0].route`) is written; for a
     /// path that does not exist (a missing field), the nearest enclosing
     /// field that does.
@@ -91,15 +137,32 @@ pub struct YamlError {
 /// assert_eq!(docs[1].value["b"][1], "y");
 ///
 /// let err = envoyfilter::yaml::load("a: 1\nb: [1, 2\n").unwrap_err();
-/// assert_eq!(err.position.line, 3);
+/// assert_eq!(err.position.line, 2); // where the `[` that is never closed opens
+/// assert!(err.message.starts_with("this `[` is never closed (the parser stopped at line 3"), "{}", err.message);
 /// ```
 pub fn load(text: &str) -> Result<Vec<Document>, YamlError> {
-    let nodes = MarkedYaml::load_from_str(text).map_err(|e| YamlError {
-        position: Position {
+    let nodes = MarkedYaml::load_from_str(text).map_err(|e| {
+        let stopped = Position {
             line: e.marker().line(),
             column: e.marker().col() + 1,
-        },
-        message: e.info().to_owned(),
+        };
+        // The parser stops where it notices, often a line after the real
+        // mistake: an unclosed `[` or `{` is reported where it opens.
+        match unclosed_flow(text, e.marker().index()) {
+            Some((bracket, opened)) => YamlError {
+                position: opened,
+                message: format!(
+                    "this `{bracket}` is never closed (the parser stopped at line {}, column {}: {})",
+                    stopped.line,
+                    stopped.column,
+                    e.info()
+                ),
+            },
+            None => YamlError {
+                position: stopped,
+                message: e.info().to_owned(),
+            },
+        }
     })?;
     let mut documents = Vec::new();
     for node in &nodes {
@@ -116,6 +179,41 @@ pub fn load(text: &str) -> Result<Vec<Document>, YamlError> {
         });
     }
     Ok(documents)
+}
+
+/// The innermost `[` or `{` still open at character `end` of `text`, and
+/// where it is: quoted scalars and comments are skipped.
+fn unclosed_flow(text: &str, end: usize) -> Option<(char, Position)> {
+    let mut open: Vec<(char, Position)> = Vec::new();
+    let (mut line, mut column) = (1, 0);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for c in text.chars().take(end) {
+        column += 1;
+        if c == '\n' {
+            line += 1;
+            column = 0;
+            comment = false;
+        } else if comment {
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '\'' | '"' => quote = Some(c),
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => open.push((c, Position { line, column })),
+                ']' | '}' => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    open.pop()
 }
 
 fn position(node: &MarkedYaml<'_>) -> Position {

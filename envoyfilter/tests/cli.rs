@@ -1,0 +1,94 @@
+//! The `envoyfilter` command as a user runs it: exit codes and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn envoyfilter(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_envoyfilter"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const CANARY: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web]\n  http:\n  - route:\n    - destination: {host: web, subset: v1}\n      weight: 80\n    - destination: {host: web, subset: v2}\n      weight: 20\n";
+
+/// A mistyped `--upstream` was accepted and left the cluster resolving by
+/// DNS; now it is an error naming what exists.
+#[test]
+fn an_upstream_that_names_no_destination_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("canary.yaml"), CANARY).unwrap();
+    let ok = envoyfilter(
+        &[
+            "envoy",
+            "canary.yaml",
+            "--upstream",
+            "outbound||v1|web=127.0.0.1:8081",
+            "--upstream",
+            "web=127.0.0.1:8080",
+        ],
+        dir.path(),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let typo = envoyfilter(
+        &[
+            "envoy",
+            "canary.yaml",
+            "--upstream",
+            "outbound||v1|wbe=127.0.0.1:8081",
+        ],
+        dir.path(),
+    );
+    assert_eq!(typo.status.code(), Some(1));
+    assert_eq!(
+        stderr(&typo),
+        "envoyfilter: upstream \"outbound||v1|wbe\" is neither a cluster nor a destination host of the input; the clusters are outbound||v1|web, outbound||v2|web, the hosts web\n"
+    );
+    assert!(typo.stdout.is_empty());
+}
+
+/// Whole-file errors read like every other message (`error: FILE ...`), and
+/// an unclosed `[` is reported where it opens.
+#[test]
+fn a_file_that_is_not_yaml_is_reported_at_its_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: x\nspec:\n  hosts: [a, b\n  http: []\n";
+    std::fs::write(dir.path().join("09-invalid.yaml"), broken).unwrap();
+    std::fs::write(dir.path().join("empty.yaml"), "# nothing here\n").unwrap();
+    let out = envoyfilter(&["check", "09-invalid.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().next(),
+        Some(
+            "error: 09-invalid.yaml (line 6): not valid YAML at column 10: this `[` is never closed (the parser stopped at line 7, column 7: illegal placement of ':' indicator)"
+        )
+    );
+    let out = envoyfilter(&["check", "empty.yaml"], dir.path());
+    assert_eq!(
+        stderr(&out).lines().next(),
+        Some(
+            "error: empty.yaml: no documents: expected Istio VirtualService, DestinationRule or Gateway resources"
+        )
+    );
+}
+
+/// What `kubectl get virtualservices,destinationrules -o yaml` prints: one
+/// `List` whose items are the resources. It was refused as an unknown kind.
+#[test]
+fn a_kubernetes_list_is_read_item_by_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: web, namespace: shop}\n  spec:\n    hosts: [web]\n    http:\n    - route:\n      - destination: {host: web, subset: v3}\n- apiVersion: networking.istio.io/v1\n  kind: DestinationRule\n  metadata: {name: web, namespace: shop}\n  spec:\n    host: web\n    subsets:\n    - {name: v1, labels: {version: v1}}\n";
+    std::fs::write(dir.path().join("list.yaml"), list).unwrap();
+    let out = envoyfilter(&["check", "list.yaml"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "warning: list.yaml: document 1 (VirtualService web) spec.http[0].route[0].destination.subset (line 12): subset \"v3\" of web is not defined by DestinationRule web (it defines v1); Istio answers 503 for it\n1 VirtualServices, 1 placements, 1 warnings\n"
+    );
+}
