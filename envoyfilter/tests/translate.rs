@@ -554,12 +554,36 @@ fn a_bootstrap_without_virtual_services_routes_nothing_by_header() {
     let rule = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\nspec:\n  host: web\n  subsets:\n  - {name: v1, labels: {version: v1}}\n";
     let t = translate(rule, &Options::default()).unwrap();
     let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
-    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"];
+    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
         .as_array()
         .unwrap();
     assert_eq!(routes.len(), 1, "{routes:?}");
     assert_eq!(routes[0]["direct_response"]["status"], 404);
     assert_eq!(hcm["use_remote_address"], true);
+}
+
+/// A delegate VirtualService (no hosts, named by another's `delegate`) got
+/// the advice to add `hosts: ["*"]`, which Istio forbids for a delegate.
+/// Both sides of a delegation now say it is not supported and how to inline.
+#[test]
+fn delegation_is_refused_with_how_to_inline_it() {
+    let delegate = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: productpage, namespace: nsA}\nspec:\n  http:\n  - match: [{uri: {prefix: /productpage/v1}}]\n    route: [{destination: {host: productpage-v1.nsA.svc.cluster.local}}]\n";
+    let err = translate(delegate, &Options::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(!message.contains("[\"*\"]"), "{message}");
+    assert!(
+        message.contains(
+            "spec.hosts (line 4): is not supported: a VirtualService without hosts is a delegate"
+        ),
+        "{message}"
+    );
+    let root = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bookinfo}\nspec:\n  hosts: [bookinfo.com]\n  http:\n  - match: [{uri: {prefix: /productpage}}]\n    delegate: {name: productpage, namespace: nsA}\n";
+    let err = translate(root, &Options::default()).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "spec.http[0].delegate (line 8): is not supported: delegation is joined by istiod"
+        ),
+        "{err}"
+    );
 }

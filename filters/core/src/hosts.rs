@@ -50,7 +50,8 @@ impl HostMatcher {
     ///
     /// # Errors
     ///
-    /// [`ConfigErrorKind::Missing`] for an empty list (Istio requires a host),
+    /// [`ConfigErrorKind::Unsupported`] for an empty list: a VirtualService
+    /// without hosts is an Istio delegate, which only istiod can join,
     /// [`ConfigErrorKind::InvalidHost`] for malformed names.
     pub fn compile(hosts: &[String]) -> Result<Self, ConfigError> {
         Self::compile_at(&FieldPath::ROOT.field("hosts"), hosts)
@@ -58,8 +59,8 @@ impl HostMatcher {
 
     pub(crate) fn compile_at(path: &FieldPath<'_>, hosts: &[String]) -> Result<Self, ConfigError> {
         if hosts.is_empty() {
-            return Err(path.error(ConfigErrorKind::Missing {
-                reason: "a VirtualService needs at least one host; use [\"*\"] for every authority",
+            return Err(path.error(ConfigErrorKind::Unsupported {
+                reason: "a VirtualService without hosts is a delegate, which istiod joins into the VirtualService that names it in `delegate`; copy these http routes into that VirtualService in place of its delegating route (or, if this one stands alone, list the hosts it serves)",
             }));
         }
         let mut matcher = HostMatcher {

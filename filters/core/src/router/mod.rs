@@ -783,7 +783,7 @@ fn compile_route(
 ) -> Result<RouteAction, ConfigError> {
     if route.delegate.is_some() {
         return Err(at.field("delegate").error(ConfigErrorKind::Unsupported {
-            reason: "delegation joins VirtualServices inside istiod; give the filter the delegate's routes directly",
+            reason: "delegation is joined by istiod, which a filter cannot ask; inline it: replace this route with the delegate's http routes, each with this route's match added to its own",
         }));
     }
     if route.fault.is_some() {

@@ -198,9 +198,15 @@ fn workload_selectors_in_a_match_are_refused_not_ignored() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn hosts_are_required_and_checked() {
+    // Without hosts, Istio takes a VirtualService for a delegate.
     let err = refuse(r#"{"http": []}"#);
     assert_eq!(err.path, "hosts");
-    assert!(err.to_string().contains("use [\"*\"]"), "{err}");
+    assert!(matches!(err.kind, ConfigErrorKind::Unsupported { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("hosts: is not supported: a VirtualService without hosts is a delegate"),
+        "{err}"
+    );
     let err = refuse(r#"{"hosts": ["ratings", "web*.com"]}"#);
     assert_eq!(err.path, "hosts[1]");
     let err = refuse(r#"{"hosts": ["http://ratings"]}"#);
