@@ -963,14 +963,27 @@ pub fn check_upstreams(
     translation: &Translation,
     options: &EnvoyOptions,
 ) -> Result<(), UnknownUpstream> {
-    let clusters = destination_clusters(translation);
-    let mut hosts: Vec<String> = clusters.iter().map(|(_, u)| u.host.clone()).collect();
-    hosts.dedup();
+    let mut clusters: Vec<String> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    let destinations = destination_clusters(translation)
+        .into_iter()
+        .map(|(n, u)| (n, u.host.clone()));
+    let entries = external_clusters(translation)
+        .into_iter()
+        .map(|(n, e)| (n, e.host.clone()));
+    for (name, host) in destinations.chain(entries) {
+        if !clusters.contains(&name) {
+            clusters.push(name);
+        }
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
     for name in options.upstreams.keys() {
-        if !clusters.iter().any(|(n, _)| n == name) && !hosts.contains(name) {
+        if !clusters.contains(name) && !hosts.contains(name) {
             return Err(UnknownUpstream {
                 name: name.clone(),
-                clusters: clusters.iter().map(|(n, _)| n.clone()).collect(),
+                clusters,
                 hosts,
             });
         }
@@ -1024,19 +1037,40 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }));
     let mut clusters = Vec::new();
-    for (name, upstream) in destination_clusters(translation) {
-        let address = options
+    let external = external_clusters(translation);
+    let chosen = |name: &str, host: &str| {
+        options
             .upstreams
-            .get(&name)
-            .or_else(|| options.upstreams.get(&upstream.host))
+            .get(name)
+            .or_else(|| options.upstreams.get(host))
             .cloned()
-            .unwrap_or_else(|| {
-                (
+    };
+    for (name, upstream) in destination_clusters(translation) {
+        let rendered = match (
+            chosen(&name, &upstream.host),
+            external.iter().find(|(n, _)| *n == name),
+        ) {
+            (Some(address), _) => cluster(&name, &address),
+            // A ServiceEntry says where this destination is.
+            (None, Some((_, entry))) => entry_cluster(&name, entry),
+            (None, None) => cluster(
+                &name,
+                &(
                     upstream.host.clone(),
                     upstream.port.map_or(80, |p| p as u16),
-                )
-            });
-        clusters.push(cluster(&name, &address));
+                ),
+            ),
+        };
+        clusters.push(rendered);
+    }
+    for (name, entry) in &external {
+        if clusters.iter().any(|c| c["name"] == name.as_str()) {
+            continue;
+        }
+        clusters.push(match chosen(name, &entry.host) {
+            Some(address) => cluster(name, &address),
+            None => entry_cluster(name, entry),
+        });
     }
     // The route that follows the router's decision, only where a router runs.
     let mut routes = Vec::new();
@@ -1083,6 +1117,46 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
                 }]}],
             }],
             "clusters": clusters,
+        },
+    })
+}
+
+/// The clusters of the ServiceEntries, by Istio's names
+/// (`outbound|PORT||HOST`), each once.
+fn external_clusters(
+    translation: &Translation,
+) -> Vec<(String, &crate::translate::ExternalCluster)> {
+    let mut out: Vec<(String, &crate::translate::ExternalCluster)> = Vec::new();
+    for entry in &translation.external {
+        let destination = meshwasm_core::virtual_service::Destination {
+            host: entry.host.clone(),
+            port: Some(meshwasm_core::virtual_service::PortSelector {
+                number: u32::from(entry.port),
+            }),
+            ..Default::default()
+        };
+        let name = cluster_name(DEFAULT_CLUSTER_TEMPLATE, &destination);
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, entry));
+        }
+    }
+    out
+}
+
+/// A ServiceEntry's cluster: its endpoints, by DNS or static addresses.
+fn entry_cluster(name: &str, entry: &crate::translate::ExternalCluster) -> Value {
+    let endpoints: Vec<Value> = entry
+        .endpoints
+        .iter()
+        .map(|address| json!({"endpoint": {"address": socket(address)}}))
+        .collect();
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": if entry.dns { "STRICT_DNS" } else { "STATIC" },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": endpoints}],
         },
     })
 }

@@ -226,6 +226,19 @@ pub struct SubsetRule {
     pub subsets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// One cluster of a ServiceEntry: a host and port, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCluster {
+    /// The host, as the ServiceEntry writes it.
+    pub host: String,
+    /// The service port.
+    pub port: u16,
+    /// The endpoints: the entry's `endpoints`, else the host itself (DNS).
+    pub endpoints: Vec<(String, u16)>,
+    /// Resolved by DNS (`resolution: DNS`), else static addresses.
+    pub dns: bool,
+}
+
 /// The result of a translation that succeeded.
 #[derive(Debug, Clone)]
 pub struct Translation {
@@ -233,6 +246,8 @@ pub struct Translation {
     pub services: Vec<Service>,
     /// Every DestinationRule.
     pub destination_rules: Vec<SubsetRule>,
+    /// The clusters of every ServiceEntry plain Envoy can render.
+    pub external: Vec<ExternalCluster>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -385,6 +400,7 @@ pub fn translate_files(
     let mut services = Vec::new();
     let mut gateways = Vec::new();
     let mut destination_rules = Vec::new();
+    let mut external = Vec::new();
     let mut passthrough = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
@@ -406,6 +422,10 @@ pub fn translate_files(
                 }
                 "Gateway" => {
                     gateways.push(cx.gateway(doc, source));
+                    passthrough.push(in_namespace(&doc.value, &options.default_namespace));
+                }
+                "ServiceEntry" => {
+                    external.extend(cx.service_entry(doc, &source));
                     passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
                 _ => {}
@@ -435,6 +455,7 @@ pub fn translate_files(
     Ok(Translation {
         services: out,
         destination_rules,
+        external,
         passthrough,
         findings,
     })
@@ -531,8 +552,8 @@ impl Context<'_> {
         };
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
         match kind.as_str() {
-            "VirtualService" | "DestinationRule" | "Gateway" if istio => {}
-            "VirtualService" | "DestinationRule" | "Gateway" => {
+            "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" if istio => {}
+            "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" => {
                 self.error(
                     Some(&source),
                     Some(doc),
@@ -545,7 +566,7 @@ impl Context<'_> {
                 return None;
             }
             _ if istio => {
-                self.push(Severity::Warning, Some(&source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule and Gateway, so keep applying it to Istio as it is"));
+                self.push(Severity::Warning, Some(&source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway and ServiceEntry, so keep applying it to Istio as it is"));
                 return None;
             }
             _ => {
@@ -730,6 +751,89 @@ impl Context<'_> {
             host: host.to_owned(),
             subsets,
         })
+    }
+
+    /// The clusters of a ServiceEntry: one per host and port, for DNS and
+    /// STATIC resolution; what plain Envoy cannot render is said.
+    fn service_entry(&mut self, doc: &Document, source: &Source) -> Vec<ExternalCluster> {
+        let spec = &doc.value["spec"];
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let hosts: Vec<String> = spec["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(text)
+            .collect();
+        if hosts.is_empty() {
+            self.error(Some(source), Some(doc), "spec.hosts", "is required".into());
+            return Vec::new();
+        }
+        let resolution = spec["resolution"].as_str().unwrap_or("NONE");
+        let dns = match resolution {
+            "DNS" | "DNS_ROUND_ROBIN" => true,
+            "STATIC" => false,
+            _ => {
+                self.warn(source, doc, "spec.resolution", format!("resolution {resolution} (Envoy's original destination) is not rendered in the plain Envoy output; Istio gets the ServiceEntry as it is"));
+                return Vec::new();
+            }
+        };
+        if spec.get("workloadSelector").is_some() {
+            self.warn(source, doc, "spec.workloadSelector", "selects Kubernetes workloads, which plain Envoy cannot list; write the addresses as endpoints".into());
+            return Vec::new();
+        }
+        let endpoints = spec["endpoints"].as_array().cloned().unwrap_or_default();
+        if !dns && endpoints.is_empty() {
+            self.warn(
+                source,
+                doc,
+                "spec.endpoints",
+                "resolution STATIC needs endpoints; no cluster is rendered".into(),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, port) in spec["ports"].as_array().into_iter().flatten().enumerate() {
+            let Some(number) = port["number"].as_u64().and_then(|n| u16::try_from(n).ok()) else {
+                self.error(
+                    Some(source),
+                    Some(doc),
+                    &format!("spec.ports[{i}].number"),
+                    "is required: a port in 1..=65535".into(),
+                );
+                continue;
+            };
+            let target = port["targetPort"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .unwrap_or(number);
+            let name = port["name"].as_str().unwrap_or_default();
+            for host in hosts.iter().filter(|h| !h.contains('*')) {
+                let endpoints = if endpoints.is_empty() {
+                    vec![(host.clone(), target)]
+                } else {
+                    endpoints
+                        .iter()
+                        .filter_map(|e| {
+                            let port = e["ports"][name]
+                                .as_u64()
+                                .and_then(|n| u16::try_from(n).ok())
+                                .unwrap_or(target);
+                            Some((text(&e["address"])?, port))
+                        })
+                        .collect()
+                };
+                out.push(ExternalCluster {
+                    host: host.clone(),
+                    port: number,
+                    endpoints,
+                    dns,
+                });
+            }
+        }
+        if hosts.iter().any(|h| h.contains('*')) {
+            self.warn(source, doc, "spec.hosts", "a wildcard host names no one address; plain Envoy gets clusters for the other hosts only".into());
+        }
+        out
     }
 
     fn gateway(&mut self, doc: &Document, source: Source) -> GatewayInfo {

@@ -353,14 +353,12 @@ fn unknown_kinds_and_bad_yaml_are_errors_with_lines() {
     assert!(e.message.contains("no documents"), "{e}");
     // Other Istio kinds are not lost in silence either.
     let rejected = translate(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [a]}\n",
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: x}\nspec: {egress: []}\n",
         &Options { strict: true, ..Options::default() },
     )
     .unwrap_err();
     assert!(
-        rejected
-            .to_string()
-            .contains("ServiceEntry is not translated"),
+        rejected.to_string().contains("Sidecar is not translated"),
         "{rejected}"
     );
 }
@@ -585,5 +583,66 @@ fn delegation_is_refused_with_how_to_inline_it() {
             "spec.http[0].delegate (line 8): is not supported: delegation is joined by istiod"
         ),
         "{err}"
+    );
+}
+
+const SERVICE_ENTRIES: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: payments}\nspec:\n  hosts: [payments.example.com]\n  ports:\n  - {number: 443, name: https, protocol: TLS}\n  resolution: DNS\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: legacy}\nspec:\n  hosts: [legacy.internal]\n  ports:\n  - {number: 8080, name: http, protocol: HTTP}\n  resolution: STATIC\n  endpoints:\n  - address: 10.0.0.7\n  - {address: 10.0.0.8, ports: {http: 9090}}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: anything}\nspec:\n  hosts: ['*.example.org']\n  ports:\n  - {number: 80, name: http, protocol: HTTP}\n  resolution: NONE\n";
+
+/// ServiceEntries were reported as "keep applying it to Istio" while
+/// `envoyfilter istio` wrote nothing for them. They are passed through now,
+/// and the plain Envoy output turns DNS and STATIC ones into clusters.
+#[test]
+fn service_entries_are_passed_to_istio_and_become_envoy_clusters() {
+    let t = translate(SERVICE_ENTRIES, &Options::default()).unwrap();
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceEntry", "ServiceEntry", "ServiceEntry"]);
+    assert_eq!(docs[1]["metadata"]["namespace"], "default");
+
+    let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap();
+    let summary: Vec<(String, String, Vec<String>)> = clusters
+        .iter()
+        .map(|c| {
+            let endpoints = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let a = &e["endpoint"]["address"]["socket_address"];
+                    format!("{}:{}", a["address"].as_str().unwrap(), a["port_value"])
+                })
+                .collect();
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["type"].as_str().unwrap().to_owned(),
+                endpoints,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "outbound|443||payments.example.com".to_owned(),
+                "STRICT_DNS".to_owned(),
+                vec!["payments.example.com:443".to_owned()]
+            ),
+            (
+                "outbound|8080||legacy.internal".to_owned(),
+                "STATIC".to_owned(),
+                vec!["10.0.0.7:8080".to_owned(), "10.0.0.8:9090".to_owned()]
+            ),
+        ]
+    );
+    // The one plain Envoy cannot render is said, not dropped in silence.
+    let findings: Vec<String> = t.findings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        findings,
+        [
+            "warning: document 3 (ServiceEntry anything) spec.resolution (line 29): resolution NONE (Envoy's original destination) is not rendered in the plain Envoy output; Istio gets the ServiceEntry as it is"
+        ]
     );
 }
