@@ -544,6 +544,38 @@ async fn forbidden_and_unreachable_registries_say_so() {
         ]);
 }
 
+/// `inspect` of a tag the local layout lacks went to the registry without
+/// a word, and a user saw only "cannot reach registry": it says now that
+/// the tag is not local and that it asks the registry.
+#[test]
+fn inspecting_a_tag_that_is_not_local_says_it_asks_the_registry() {
+    let user = User::new();
+    let down = free_loopback_port().unwrap();
+    let tag = format!("{down}/meshwasm/router:9");
+    user.run(&[
+        "build",
+        ROUTER_WASM,
+        "-t",
+        &format!("{down}/meshwasm/router:1"),
+    ])
+    .ok();
+    let run = user.run(&["inspect", &tag]).failed();
+    let stderr = run.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{tag} is not in the local layout ")),
+        "{stderr}"
+    );
+    assert!(
+        lines[0].ends_with(&format!("; asking registry {down}")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("error: cannot reach registry {down}")),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn altered_content_and_wrong_pins_are_refused() {
     let registry = Registry::start().await.unwrap();

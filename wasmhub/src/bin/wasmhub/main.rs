@@ -212,6 +212,16 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
             let (image, source) = match local {
                 Some(image) => (image, format!("local layout {}", layout.root().display())),
                 None => {
+                    if !remote {
+                        // Said before the registry is asked, so that a
+                        // registry error reads in its right context.
+                        eprintln!(
+                            "{} is not in the local layout {}; asking registry {}",
+                            reference.whole(),
+                            layout.root().display(),
+                            reference.resolve_registry()
+                        );
+                    }
                     let auth = auth_for(&docker_config, &reference)?;
                     let image = registry.pull(&reference, &auth, &()).await?;
                     (image, format!("registry {}", reference.resolve_registry()))
