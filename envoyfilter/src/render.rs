@@ -5,7 +5,7 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
-use crate::translate::{Placement, Translation, Upstream};
+use crate::translate::{Placement, Translation, Upstream, fqdn};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
@@ -379,10 +379,6 @@ fn qualify_for_istio(
     config
 }
 
-fn fqdn(host: &str, namespace: &str, domain: &str) -> String {
-    format!("{host}.{namespace}.svc.{domain}")
-}
-
 /// Calls `f` on every `destination` and mirror object of a spec.
 fn for_each_destination(spec: &mut Value, mut f: impl FnMut(&mut Map<String, Value>)) {
     let Some(routes) = spec.get_mut("http").and_then(Value::as_array_mut) else {
@@ -431,9 +427,7 @@ pub fn companion_virtual_service(
     let mut http = Vec::new();
     for upstream in service.upstreams.iter().filter(|u| !u.mirror) {
         let mut qualified = upstream.destination();
-        if !qualified.host.contains('.') {
-            qualified.host = fqdn(&qualified.host, ns, &options.cluster_domain);
-        }
+        qualified.host = fqdn(&qualified.host, ns, &options.cluster_domain);
         let cluster = cluster_name(template, &qualified);
         let mut destination = Map::new();
         destination.insert("host".into(), json!(upstream.host));

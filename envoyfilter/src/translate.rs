@@ -944,14 +944,14 @@ impl Context<'_> {
             };
             // Hosts are compared as Istio resolves them: a short name in
             // the namespace of the resource that writes it.
-            let wanted = fqdn(&upstream.host, &service.namespace);
+            let wanted = fqdn(&upstream.host, &service.namespace, CLUSTER_DOMAIN);
             let rule = rules.iter().find(|r| {
                 let ns = r
                     .source
                     .namespace
                     .as_deref()
                     .unwrap_or(&self.options.default_namespace);
-                fqdn(&r.host, ns) == wanted
+                fqdn(&r.host, ns, CLUSTER_DOMAIN).eq_ignore_ascii_case(&wanted)
             });
             if let Some(rule) = rule
                 && !rule.subsets.contains_key(subset)
@@ -964,16 +964,17 @@ impl Context<'_> {
     }
 }
 
+/// The mesh's DNS domain the subset check resolves short names in.
+const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// A host as Istio resolves it in `namespace`: a name without a dot is a
-/// Kubernetes service there; any other name is taken as written.
-fn fqdn(host: &str, namespace: &str) -> String {
-    if host.contains('.') || host.contains('*') {
-        host.to_ascii_lowercase()
+/// Kubernetes service there (`reviews.NAMESPACE.svc.DOMAIN`); any other
+/// name is taken as written.
+pub(crate) fn fqdn(host: &str, namespace: &str, domain: &str) -> String {
+    if host.contains('.') {
+        host.to_owned()
     } else {
-        format!(
-            "{}.{namespace}.svc.cluster.local",
-            host.to_ascii_lowercase()
-        )
+        format!("{host}.{namespace}.svc.{domain}")
     }
 }
 

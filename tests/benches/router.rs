@@ -116,12 +116,16 @@ fn cases(v1: &Upstream, v2: &Upstream) -> Vec<Case> {
 /// two headers and Envoy's router headers by name (a new hand-off header
 /// would need a new line).
 fn exact_names_only() -> serde_json::Value {
-    let mut names = vec!["x-meshwasm-cluster", "x-meshwasm-subset"];
-    names.extend(meshwasm_core::handoff::ENVOY_ROUTER_HEADERS);
-    names
-        .iter()
+    handoff_names()
         .map(|n| serde_json::json!({"remove": n}))
         .collect()
+}
+
+/// The router's two hand-off headers and Envoy's router headers.
+fn handoff_names() -> impl Iterator<Item = &'static str> {
+    ["x-meshwasm-cluster", "x-meshwasm-subset"]
+        .into_iter()
+        .chain(meshwasm_core::handoff::ENVOY_ROUTER_HEADERS)
 }
 
 /// Envoy's `header_mutation` HTTP filter removing the same headers as the
@@ -141,9 +145,7 @@ fn header_mutation_filter() -> serde_json::Value {
 /// A Lua filter that removes the hand-off headers; Lua's header changes
 /// clear the route cache, so it protects, at the price of a Lua call.
 fn lua_filter() -> serde_json::Value {
-    let removals: String = std::iter::once("x-meshwasm-cluster")
-        .chain(["x-meshwasm-subset"])
-        .chain(meshwasm_core::handoff::ENVOY_ROUTER_HEADERS)
+    let removals: String = handoff_names()
         .map(|h| format!("h:remove('{h}') "))
         .collect();
     serde_json::json!({

@@ -9,7 +9,7 @@
 //! `FAIL_OPEN`, and after its VM trapped, and the same without the removal,
 //! which shows the forged header does reach qa then.
 
-use meshwasm_local::mesh::Mesh;
+use meshwasm_local::mesh::{Mesh, connection_manager};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -20,10 +20,6 @@ const QA: &str = "outbound|7777||reviews.qa.svc.cluster.local";
 fn rendered() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/envoy/header-routing.yaml");
     meshwasm_local::mesh::read_envoy_file(&path).unwrap()
-}
-
-fn connection_manager(config: &mut Value) -> &mut Value {
-    &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 }
 
 /// The router's Wasm filter entry.

@@ -166,6 +166,13 @@ impl Mesh {
     }
 }
 
+/// The HTTP connection manager of an Envoy configuration's first listener,
+/// as envoyfilter renders it, for a caller that changes what it trusts or
+/// strips.
+pub fn connection_manager(config: &mut Value) -> &mut Value {
+    &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
 /// An Envoy configuration file of one YAML document, as JSON.
 ///
 /// # Errors

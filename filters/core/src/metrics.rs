@@ -270,11 +270,6 @@ impl MetricTable {
         self.families.get(metric.0).map_or(0, |f| f.overflowed)
     }
 
-    /// The spec of `metric`.
-    pub fn spec(&self, metric: MetricRef) -> Option<&MetricSpec> {
-        self.families.get(metric.0).map(|f| &f.spec)
-    }
-
     fn series(
         &mut self,
         host: &mut impl MetricHost,

@@ -140,8 +140,8 @@ pub(crate) async fn gateway_mirror() -> Result<Vec<Line>> {
     // `envoyfilter envoy --trusted-proxies 1` renders it.
     let mut behind =
         meshwasm_local::mesh::read_envoy_file(&envoy_file("gateway-prefixes-mirror.yaml"))?;
-    behind["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["xff_num_trusted_hops"] = serde_json::json!(1);
+    meshwasm_local::mesh::connection_manager(&mut behind)["xff_num_trusted_hops"] =
+        serde_json::json!(1);
     let balanced = Mesh::from_envoy_config(behind, &[]).await?;
     let status = balanced.get(host, "/status/418", &tls).await?;
     let hidden = balanced.get(host, "/headers", &tls).await?;
