@@ -61,7 +61,7 @@ const CONFIGS: [(&str, Option<&str>); 3] = [
 ];
 
 fn cases(upstream: &Upstream) -> Vec<Case> {
-    CONFIGS
+    let mut cases: Vec<Case> = CONFIGS
         .iter()
         .map(|(name, config)| {
             let bootstrap = Bootstrap::new(upstream.addr());
@@ -71,7 +71,25 @@ fn cases(upstream: &Upstream) -> Vec<Case> {
             };
             Case::new(name, bootstrap)
         })
-        .collect()
+        .collect();
+    cases.push(Case::new(
+        "Envoy native fault filter, same cookie regex",
+        Bootstrap::new(upstream.addr()).native_filter(native_jason_fault()),
+    ));
+    cases
+}
+
+/// Envoy's own fault filter with the jason rule: abort 500 for every
+/// request whose cookie matches the regex (the traffic's does not).
+fn native_jason_fault() -> serde_json::Value {
+    serde_json::json!({
+        "name": "envoy.filters.http.fault",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "abort": {"http_status": 500, "percentage": {"numerator": 100, "denominator": "HUNDRED"}},
+            "headers": [{"name": "cookie", "string_match": {"safe_regex": {"regex": "^(.*?;)?(user=jason)(;.*)?$"}}}],
+        },
+    })
 }
 
 /// Instructions Envoy executes per request, counted by callgrind: the same
