@@ -10,6 +10,7 @@ mod crd;
 mod envoyfilter;
 mod fault;
 mod handoff;
+mod rate_limit;
 mod router;
 mod scenarios;
 mod wasmhub;

@@ -15,6 +15,8 @@
 //! - [`fault`]: fault injection decisions.
 //! - [`router`], [`header_ops`]: routing decisions: weighted and sticky
 //!   splits, rewrites, redirects, mirrors, CORS, header edits.
+//! - [`rate_limit`]: Envoy's local rate limiting: token buckets shared by
+//!   every worker, descriptors from route rate-limit actions.
 //! - [`handoff`]: the request headers filters hand on to Envoy, which no
 //!   client may send.
 //! - [`properties`], [`metrics`]: Envoy's attributes, typed; counters,
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod percent;
 pub mod plan;
 pub mod properties;
+pub mod rate_limit;
 pub mod regex;
 pub mod request;
 pub mod request_match;

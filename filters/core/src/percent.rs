@@ -52,6 +52,11 @@ impl PerMillion {
         Ok(PerMillion((value * 10_000.0) as u32))
     }
 
+    /// A fraction given in millionths, capped at one million.
+    pub fn from_millionths(value: u32) -> Self {
+        PerMillion(value.min(MILLION))
+    }
+
     /// A whole percentage, 0..=100, e.g. from a header.
     pub fn from_whole_percent(value: u32) -> Self {
         PerMillion(value.min(100) * 10_000)

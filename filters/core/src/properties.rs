@@ -179,6 +179,8 @@ pub mod attributes {
     pub const DESTINATION_ADDRESS: Attribute<String> = Attribute::new(&["destination", "address"]);
     /// The port the connection was accepted on.
     pub const DESTINATION_PORT: Attribute<i64> = Attribute::new(&["destination", "port"]);
+    /// The downstream connection's id, unique in the Envoy process.
+    pub const CONNECTION_ID: Attribute<u64> = Attribute::new(&["connection", "id"]);
     /// Whether the downstream connection is TLS with a client certificate.
     pub const CONNECTION_MTLS: Attribute<bool> = Attribute::new(&["connection", "mtls"]);
     /// The first URI SAN of the peer's certificate (a SPIFFE id in Istio).

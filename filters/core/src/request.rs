@@ -22,6 +22,16 @@ pub trait RequestAttributes {
     fn source_address(&mut self) -> Option<Cow<'_, str>> {
         None
     }
+
+    /// The first value of a header, as Envoy's rate-limit actions read it.
+    fn first_header(&mut self, name: &str) -> Option<Cow<'_, str>> {
+        self.header(name)
+    }
+
+    /// The cluster the route sends the request to (Envoy's `xds.cluster_name`).
+    fn route_cluster(&mut self) -> Option<Cow<'_, str>> {
+        None
+    }
 }
 
 /// An in-memory request, for tests and tools.
@@ -40,6 +50,7 @@ pub struct StaticRequest {
     headers: Vec<(String, String)>,
     port: Option<u32>,
     source: Option<String>,
+    cluster: Option<String>,
 }
 
 impl StaticRequest {
@@ -73,6 +84,12 @@ impl StaticRequest {
         self
     }
 
+    /// Sets the cluster the route picked.
+    pub fn with_cluster(mut self, cluster: &str) -> Self {
+        self.cluster = Some(cluster.to_owned());
+        self
+    }
+
     /// Sets the destination port.
     pub fn with_port(mut self, port: u32) -> Self {
         self.port = Some(port);
@@ -96,6 +113,17 @@ impl RequestAttributes for StaticRequest {
 
     fn source_address(&mut self) -> Option<Cow<'_, str>> {
         self.source.as_deref().map(Cow::Borrowed)
+    }
+
+    fn first_header(&mut self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| Cow::Borrowed(v.as_str()))
+    }
+
+    fn route_cluster(&mut self) -> Option<Cow<'_, str>> {
+        self.cluster.as_deref().map(Cow::Borrowed)
     }
 }
 

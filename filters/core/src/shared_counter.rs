@@ -165,6 +165,61 @@ impl SharedCounter {
     }
 }
 
+/// Shared data in memory, with the compare-and-swap rules of Envoy's: a
+/// write with `cas` 0 is unconditional, any other must carry the key's
+/// current token. For tests, and for state that only one VM reads.
+///
+/// # Examples
+///
+/// ```
+/// use meshwasm_core::shared_counter::{MemorySharedData, SharedData, SharedDataError};
+///
+/// let store = MemorySharedData::default();
+/// store.set("k", b"1", 0).unwrap();
+/// let (_, cas) = store.get("k").unwrap().unwrap();
+/// store.set("k", b"2", cas).unwrap();
+/// assert_eq!(store.set("k", b"3", cas), Err(SharedDataError::CasMismatch));
+/// ```
+#[derive(Debug, Default)]
+pub struct MemorySharedData {
+    map: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: std::cell::Cell<u32>,
+}
+
+impl MemorySharedData {
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every key.
+    pub fn clear(&self) {
+        self.map.borrow_mut().clear();
+    }
+}
+
+impl SharedData for MemorySharedData {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, SharedDataError> {
+        Ok(self.map.borrow().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedDataError> {
+        let mut map = self.map.borrow_mut();
+        if cas != 0 && map.get(key).is_some_and(|(_, current)| *current != cas) {
+            return Err(SharedDataError::CasMismatch);
+        }
+        let next = self.next_cas.get().wrapping_add(1).max(1);
+        self.next_cas.set(next);
+        map.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
 /// FNV-1a, 64 bits: a stable hash for naming shared-data keys after a configuration.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {

@@ -45,6 +45,10 @@ pub enum StringMatcher {
     Exact(String, Case),
     /// Starts with the string.
     Prefix(String, Case),
+    /// Ends with the string (Envoy's `suffix`).
+    Suffix(String, Case),
+    /// Contains the string (Envoy's `contains`).
+    Contains(String, Case),
     /// The whole value matches.
     Regex(FullRegex),
 }
@@ -91,6 +95,20 @@ impl StringMatcher {
                 .as_bytes()
                 .get(..p.len())
                 .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
+            StringMatcher::Suffix(x, Case::Sensitive) => value.ends_with(x.as_str()),
+            StringMatcher::Suffix(x, Case::IgnoreAscii) => value
+                .len()
+                .checked_sub(x.len())
+                .and_then(|start| value.as_bytes().get(start..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(x.as_bytes())),
+            StringMatcher::Contains(x, Case::Sensitive) => value.contains(x.as_str()),
+            StringMatcher::Contains(x, Case::IgnoreAscii) => {
+                x.is_empty()
+                    || value
+                        .as_bytes()
+                        .windows(x.len().max(1))
+                        .any(|w| w.eq_ignore_ascii_case(x.as_bytes()))
+            }
             StringMatcher::Regex(r) => r.is_match(value),
         }
     }

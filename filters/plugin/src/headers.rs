@@ -81,6 +81,7 @@ pub struct HostRequest {
     headers: Option<HeaderMap>,
     port: Option<Option<u32>>,
     source: Option<Option<String>>,
+    cluster: Option<Option<String>>,
 }
 
 impl HostRequest {
@@ -91,6 +92,7 @@ impl HostRequest {
             headers: None,
             port: None,
             source: None,
+            cluster: None,
         }
     }
 
@@ -124,6 +126,17 @@ impl RequestAttributes for HostRequest {
     fn source_address(&mut self) -> Option<Cow<'_, str>> {
         self.source
             .get_or_insert_with(|| attributes::SOURCE_ADDRESS.read(&mut HostProperties))
+            .as_deref()
+            .map(Cow::Borrowed)
+    }
+
+    fn first_header(&mut self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers().first(name).map(String::from_utf8_lossy)
+    }
+
+    fn route_cluster(&mut self) -> Option<Cow<'_, str>> {
+        self.cluster
+            .get_or_insert_with(|| attributes::CLUSTER_NAME.read(&mut HostProperties))
             .as_deref()
             .map(Cow::Borrowed)
     }

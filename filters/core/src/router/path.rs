@@ -73,7 +73,12 @@ impl PathRewrite {
 fn replace_matched(path: &str, uri: Option<&StringMatcher>, new: &str) -> String {
     let matched_len = match uri {
         Some(StringMatcher::Prefix(prefix, _)) => prefix.len(),
-        Some(StringMatcher::Exact(..) | StringMatcher::Regex(_)) => split_query(path).0.len(),
+        Some(
+            StringMatcher::Exact(..)
+            | StringMatcher::Suffix(..)
+            | StringMatcher::Contains(..)
+            | StringMatcher::Regex(_),
+        ) => split_query(path).0.len(),
         // Istio matches such a route with the prefix "/".
         None | Some(StringMatcher::Any) => usize::from(path.starts_with('/')),
     };
