@@ -205,19 +205,25 @@ impl Plan for RateLimitPlan {
                 },
             ));
         }
-        let mut notes = Vec::new();
-        let local = if has("local") {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Combined {
-                local: config::LocalRateLimit,
+        // Paths in compile errors name fields in the user's spelling: a
+        // document written with proto names gets proto names back.
+        let top = shape.get("local").unwrap_or(&shape);
+        let proto_names = top
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| k.contains('_')));
+        let spell = |path: String| {
+            if proto_names {
+                snake_case_path(&path)
+            } else {
+                path
             }
-            let combined: Combined = parse(json, Self::DOCUMENT)?;
-            LocalPlan::compile(&combined.local, &FieldPath::ROOT.field("local"), &mut notes)?
-        } else {
-            let local: config::LocalRateLimit = parse(json, Self::DOCUMENT)?;
-            LocalPlan::compile(&local, &FieldPath::ROOT, &mut notes)?
         };
+        let mut notes = Vec::new();
+        let compiled = Self::compile(json, has("local"), &mut notes);
+        let local = compiled.map_err(|e| ConfigError::new(spell(e.path), e.kind))?;
+        for note in &mut notes {
+            note.path = spell(std::mem::take(&mut note.path));
+        }
         Ok(RateLimitPlan { local, notes })
     }
 
@@ -255,12 +261,45 @@ impl Plan for RateLimitPlan {
     }
 }
 
+/// `tokenBucket.fillInterval` as `token_bucket.fill_interval`.
+fn snake_case_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn percent(p: PerMillion) -> String {
     let whole = f64::from(p.numerator()) / 10_000.0;
     format!("{whole}")
 }
 
 impl RateLimitPlan {
+    fn compile(
+        json: &[u8],
+        combined: bool,
+        notes: &mut Vec<ConfigNote>,
+    ) -> Result<LocalPlan, ConfigError> {
+        if combined {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Combined {
+                local: config::LocalRateLimit,
+            }
+            let combined: Combined = parse(json, Self::DOCUMENT)?;
+            LocalPlan::compile(&combined.local, &FieldPath::ROOT.field("local"), notes)
+        } else {
+            let local: config::LocalRateLimit = parse(json, Self::DOCUMENT)?;
+            LocalPlan::compile(&local, &FieldPath::ROOT, notes)
+        }
+    }
+
     /// Whether each downstream connection has its own buckets (Envoy's
     /// `localRateLimitPerDownstreamConnection`), so that they are kept in
     /// the worker rather than shared.

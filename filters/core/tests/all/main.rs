@@ -14,6 +14,7 @@ mod matching;
 mod no_panics;
 mod parsing;
 mod ports;
+mod rate_limit;
 mod routing;
 mod shared_counter;
 
