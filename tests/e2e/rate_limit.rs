@@ -223,7 +223,7 @@ async fn descriptors_draw_per_client_and_on_the_default_bucket_in_envoys_order()
     let vip: &[(&str, &str)] = &[("x-client", "vip")];
     let bot: &[(&str, &str)] = &[("x-client", "c"), ("user-agent", "GoogleBot/2.1")];
     let anon: &[(&str, &str)] = &[];
-    same_answers(
+    let statuses = same_answers(
         config,
         &[a, a, a, b, vip, vip, bot, bot, anon, b, vip, anon],
         None,
