@@ -102,6 +102,25 @@ impl Proxy {
         self.lock().get(vm_id, key.as_bytes()).ok()
     }
 
+    /// How many keys the shared data of `vm_id` holds, and their keys' and
+    /// values' bytes: what a filter's shared state costs the proxy.
+    ///
+    /// ```
+    /// let proxy = sdk_host::Proxy::new();
+    /// assert!(proxy.set_shared_data("vm", "k", b"value").is_ok());
+    /// assert_eq!(proxy.shared_data_size("vm"), (1, 6));
+    /// ```
+    pub fn shared_data_size(&self, vm_id: &str) -> (usize, usize) {
+        let state = self.lock();
+        state
+            .data
+            .iter()
+            .filter(|((vm, _), _)| vm == vm_id)
+            .fold((0, 0), |(keys, bytes), ((_, k), (v, _))| {
+                (keys + 1, bytes + k.len() + v.len())
+            })
+    }
+
     /// Writes shared data as a guest would with CAS 0 (unconditionally).
     ///
     /// # Errors

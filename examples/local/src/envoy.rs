@@ -515,6 +515,21 @@ impl Envoy {
         self.child.id()
     }
 
+    /// Envoy's resident memory (`VmRSS`), in bytes.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `/proc` cannot be read.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmRSS in /proc/PID/status")?;
+        Ok(kib * 1024)
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
