@@ -5,7 +5,7 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
-use crate::translate::{Placement, Translation, Upstream, fqdn};
+use crate::translate::{Placement, RateLimitFilter, Translation, Upstream, fqdn};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
@@ -20,6 +20,9 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meshwasm-
 /// A meshwasm filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Filter {
+    /// Envoy's local rate limit, from an EnvoyFilter that inserts
+    /// `envoy.filters.http.local_ratelimit`.
+    RateLimit,
     /// VirtualService faults (delay, abort).
     Fault,
     /// VirtualService routing.
@@ -51,12 +54,14 @@ impl fmt::Display for Phase {
 }
 
 impl Filter {
-    /// Both filters, in the order they run.
-    pub const ALL: [Filter; 2] = [Filter::Fault, Filter::Router];
+    /// Every filter, in the order they run: the rate limit first, a cheap
+    /// pre-filter that refuses a request before the others work on it.
+    pub const ALL: [Filter; 3] = [Filter::RateLimit, Filter::Fault, Filter::Router];
 
     /// The filter's name in Envoy and its root id (`meshwasm.router`).
     pub fn plugin_name(self) -> &'static str {
         match self {
+            Filter::RateLimit => "meshwasm.rate-limit",
             Filter::Fault => "meshwasm.fault",
             Filter::Router => "meshwasm.router",
         }
@@ -65,6 +70,7 @@ impl Filter {
     /// The crate, the image repository and the base of Kubernetes names.
     pub fn crate_name(self) -> &'static str {
         match self {
+            Filter::RateLimit => "meshwasm-rate-limit",
             Filter::Fault => "meshwasm-fault",
             Filter::Router => "meshwasm-router",
         }
@@ -73,6 +79,7 @@ impl Filter {
     /// The built module's file name.
     pub fn wasm_file(self) -> &'static str {
         match self {
+            Filter::RateLimit => "meshwasm_rate_limit.wasm",
             Filter::Fault => "meshwasm_fault.wasm",
             Filter::Router => "meshwasm_router.wasm",
         }
@@ -80,24 +87,32 @@ impl Filter {
 
     /// Default WasmPlugin phase and priority.
     ///
-    /// Both run in STATS: after Istio's authentication and authorization
+    /// All run in STATS: after Istio's authentication and authorization
     /// (a request that RBAC denies is neither delayed nor routed), and before
     /// Istio's own fault and CORS filters, which come later in the chain
     /// whatever the phase. Within the phase a higher priority runs first:
     /// the fault filter (20) before the router (10), as Istio orders its
     /// fault filter before its router, so an aborted request never picks a
     /// destination. A telemetry filter belongs above both, so it sees the
-    /// aborts as responses.
+    /// aborts as responses. The rate limit (30) runs before both, where
+    /// Istio's examples insert the native one (before the router): a
+    /// request over the limit is refused before any other work is done on
+    /// it. An EnvoyFilter that inserts it first (`INSERT_FIRST`) gets
+    /// AUTHN instead ([`rate_limit_order`]).
     pub fn default_order(self) -> (Phase, i32) {
         match self {
+            Filter::RateLimit => (Phase::Stats, 30),
             Filter::Fault => (Phase::Stats, 20),
             Filter::Router => (Phase::Stats, 10),
         }
     }
 
-    /// Its plugin configuration in a translation, at a placement.
+    /// Its plugin configuration in a translation, at a placement. The rate
+    /// limit has none at a VirtualService placement: each of
+    /// [`Translation::rate_limits`] has its own workloads.
     pub fn config(self, translation: &Translation, placement: &Placement) -> Option<Value> {
         match self {
+            Filter::RateLimit => None,
             Filter::Fault => translation.fault_config(placement),
             Filter::Router => translation.router_config(placement),
         }
@@ -212,7 +227,11 @@ impl IstioOptions {
 /// assert_eq!(docs[0]["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-fault:latest");
 /// ```
 pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = translation
+        .rate_limits
+        .iter()
+        .map(|limit| rate_limit_plugin(limit, options))
+        .collect();
     for placement in translation.placements() {
         for filter in Filter::ALL {
             if let Some(config) = filter.config(translation, &placement) {
@@ -269,13 +288,115 @@ pub fn wasm_plugin(
     config: Value,
     options: &IstioOptions,
 ) -> Value {
-    let (phase, priority) = filter.default_order();
+    let targets = match placement {
+        _ if !options.target_refs.is_empty() => Targets::Refs,
+        Placement::Gateway { selector, .. } => Targets::Labels(selector),
+        Placement::Mesh => Targets::Namespace,
+    };
+    let mode = (*placement == Placement::Mesh).then(|| json!([{"mode": "CLIENT"}]));
+    plugin_resource(
+        filter,
+        format!("{}-{}", filter.crate_name(), placement.slug()),
+        placement_namespace(placement, options),
+        targets,
+        filter.default_order(),
+        mode,
+        config,
+        options,
+    )
+}
+
+/// The phase and priority of a local rate limit's WasmPlugin: AUTHN when
+/// the EnvoyFilter inserted it first, else the filter's default (STATS,
+/// before meshwasm's fault filter and router).
+pub fn rate_limit_order(limit: &RateLimitFilter) -> (Phase, i32) {
+    if limit.first {
+        (Phase::Authn, Filter::RateLimit.default_order().1)
+    } else {
+        Filter::RateLimit.default_order()
+    }
+}
+
+/// The WasmPlugin of a local rate limit: in the EnvoyFilter's namespace,
+/// selecting its `workloadSelector`, on the traffic its patch's context
+/// and port picked (`SIDECAR_INBOUND` is `mode: SERVER`,
+/// `SIDECAR_OUTBOUND` is `CLIENT`), with the `LocalRateLimit` config as
+/// `pluginConfig`.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{rate_limit_plugin, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/local-rate-limit.yaml"), &Options::default()).unwrap();
+/// let plugin = rate_limit_plugin(&t.rate_limits[0], &IstioOptions::default());
+/// assert_eq!(plugin["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-rate-limit:latest");
+/// assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "productpage");
+/// assert_eq!(plugin["spec"]["match"][0]["mode"], "SERVER");
+/// assert_eq!(plugin["spec"]["pluginConfig"]["token_bucket"]["max_tokens"], 4);
+/// ```
+pub fn rate_limit_plugin(limit: &RateLimitFilter, options: &IstioOptions) -> Value {
+    let filter = Filter::RateLimit;
+    let mut selector = Map::new();
+    let mode = match limit.context.as_str() {
+        "SIDECAR_INBOUND" => Some("SERVER"),
+        "SIDECAR_OUTBOUND" => Some("CLIENT"),
+        _ => None,
+    };
+    if let Some(mode) = mode {
+        selector.insert("mode".into(), json!(mode));
+    }
+    if let Some(port) = limit.port {
+        selector.insert("ports".into(), json!([{"number": port}]));
+    }
+    let matches = (!selector.is_empty()).then(|| json!([Value::Object(selector)]));
+    // The EnvoyFilter's workloadSelector is the user's choice of
+    // workloads; `target_refs` only stand in when it selected none.
+    let targets = match () {
+        _ if !limit.selector.is_empty() => Targets::Labels(&limit.selector),
+        _ if !options.target_refs.is_empty() => Targets::Refs,
+        _ => Targets::Namespace,
+    };
+    plugin_resource(
+        filter,
+        format!("{}-{}", filter.crate_name(), limit.name),
+        limit.namespace.clone(),
+        targets,
+        rate_limit_order(limit),
+        matches,
+        limit.config.clone(),
+        options,
+    )
+}
+
+/// Which workloads a WasmPlugin selects.
+enum Targets<'a> {
+    /// Every workload of its namespace.
+    Namespace,
+    /// Those with these labels.
+    Labels(&'a BTreeMap<String, String>),
+    /// The options' `target_refs`.
+    Refs,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plugin_resource(
+    filter: Filter,
+    name: String,
+    namespace: String,
+    targets: Targets<'_>,
+    (phase, priority): (Phase, i32),
+    matches: Option<Value>,
+    config: Value,
+    options: &IstioOptions,
+) -> Value {
     let mut spec = Map::new();
-    match placement {
-        Placement::Gateway { selector, .. } if options.target_refs.is_empty() => {
+    match targets {
+        Targets::Labels(selector) => {
             spec.insert("selector".into(), json!({ "matchLabels": selector }));
         }
-        _ if !options.target_refs.is_empty() => {
+        Targets::Refs => {
             let refs: Vec<Value> = options
                 .target_refs
                 .iter()
@@ -290,7 +411,7 @@ pub fn wasm_plugin(
                 .collect();
             spec.insert("targetRefs".into(), Value::Array(refs));
         }
-        _ => {}
+        Targets::Namespace => {}
     }
     spec.insert("url".into(), json!(options.url(filter)));
     if let Some(sha) = options.sha256(filter) {
@@ -310,8 +431,8 @@ pub fn wasm_plugin(
         json!(options.fail_strategy.to_string()),
     );
     spec.insert("type".into(), json!("HTTP"));
-    if *placement == Placement::Mesh {
-        spec.insert("match".into(), json!([{"mode": "CLIENT"}]));
+    if let Some(matches) = matches {
+        spec.insert("match".into(), matches);
     }
     if !options.vm_env.is_empty() {
         let env: Vec<Value> = options
@@ -326,8 +447,8 @@ pub fn wasm_plugin(
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
         "metadata": {
-            "name": format!("{}-{}", filter.crate_name(), placement.slug()),
-            "namespace": placement_namespace(placement, options),
+            "name": name,
+            "namespace": namespace,
             "labels": labels(),
         },
         "spec": Value::Object(spec),
@@ -530,7 +651,7 @@ fn plugin_config(filter: Filter, config: &Value, code: &Code) -> Value {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
             "value": config.to_string(),
         },
-        // Both filters share one VM per worker: it saves memory and costs
+        // The filters share one VM per worker: it saves memory and costs
         // nothing per request (see DESIGN.md).
         "vm_config": {
             "vm_id": "meshwasm",
@@ -611,7 +732,11 @@ pub fn envoy_filters(
     form: &EnvoyFilterForm,
     options: &IstioOptions,
 ) -> Vec<Value> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = translation
+        .rate_limits
+        .iter()
+        .map(|limit| rate_limit_envoy_filter(limit, form))
+        .collect();
     for placement in translation.placements() {
         for filter in Filter::ALL {
             let Some(config) = filter.config(translation, &placement) else {
@@ -633,55 +758,7 @@ pub fn envoy_filters(
                     "patch": {"operation": "INSERT_BEFORE", "value": value},
                 })
             };
-            let patches = match form {
-                EnvoyFilterForm::Inline(code) => {
-                    let code = match code {
-                        Code::Local { filename } => Code::Local {
-                            filename: filename.replace("{file}", filter.wasm_file()),
-                        },
-                        Code::Remote {
-                            uri,
-                            cluster,
-                            sha256,
-                        } => Code::Remote {
-                            uri: uri.replace("{file}", filter.wasm_file()),
-                            cluster: cluster.clone(),
-                            sha256: sha256.clone(),
-                        },
-                    };
-                    vec![insert(http_filter(filter, &config, &code))]
-                }
-                EnvoyFilterForm::Ecds { uri, sha256 } => {
-                    let uri = uri
-                        .replace("{file}", filter.wasm_file())
-                        .replace("{image}", filter.crate_name());
-                    let mut remote = json!({"http_uri": {"uri": uri}});
-                    if let Some(sha) = sha256 {
-                        remote["sha256"] = json!(sha.strip_prefix("sha256:").unwrap_or(sha));
-                    }
-                    let mut typed = json!({
-                        "@type": WASM_FILTER_TYPE,
-                        "config": plugin_config(filter, &config, &Code::Local { filename: String::new() }),
-                    });
-                    typed["config"]["vm_config"]["code"] = json!({ "remote": remote });
-                    vec![
-                        json!({
-                            "applyTo": "EXTENSION_CONFIG",
-                            "patch": {"operation": "ADD", "value": {
-                                "name": filter.plugin_name(),
-                                "typed_config": typed,
-                            }},
-                        }),
-                        insert(json!({
-                            "name": filter.plugin_name(),
-                            "config_discovery": {
-                                "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
-                                "type_urls": [WASM_FILTER_TYPE],
-                            },
-                        })),
-                    ]
-                }
-            };
+            let patches = form_patches(filter, &config, form, insert);
             let mut spec = Map::new();
             if let Some(labels) = &selector {
                 spec.insert("workloadSelector".into(), json!({ "labels": labels }));
@@ -703,6 +780,116 @@ pub fn envoy_filters(
     }
     out.extend(handoff_envoy_filters(translation, options));
     out
+}
+
+/// The EnvoyFilter that puts the rate-limit filter where the user's
+/// EnvoyFilter put Envoy's `local_ratelimit`: the same workloads, the same
+/// patch `match` and operation, the Wasm filter in its place.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{rate_limit_envoy_filter, Code, EnvoyFilterForm};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/local-rate-limit.yaml"), &Options::default()).unwrap();
+/// let form = EnvoyFilterForm::Inline(Code::Local { filename: "/var/local/lib/wasm/{file}".into() });
+/// let doc = rate_limit_envoy_filter(&t.rate_limits[0], &form);
+/// let patch = &doc["spec"]["configPatches"][0];
+/// assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+/// assert_eq!(patch["patch"]["value"]["name"], "meshwasm.rate-limit");
+/// ```
+pub fn rate_limit_envoy_filter(limit: &RateLimitFilter, form: &EnvoyFilterForm) -> Value {
+    let filter = Filter::RateLimit;
+    let insert = |value: Value| {
+        json!({
+            "applyTo": "HTTP_FILTER",
+            "match": limit.patch_match,
+            "patch": {"operation": limit.operation, "value": value},
+        })
+    };
+    let mut spec = Map::new();
+    if !limit.selector.is_empty() {
+        spec.insert(
+            "workloadSelector".into(),
+            json!({ "labels": limit.selector }),
+        );
+    }
+    spec.insert("priority".into(), json!(-filter.default_order().1));
+    spec.insert(
+        "configPatches".into(),
+        Value::Array(form_patches(filter, &limit.config, form, insert)),
+    );
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {
+            "name": format!("{}-{}", filter.crate_name(), limit.name),
+            "namespace": limit.namespace,
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    })
+}
+
+/// The patches that put one filter in a chain in the given form: the
+/// filter inline, or an `EXTENSION_CONFIG` and a filter that discovers it.
+/// `insert` wraps the filter entry in the `HTTP_FILTER` patch.
+fn form_patches(
+    filter: Filter,
+    config: &Value,
+    form: &EnvoyFilterForm,
+    insert: impl Fn(Value) -> Value,
+) -> Vec<Value> {
+    match form {
+        EnvoyFilterForm::Inline(code) => {
+            let code = match code {
+                Code::Local { filename } => Code::Local {
+                    filename: filename.replace("{file}", filter.wasm_file()),
+                },
+                Code::Remote {
+                    uri,
+                    cluster,
+                    sha256,
+                } => Code::Remote {
+                    uri: uri.replace("{file}", filter.wasm_file()),
+                    cluster: cluster.clone(),
+                    sha256: sha256.clone(),
+                },
+            };
+            vec![insert(http_filter(filter, config, &code))]
+        }
+        EnvoyFilterForm::Ecds { uri, sha256 } => {
+            let uri = uri
+                .replace("{file}", filter.wasm_file())
+                .replace("{image}", filter.crate_name());
+            let mut remote = json!({"http_uri": {"uri": uri}});
+            if let Some(sha) = sha256 {
+                remote["sha256"] = json!(sha.strip_prefix("sha256:").unwrap_or(sha));
+            }
+            let mut typed = json!({
+                "@type": WASM_FILTER_TYPE,
+                "config": plugin_config(filter, config, &Code::Local { filename: String::new() }),
+            });
+            typed["config"]["vm_config"]["code"] = json!({ "remote": remote });
+            vec![
+                json!({
+                    "applyTo": "EXTENSION_CONFIG",
+                    "patch": {"operation": "ADD", "value": {
+                        "name": filter.plugin_name(),
+                        "typed_config": typed,
+                    }},
+                }),
+                insert(json!({
+                    "name": filter.plugin_name(),
+                    "config_discovery": {
+                        "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+                        "type_urls": [WASM_FILTER_TYPE],
+                    },
+                })),
+            ]
+        }
+    }
 }
 
 /// Pod annotations that mount a ConfigMap holding the modules into the
@@ -1015,14 +1202,28 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             .collect(),
         ..translation.clone()
     };
-    let mut http_filters = Vec::new();
+    let wasm_file = |filter: Filter| {
+        format!(
+            "{}/{}",
+            options.wasm_dir.trim_end_matches('/'),
+            filter.wasm_file()
+        )
+    };
+    // The local rate limits first: a cheap pre-filter, so that a request
+    // over the limit is refused before the fault filter and the router do
+    // any work for it. Plain Envoy has one listener, so each applies to
+    // all of its traffic, whatever workloads its EnvoyFilter selected.
+    let mut http_filters: Vec<Value> = translation
+        .rate_limits
+        .iter()
+        .map(|limit| {
+            let filename = wasm_file(Filter::RateLimit);
+            http_filter(Filter::RateLimit, &limit.config, &Code::Local { filename })
+        })
+        .collect();
     for filter in Filter::ALL {
         if let Some(config) = filter.config(&everywhere, &Placement::Mesh) {
-            let filename = format!(
-                "{}/{}",
-                options.wasm_dir.trim_end_matches('/'),
-                filter.wasm_file()
-            );
+            let filename = wasm_file(filter);
             http_filters.push(http_filter(filter, &config, &Code::Local { filename }));
         }
     }

@@ -12,6 +12,10 @@
 //! - DestinationRule subsets are checked against the destinations that use
 //!   them.
 //!
+//! - an `EnvoyFilter` that inserts Envoy's `local_ratelimit` filter becomes
+//!   the rate-limit filter's configuration ([`RateLimitFilter`]), checked by
+//!   the filter's own compiler (see `local_rate_limit.rs`).
+//!
 //! Whatever the filters cannot express is reported as a [`Finding`] with
 //! its document, resource, field path and line: a warning, or an error in
 //! strict mode. Nothing is dropped in silence.
@@ -24,6 +28,10 @@ use meshwasm_core::virtual_service::{Destination, VirtualService};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod local_rate_limit;
+
+pub use local_rate_limit::{LOCAL_RATE_LIMIT_FILTER, LOCAL_RATE_LIMIT_TYPE, RateLimitFilter};
 
 /// Istio's API groups and versions this module reads.
 const NETWORKING_VERSIONS: [&str; 3] = [
@@ -248,6 +256,9 @@ pub struct Translation {
     pub destination_rules: Vec<SubsetRule>,
     /// The clusters of every ServiceEntry plain Envoy can render.
     pub external: Vec<ExternalCluster>,
+    /// The local rate limits of the EnvoyFilters that insert Envoy's
+    /// `local_ratelimit`, in input order, for the rate-limit filter.
+    pub rate_limits: Vec<RateLimitFilter>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -402,6 +413,7 @@ pub fn translate_files(
     let mut destination_rules = Vec::new();
     let mut external = Vec::new();
     let mut passthrough = Vec::new();
+    let mut rate_limits = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
         for doc in documents {
@@ -428,6 +440,7 @@ pub fn translate_files(
                     external.extend(cx.service_entry(doc, &source));
                     passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
+                "EnvoyFilter" => rate_limits.extend(cx.envoy_filter(doc, &source)),
                 _ => {}
             }
         }
@@ -456,6 +469,7 @@ pub fn translate_files(
         services: out,
         destination_rules,
         external,
+        rate_limits,
         passthrough,
         findings,
     })
@@ -514,6 +528,12 @@ impl Context<'_> {
         self.push(Severity::Warning, Some(source), Some(doc), path, message);
     }
 
+    /// The warning for an Istio resource the filters do not need.
+    fn not_translated(&mut self, doc: &Document, source: &Source) {
+        let kind = &source.kind;
+        self.push(Severity::Warning, Some(source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway and ServiceEntry, so keep applying it to Istio as it is"));
+    }
+
     /// Kind, name and namespace; `None` (with an error) for a document this
     /// module does not translate.
     fn identify(&mut self, doc: &Document) -> Option<Source> {
@@ -552,7 +572,14 @@ impl Context<'_> {
         };
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
         match kind.as_str() {
-            "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" if istio => {}
+            // An EnvoyFilter is translated when it is about Envoy's local
+            // rate limit; any other is kept for Istio, as other kinds are.
+            "EnvoyFilter" if istio && !local_rate_limit::mentions_local_rate_limit(&doc.value) => {
+                self.not_translated(doc, &source);
+                return None;
+            }
+            "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" | "EnvoyFilter"
+                if istio => {}
             "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" => {
                 self.error(
                     Some(&source),
@@ -566,7 +593,7 @@ impl Context<'_> {
                 return None;
             }
             _ if istio => {
-                self.push(Severity::Warning, Some(&source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway and ServiceEntry, so keep applying it to Istio as it is"));
+                self.not_translated(doc, &source);
                 return None;
             }
             _ => {

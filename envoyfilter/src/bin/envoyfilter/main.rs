@@ -166,8 +166,12 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .filter(|f| f.severity == translate::Severity::Warning)
                 .count();
+            let limits = match t.rate_limits.len() {
+                0 => String::new(),
+                n => format!(", {n} local rate limits"),
+            };
             eprintln!(
-                "{} VirtualServices, {} placements, {warnings} warnings",
+                "{} VirtualServices, {} placements{limits}, {warnings} warnings",
                 t.services.len(),
                 t.placements().len(),
             );
@@ -184,6 +188,16 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 out.insert(placement.slug(), Value::Object(filters));
+            }
+            // Each local rate limit has its own workloads: keyed by the
+            // EnvoyFilter it comes from.
+            for limit in &t.rate_limits {
+                let mut filters = serde_json::Map::new();
+                filters.insert(Filter::RateLimit.plugin_name().into(), limit.config.clone());
+                out.insert(
+                    format!("{}/{}", limit.namespace, limit.name),
+                    Value::Object(filters),
+                );
             }
             let text = serde_json::to_string_pretty(&Value::Object(out))? + "\n";
             return write_output(&input, &text);
@@ -303,7 +317,8 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
         let filter = match name {
             "router" | "meshwasm-router" | "meshwasm.router" => Filter::Router,
             "fault" | "meshwasm-fault" | "meshwasm.fault" => Filter::Fault,
-            other => bail!("--sha256: unknown filter {other:?}; use router or fault"),
+            "rate-limit" | "meshwasm-rate-limit" | "meshwasm.rate-limit" => Filter::RateLimit,
+            other => bail!("--sha256: unknown filter {other:?}; use router, fault or rate-limit"),
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
