@@ -6,6 +6,7 @@ use envoyfilter::render::{self, Code, EnvoyFilterForm, EnvoyOptions, Filter, Ist
 use envoyfilter::translate::{Finding, Options, Placement, Severity, translate, translate_files};
 use meshwasm_core::fault::FaultPlan;
 use meshwasm_core::plan::Plan;
+use meshwasm_core::rate_limit::RateLimitPlan;
 use meshwasm_core::router::RouterPlan;
 use serde_json::Value;
 
@@ -17,13 +18,14 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
     "header-routing.yaml",
+    "local-rate-limit.yaml",
 ];
 
 /// The configuration each filter would get at a placement, compiled by the
@@ -59,6 +61,10 @@ fn every_example_translates_and_the_filters_accept_the_result() {
             if let Some(fault) = t.fault_config(&placement) {
                 compile(&fault);
             }
+        }
+        for limit in &t.rate_limits {
+            RateLimitPlan::from_json(limit.config.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for doc in render::istio_manifests(&t, &IstioOptions::default()) {
             assert!(
@@ -644,5 +650,327 @@ fn service_entries_are_passed_to_istio_and_become_envoy_clusters() {
         [
             "warning: document 3 (ServiceEntry anything) spec.resolution (line 29): resolution NONE (Envoy's original destination) is not rendered in the plain Envoy output; Istio gets the ServiceEntry as it is"
         ]
+    );
+}
+
+/// The local rate limit example as Istio's task writes it (a TypedStruct),
+/// and the same config written directly with its `@type`.
+fn rate_limit_forms() -> [(&'static str, String); 2] {
+    let typed_struct = example("local-rate-limit.yaml");
+    let mut docs: Vec<Value> = envoyfilter::yaml::load(&typed_struct)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect();
+    let typed = &mut docs[0]["spec"]["configPatches"][0]["patch"]["value"]["typed_config"];
+    let mut direct = serde_json::json!({"@type": typed["type_url"]});
+    for (k, v) in typed["value"].as_object().unwrap() {
+        direct[k] = v.clone();
+    }
+    *typed = direct;
+    let direct = envoyfilter::yaml::dump(&docs);
+    assert!(!direct.contains("TypedStruct"), "{direct}");
+    [("TypedStruct", typed_struct), ("direct @type", direct)]
+}
+
+/// An EnvoyFilter with one patch that inserts a local rate limit with this
+/// (direct) config, indented for `typed_config`, plus `extra` patches.
+fn local_rate_limit(config: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {{name: rl, namespace: shop}}\nspec:\n  workloadSelector:\n    labels: {{app: web}}\n  configPatches:\n  - applyTo: HTTP_FILTER\n    match:\n      context: SIDECAR_INBOUND\n      listener:\n        portNumber: 8080\n        filterChain:\n          filter:\n            name: envoy.filters.network.http_connection_manager\n            subFilter: {{name: envoy.filters.http.router}}\n    patch:\n      operation: INSERT_BEFORE\n      value:\n        name: envoy.filters.http.local_ratelimit\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit\n{config}{extra}"
+    )
+}
+
+const BUCKET: &str = "          stat_prefix: rl\n          token_bucket: {max_tokens: 2, tokens_per_fill: 2, fill_interval: 1s}\n          filter_enabled: {default_value: {numerator: 100}}\n          filter_enforced: {default_value: {numerator: 100}}\n";
+
+#[test]
+fn istios_local_rate_limit_becomes_the_rate_limit_filter_in_both_forms() {
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    for (form, input) in rate_limit_forms() {
+        let t = translate(&input, &strict).unwrap_or_else(|e| panic!("{form}:\n{e}"));
+        assert_eq!(t.rate_limits.len(), 1, "{form}");
+        let limit = &t.rate_limits[0];
+        assert_eq!(limit.selector["app"], "productpage", "{form}");
+        assert_eq!(limit.context, "SIDECAR_INBOUND", "{form}");
+        assert!(limit.config.get("@type").is_none(), "{form}");
+        let config = &limit.config;
+        assert_eq!(config["stat_prefix"], "http_local_rate_limiter", "{form}");
+        assert_eq!(config["token_bucket"]["fill_interval"], "60s", "{form}");
+        assert_eq!(
+            config["rate_limits"][0]["actions"][0]["request_headers"]["header_name"], "x-client",
+            "{form}"
+        );
+        // The runtime keys are notes, by path and line, not warnings.
+        let findings: Vec<String> = t.findings.iter().map(ToString::to_string).collect();
+        assert_eq!(findings.len(), 2, "{form}: {findings:?}");
+        assert!(t.findings.iter().all(|f| f.severity == Severity::Note));
+        let value = if form == "TypedStruct" { ".value" } else { "" };
+        assert_eq!(
+            t.findings[0].path,
+            format!(
+                "spec.configPatches[0].patch.value.typed_config{value}.filter_enabled.runtime_key"
+            ),
+            "{form}"
+        );
+        let line = envoyfilter::yaml::load(&input).unwrap()[0]
+            .position(&t.findings[0].path)
+            .unwrap()
+            .line;
+        assert_eq!(t.findings[0].line, Some(line), "{form}");
+        if form == "TypedStruct" {
+            assert_eq!(line, 44);
+        }
+        // Istio: one rate-limit WasmPlugin on productpage's inbound side,
+        // before the router of the VirtualService beside it.
+        let docs = render::istio_manifests(&t, &IstioOptions::default());
+        let plugin = &docs[0];
+        assert_eq!(plugin["kind"], "WasmPlugin");
+        assert_eq!(
+            plugin["metadata"]["name"],
+            "meshwasm-rate-limit-filter-local-ratelimit-svc"
+        );
+        assert_eq!(plugin["metadata"]["namespace"], "default");
+        let spec = &plugin["spec"];
+        assert_eq!(
+            spec["url"],
+            "oci://ghcr.io/meshwasm/meshwasm-rate-limit:latest"
+        );
+        assert_eq!(spec["selector"]["matchLabels"]["app"], "productpage");
+        assert_eq!(spec["match"], serde_json::json!([{"mode": "SERVER"}]));
+        assert_eq!(
+            (&spec["phase"], &spec["priority"]),
+            (&"STATS".into(), &30.into())
+        );
+        assert_eq!(spec["pluginConfig"], *config);
+        assert!(
+            docs.iter().all(|d| d["kind"] != "EnvoyFilter"
+                || d["metadata"]["name"] != "filter-local-ratelimit-svc")
+        );
+        let router = docs
+            .iter()
+            .find(|d| d["metadata"]["name"] == "meshwasm-router-mesh")
+            .unwrap();
+        assert!(spec["priority"].as_i64() > router["spec"]["priority"].as_i64());
+        // Plain Envoy: the Wasm filter first, with the config as its string.
+        let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+        let filters = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["http_filters"];
+        let names: Vec<&str> = filters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "meshwasm.rate-limit",
+                "meshwasm.router",
+                "envoy.filters.http.router"
+            ]
+        );
+        let wasm = &filters[0]["typed_config"]["config"];
+        assert_eq!(
+            wasm["vm_config"]["code"]["local"]["filename"],
+            "target/wasm32-wasip1/wasm/meshwasm_rate_limit.wasm"
+        );
+        let passed: Value =
+            serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(passed, *config);
+        // EnvoyFilter output: the Wasm filter where the native one was.
+        let form_ = EnvoyFilterForm::Inline(Code::Local {
+            filename: "/var/local/lib/wasm/{file}".into(),
+        });
+        let docs = render::envoy_filters(&t, &form_, &IstioOptions::default());
+        let patch = &docs[0]["spec"]["configPatches"][0];
+        assert_eq!(
+            docs[0]["spec"]["workloadSelector"]["labels"]["app"],
+            "productpage"
+        );
+        assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+        assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+        assert_eq!(
+            patch["patch"]["value"]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"],
+            "/var/local/lib/wasm/meshwasm_rate_limit.wasm"
+        );
+    }
+}
+
+#[test]
+fn a_bad_rate_limit_config_is_the_filters_error_at_the_yaml_path_and_line() {
+    // Istio's task with a zero fill interval: the filter's own refusal.
+    let input =
+        example("local-rate-limit.yaml").replacen("fill_interval: 60s", "fill_interval: 0s", 1);
+    let e = only_error(&input);
+    assert_eq!(e.source.as_ref().unwrap().kind, "EnvoyFilter");
+    assert_eq!(
+        e.path,
+        "spec.configPatches[0].patch.value.typed_config.value.token_bucket.fill_interval"
+    );
+    assert_eq!(e.line, Some(42), "{e}");
+    // A misspelt field, in camelCase: named as written.
+    let e = only_error(&local_rate_limit(
+        &BUCKET.replace(
+            "stat_prefix: rl",
+            "statPrefix: rl\n          tokenBuckt: {}",
+        ),
+        "",
+    ));
+    assert_eq!(
+        e.path, "spec.configPatches[0].patch.value.typed_config.tokenBuckt",
+        "{e}"
+    );
+    assert!(e.message.contains("unknown field `tokenBuckt`"), "{e}");
+    assert!(!e.message.contains("column"), "no JSON position: {e}");
+    assert_eq!(e.line, Some(24), "{e}");
+    // What the filter refuses by name.
+    let e = only_error(&local_rate_limit(
+        &format!("{BUCKET}          local_cluster_rate_limit: {{}}\n"),
+        "",
+    ));
+    assert_eq!(
+        e.path, "spec.configPatches[0].patch.value.typed_config.local_cluster_rate_limit",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(27), "{e}");
+    // A TypedStruct of another type.
+    let e = only_error(&example("local-rate-limit.yaml").replace(
+        "type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "type_url: type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+    ));
+    assert_eq!(
+        e.path, "spec.configPatches[0].patch.value.typed_config.type_url",
+        "{e}"
+    );
+}
+
+#[test]
+fn per_route_overrides_are_reported_and_route_rate_limits_move_inline() {
+    // Istio's per-route variant: typed_per_filter_config on the route.
+    let per_route = "  - applyTo: HTTP_ROUTE\n    match:\n      context: SIDECAR_INBOUND\n      routeConfiguration:\n        vhost:\n          name: inbound|http|9080\n          route: {action: ANY}\n    patch:\n      operation: MERGE\n      value:\n        typed_per_filter_config:\n          envoy.filters.http.local_ratelimit:\n            \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n            type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit\n            value: {stat_prefix: per_route}\n";
+    let t = translate(&local_rate_limit(BUCKET, per_route), &Options::default()).unwrap();
+    assert_eq!(t.rate_limits.len(), 1);
+    assert_eq!(t.rate_limits[0].port, Some(8080));
+    let warnings: Vec<&Finding> = t
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", t.findings);
+    assert_eq!(
+        warnings[0].path,
+        "spec.configPatches[1].patch.value.typed_per_filter_config.envoy.filters.http.local_ratelimit"
+    );
+    assert_eq!(warnings[0].line, Some(38), "{}", warnings[0]);
+    assert!(
+        warnings[0].message.contains("not carried over"),
+        "{}",
+        warnings[0]
+    );
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    assert!(translate(&local_rate_limit(BUCKET, per_route), &strict).is_err());
+    // The port reaches the WasmPlugin.
+    let plugin = render::rate_limit_plugin(&t.rate_limits[0], &IstioOptions::default());
+    assert_eq!(
+        plugin["spec"]["match"],
+        serde_json::json!([{"mode": "SERVER", "ports": [{"number": 8080}]}])
+    );
+
+    // Route rate_limits, on every route: moved inline, with a note.
+    let descriptors = "          descriptors:\n          - entries: [{key: client}]\n            token_bucket: {max_tokens: 1, fill_interval: 60s}\n";
+    let route = |action: &str| {
+        format!(
+            "  - applyTo: HTTP_ROUTE\n    match:\n      context: SIDECAR_INBOUND\n      routeConfiguration:\n        vhost:\n          route: {{action: {action}}}\n    patch:\n      operation: MERGE\n      value:\n        route:\n          rate_limits:\n          - actions:\n            - request_headers: {{header_name: x-client, descriptor_key: client}}\n"
+        )
+    };
+    let input = local_rate_limit(&format!("{BUCKET}{descriptors}"), &route("ANY"));
+    let t = translate(&input, &strict).unwrap_or_else(|e| panic!("{e}"));
+    let config = &t.rate_limits[0].config;
+    assert_eq!(
+        config["rate_limits"][0]["actions"][0]["request_headers"]["descriptor_key"],
+        "client"
+    );
+    RateLimitPlan::from_json(config.to_string().as_bytes()).unwrap();
+    assert_eq!(t.findings.len(), 1, "{:?}", t.findings);
+    assert_eq!(t.findings[0].severity, Severity::Note);
+    assert_eq!(
+        t.findings[0].path,
+        "spec.configPatches[1].patch.value.route.rate_limits"
+    );
+    // On some routes only: moved, but the user is warned the scope grew.
+    let t = translate(
+        &local_rate_limit(&format!("{BUCKET}{descriptors}"), &route("ROUTE")),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(t.findings[0].severity, Severity::Warning);
+    assert!(t.rate_limits[0].config.get("rate_limits").is_some());
+    // Two route patches: which filter they belong to is the user's call.
+    let two = format!("{}{}", route("ANY"), route("ANY"));
+    let t = translate(&local_rate_limit(BUCKET, &two), &Options::default()).unwrap();
+    assert!(t.rate_limits[0].config.get("rate_limits").is_none());
+    let paths: Vec<&str> = t.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.configPatches[1].patch.value.route.rate_limits",
+            "spec.configPatches[2].patch.value.route.rate_limits"
+        ]
+    );
+    // A moved action the filter refuses is named where the user wrote it.
+    let bad = route("ANY").replace(
+        "request_headers: {header_name: x-client, descriptor_key: client}",
+        "source_cluster: {}",
+    );
+    let e = only_error(&local_rate_limit(&format!("{BUCKET}{descriptors}"), &bad));
+    assert_eq!(
+        e.path, "spec.configPatches[1].patch.value.route.rate_limits[0].actions[0].source_cluster",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(42), "{e}");
+}
+
+#[test]
+fn other_envoy_filters_and_patches_are_kept_for_istio() {
+    // Not about the local rate limit: today's warning, nothing rendered.
+    let lua = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: lua}\nspec:\n  configPatches:\n  - applyTo: HTTP_FILTER\n    patch:\n      operation: INSERT_BEFORE\n      value: {name: envoy.filters.http.lua}\n";
+    let t = translate(lua, &Options::default()).unwrap();
+    assert!(t.rate_limits.is_empty());
+    assert_eq!(t.findings.len(), 1);
+    assert_eq!(t.findings[0].path, "kind");
+    assert!(
+        t.findings[0]
+            .message
+            .contains("EnvoyFilter is not translated")
+    );
+    // Beside a local rate limit: that patch is named, to keep apart.
+    let extra = "  - applyTo: HTTP_FILTER\n    patch:\n      operation: INSERT_BEFORE\n      value: {name: envoy.filters.http.lua}\n";
+    let t = translate(&local_rate_limit(BUCKET, extra), &Options::default()).unwrap();
+    assert_eq!(t.rate_limits.len(), 1);
+    assert_eq!(t.findings.len(), 1, "{:?}", t.findings);
+    assert_eq!(t.findings[0].path, "spec.configPatches[1]");
+    assert_eq!(t.findings[0].line, Some(27));
+    // INSERT_FIRST asks for the head of the chain: AUTHN.
+    let first = local_rate_limit(BUCKET, "").replace("INSERT_BEFORE", "INSERT_FIRST");
+    let t = translate(&first, &Options::default()).unwrap();
+    let plugin = render::rate_limit_plugin(&t.rate_limits[0], &IstioOptions::default());
+    assert_eq!(plugin["spec"]["phase"], "AUTHN");
+    assert_eq!(plugin["metadata"]["namespace"], "shop");
+    // A filter the Wasm filter would not look at is said.
+    let unset = BUCKET.replace(
+        "          filter_enabled: {default_value: {numerator: 100}}\n",
+        "",
+    );
+    let t = translate(&local_rate_limit(&unset, ""), &Options::default()).unwrap();
+    assert_eq!(t.findings[0].severity, Severity::Warning);
+    assert_eq!(
+        t.findings[0].path,
+        "spec.configPatches[0].patch.value.typed_config.filter_enabled"
     );
 }

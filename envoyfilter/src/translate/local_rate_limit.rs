@@ -379,12 +379,12 @@ impl Context<'_> {
             match RateLimitPlan::from_json(config.to_string().as_bytes()) {
                 Err(e) => {
                     let written = as_written(&config, &e.path);
-                    let path = match (&moved, written.split_once('.')) {
-                        (Some((route_at, _)), _) if written == "rate_limits" => route_at.clone(),
-                        (Some((route_at, _)), Some(("rate_limits", rest))) => join(route_at, rest),
-                        (Some((route_at, _)), None) if written.starts_with("rate_limits[") => {
-                            format!("{route_at}{}", &written["rate_limits".len()..])
-                        }
+                    // A moved route rate limit is named where the user wrote it.
+                    let moved_rest = written
+                        .strip_prefix("rate_limits")
+                        .filter(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+                    let path = match (&moved, moved_rest) {
+                        (Some((route_at, _)), Some(rest)) => format!("{route_at}{rest}"),
                         _ => join(&config_at, &written),
                     };
                     self.error(Some(source), Some(doc), &path, message(&e));
