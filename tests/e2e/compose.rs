@@ -125,7 +125,11 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
             let module = filename
                 .strip_prefix("/etc/meshwasm/filters/")
                 .unwrap_or_else(|| panic!("{example}: {filename} is not in the mounted filters"));
-            let crate_dir = module.trim_end_matches(".wasm").replace("meshwasm_", "");
+            // `meshwasm_rate_limit.wasm` is built by `filters/rate-limit`.
+            let crate_dir = module
+                .trim_end_matches(".wasm")
+                .replace("meshwasm_", "")
+                .replace('_', "-");
             assert!(
                 repo.join("filters")
                     .join(&crate_dir)

@@ -307,8 +307,9 @@ fn the_istio_walkthrough_passes_the_schemas_and_fits_its_apps() {
     for plugin in plugins {
         let url = plugin["spec"]["url"].as_str().unwrap();
         assert!(
-            url == "oci://kind-registry:5000/meshwasm/meshwasm-router:0.1.0"
-                || url == "oci://kind-registry:5000/meshwasm/meshwasm-fault:0.1.0",
+            ["router", "fault", "rate-limit"]
+                .iter()
+                .any(|f| url == format!("oci://kind-registry:5000/meshwasm/meshwasm-{f}:0.1.0")),
             "{url}"
         );
     }

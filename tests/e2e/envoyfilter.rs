@@ -1,11 +1,12 @@
 //! envoyfilter's plain Envoy output, from the Istio YAML in
 //! `examples/virtual-services/`: Envoy accepts every rendered bootstrap
 //! (validation creates the Wasm VMs and configures the filters), and one
-//! bootstrap with two VirtualServices in one filter routes real traffic.
+//! bootstrap with two VirtualServices in one filter routes real traffic,
+//! and Istio's local rate limit EnvoyFilter, rendered, throttles in Envoy.
 
 use envoyfilter::render::{self, EnvoyOptions, envoy_bootstrap};
 use envoyfilter::translate::{Options, Translation, translate};
-use meshwasm_artifacts::ROUTER_WASM;
+use meshwasm_artifacts::{RATE_LIMIT_WASM, ROUTER_WASM};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy};
 use meshwasm_local::mesh::Mesh;
 use meshwasm_local::traffic::{send, send_many};
@@ -14,13 +15,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 6] = [
+pub(crate) const EXAMPLES: [&str; 7] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
     "header-routing.yaml",
+    "local-rate-limit.yaml",
 ];
 
 /// An example, translated with the default options.
@@ -176,4 +178,58 @@ async fn a_client_cannot_skip_the_gateways_https_redirect() {
     assert_eq!(tls.upstream(), Some("httpbin"), "{}", tls.status);
     let plain = mesh.get(host, "/status/418", &[]).await.unwrap();
     assert_eq!(plain.status, 301);
+}
+
+/// Istio's local rate limit task, as `examples/envoy/local-rate-limit.yaml`
+/// renders it for plain Envoy (the file docker-compose runs): the Wasm
+/// filter ahead of the router, 4 requests a minute per `x-client` value
+/// and 4 for requests without one, each refusal a 429 with the task's
+/// `x-local-rate-limit: true`; a crawler is throttled while another client
+/// still gets in. Then the same EnvoyFilter with its config written
+/// directly (`@type: ...LocalRateLimit`) instead of in a TypedStruct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_local_rate_limit_throttles_a_crawler_in_envoy() {
+    assert!(Path::new(RATE_LIMIT_WASM).is_file(), "{RATE_LIMIT_WASM}");
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/envoy/local-rate-limit.yaml");
+    let typed_struct = Mesh::from_envoy_file(&file, &[]).await.unwrap();
+
+    let t = example("local-rate-limit.yaml");
+    let mut direct = t.clone();
+    let config = &mut direct.rate_limits[0].config;
+    config["@type"] = envoyfilter::translate::LOCAL_RATE_LIMIT_TYPE.into();
+    let mut options = loopback_options();
+    options
+        .upstreams
+        .insert("productpage".into(), ("productpage".into(), 9080));
+    let direct = Mesh::from_envoy_config(envoy_bootstrap(&direct, &options), &[])
+        .await
+        .unwrap();
+
+    for mesh in [&typed_struct, &direct] {
+        let statuses = |client: Option<&'static str>, n: usize| async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let headers: Vec<(&str, &str)> =
+                    client.map(|c| ("x-client", c)).into_iter().collect();
+                let answer = mesh.get("productpage", "/", &headers).await.unwrap();
+                if answer.status == 429 {
+                    assert_eq!(answer.header("x-local-rate-limit"), Some("true"));
+                } else {
+                    assert_eq!(answer.upstream(), Some("productpage"), "{}", answer.status);
+                }
+                out.push(answer.status);
+            }
+            out
+        };
+        assert_eq!(
+            statuses(Some("crawler"), 6).await,
+            [200, 200, 200, 200, 429, 429]
+        );
+        // Another client has its own bucket, and so do requests without one.
+        assert_eq!(statuses(Some("alice"), 2).await, [200, 200]);
+        assert_eq!(statuses(None, 5).await, [200, 200, 200, 200, 429]);
+        assert_eq!(statuses(Some("crawler"), 1).await, [429]);
+        assert_eq!(mesh.upstream("productpage").hits(), 10);
+    }
 }
