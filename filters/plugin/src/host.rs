@@ -115,6 +115,37 @@ impl Metrics {
     }
 }
 
+/// Counters whose names are known only at run time (Envoy's
+/// `cluster.<cluster>.ratelimit.ok` is named after the request's cluster),
+/// each defined on the host at its first use. At most [`Self::MAX`] names
+/// are defined; further names are dropped, so traffic cannot grow them.
+#[derive(Debug, Default)]
+pub struct NamedCounters(RefCell<std::collections::HashMap<String, u32>>);
+
+impl NamedCounters {
+    /// The most names defined.
+    pub const MAX: usize = 1024;
+
+    /// Adds `offset` to the counter `name`.
+    pub fn add(&self, name: &str, offset: i64) {
+        let Ok(mut ids) = self.0.try_borrow_mut() else {
+            return;
+        };
+        let id = match ids.get(name) {
+            Some(id) => *id,
+            None if ids.len() < Self::MAX => {
+                let Ok(id) = hostcalls::define_metric(MetricType::Counter, name) else {
+                    return;
+                };
+                ids.insert(name.to_owned(), id);
+                id
+            }
+            None => return,
+        };
+        let _ = hostcalls::increment_metric(id, offset);
+    }
+}
+
 /// `size` bytes of the request body from the start of what the host holds,
 /// in the body callback.
 ///
@@ -123,6 +154,15 @@ impl Metrics {
 /// The host's status; the SDK's own getter traps on it.
 pub fn request_body(size: usize) -> Result<Vec<u8>, Status> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map(Option::unwrap_or_default)
+}
+
+/// The `size` bytes of a gRPC call's answer, in `on_grpc_call_response`.
+///
+/// # Errors
+///
+/// The host's status; the SDK's own getter traps on it.
+pub fn grpc_response_body(size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).map(Option::unwrap_or_default)
 }
 
 /// The host clock in nanoseconds since the Unix epoch.

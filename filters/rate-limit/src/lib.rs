@@ -1,5 +1,5 @@
-//! meshwasm rate-limit filter: Envoy's `local_ratelimit` as a Proxy-Wasm
-//! filter, configured with the same `LocalRateLimit` document.
+//! meshwasm rate-limit filter: Envoy's `local_ratelimit` and `ratelimit`
+//! as a Proxy-Wasm filter, configured with the same documents.
 //!
 //! For each request the filter asks `meshwasm_core::rate_limit::RateLimitPlan`
 //! which buckets to draw on and draws them in Proxy-Wasm shared data, so
@@ -9,25 +9,39 @@
 //! response. With `localRateLimitPerDownstreamConnection` the buckets are
 //! the connection's and stay in the worker's VM.
 //!
-//! Metrics: `<statPrefix>.http_local_rate_limit.{enabled,ok,rate_limited,enforced,shadow_mode}`,
+//! With a global `RateLimit` config (or `{"local": ..., "global": ...}`),
+//! a request the local buckets admitted is then held while the filter asks
+//! the rate limit service (`ShouldRateLimit`, through Envoy's gRPC client
+//! to the configured cluster), and the answer is carried out as Envoy's
+//! `ratelimit` filter does.
+//!
+//! Metrics: `<statPrefix>.http_local_rate_limit.{enabled,ok,rate_limited,enforced,shadow_mode}`
+//! and `cluster.<cluster>.ratelimit.{ok,over_limit,error,failure_mode_allowed}`,
 //! as Envoy names its own (shown under `wasmcustom.`).
 
+use meshwasm_core::header_ops::HeaderOp;
 use meshwasm_core::properties::attributes;
+use meshwasm_core::rate_limit::global::Answer;
+use meshwasm_core::rate_limit::rls;
 use meshwasm_core::rate_limit::{DENIED_BODY, DENIED_DETAILS, RateHeaders, RateLimitPlan, Verdict};
+use meshwasm_core::request::RequestAttributes;
 use meshwasm_core::shared_counter::{MemorySharedData, fnv1a64};
 use meshwasm_plugin::headers::{HeaderMapKind, HostRequest, apply_edits};
-use meshwasm_plugin::host::{HostProperties, HostSharedData, now_nanos};
+use meshwasm_plugin::host::{
+    HostProperties, HostSharedData, NamedCounters, grpc_response_body, now_nanos,
+};
 use meshwasm_plugin::reply::{LocalReply, send_local_reply};
 use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 
 meshwasm_plugin::main!(RateLimit);
 
-/// Per-connection buckets kept before the oldest are dropped; a dropped
+/// Per-connection bucket keys kept before they are all dropped; a dropped
 /// bucket starts full again, which only ever favours its own connection.
 const MAX_CONNECTION_BUCKETS: usize = 65_536;
 
@@ -39,6 +53,8 @@ pub struct RateLimit {
     connection_buckets: MemorySharedData,
     /// Whether a shared-data failure was logged already.
     store_warned: Cell<bool>,
+    /// The global part's stats, named after each request's cluster.
+    global_stats: NamedCounters,
 }
 
 /// The configuration in force.
@@ -86,6 +102,8 @@ impl Filter for RateLimit {
             plugin: Rc::clone(plugin),
             config,
             rate_headers: None,
+            response_headers: Vec::new(),
+            pending: None,
         }
     }
 }
@@ -94,17 +112,20 @@ impl Filter for RateLimit {
 pub struct RateLimitStream {
     plugin: Rc<Plugin<RateLimit>>,
     config: Rc<Configured>,
-    /// The `x-ratelimit-*` values for the response.
+    /// The local buckets' `x-ratelimit-*` values for the response.
     rate_headers: Option<RateHeaders>,
+    /// What the rate limit service asked to add to the response.
+    response_headers: Vec<(String, String)>,
+    /// The call to the rate limit service the request waits for, and the
+    /// cluster its stats are named after.
+    pending: Option<(u32, String)>,
 }
 
-impl Context for RateLimitStream {}
-
-impl HttpContext for RateLimitStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+impl RateLimitStream {
+    /// Draws on the local buckets; `Some` when the request is answered.
+    fn draw_local(&mut self, req: &mut HostRequest) -> Option<Action> {
         let log = self.plugin.log();
         let config = Rc::clone(&self.config);
-        let mut req = HostRequest::new(log);
         let now = now_nanos();
         let decision = if config.plan.per_connection() {
             let buckets = &self.plugin.connection_buckets;
@@ -117,15 +138,12 @@ impl HttpContext for RateLimitStream {
             let scope = format!("{}.c{connection}", config.scope);
             config
                 .plan
-                .decide(&mut req, buckets, &scope, now, &mut self.plugin.rng())
+                .decide(req, buckets, &scope, now, &mut self.plugin.rng())
         } else {
-            config.plan.decide(
-                &mut req,
-                &HostSharedData,
-                &config.scope,
-                now,
-                &mut self.plugin.rng(),
-            )
+            let rng = &mut self.plugin.rng();
+            config
+                .plan
+                .decide(req, &HostSharedData, &config.scope, now, rng)
         };
         for metric in RateLimitPlan::counted(decision.verdict) {
             config.metrics.add(*metric, 1);
@@ -141,7 +159,7 @@ impl HttpContext for RateLimitStream {
         match decision.verdict {
             Verdict::Denied => {
                 deny(log, &config.plan, decision.rate_headers);
-                Action::Pause
+                Some(Action::Pause)
             }
             verdict => {
                 if verdict == Verdict::NotEnforced
@@ -151,20 +169,163 @@ impl HttpContext for RateLimitStream {
                     log.line(LogLevel::Warn, &e);
                 }
                 self.rate_headers = decision.rate_headers;
-                Action::Continue
+                None
             }
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(headers) = self.rate_headers.take() {
-            for (name, value) in headers.pairs() {
-                let _ = hostcalls::set_map_value_bytes(
-                    HeaderMapKind::HttpResponseHeaders,
-                    name,
-                    Some(value.as_bytes()),
-                );
+    /// Asks the rate limit service about the request, if the global part
+    /// wants to: `Pause` until it answers.
+    fn ask_service(&mut self, req: &mut HostRequest) -> Action {
+        let config = Rc::clone(&self.config);
+        let Some(global) = config.plan.global() else {
+            return Action::Continue;
+        };
+        let Some(call) = global.call(req, &mut self.plugin.rng()) else {
+            return Action::Continue;
+        };
+        let cluster = req.route_cluster().map(Cow::into_owned).unwrap_or_default();
+        let metadata = call
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        match self.dispatch_grpc_call(
+            call.cluster,
+            rls::SERVICE,
+            rls::METHOD,
+            metadata,
+            Some(&call.message),
+            call.timeout,
+        ) {
+            Ok(token) => {
+                self.pending = Some((token, cluster));
+                Action::Pause
             }
+            Err(status) => {
+                self.plugin.log().line(
+                    LogLevel::Warn,
+                    &format!(
+                        "calling the rate limit service in cluster {}: {status:?}",
+                        call.cluster
+                    ),
+                );
+                self.carry_out(&cluster, None)
+            }
+        }
+    }
+
+    /// Carries out the service's answer (`None`: the call failed).
+    fn carry_out(&mut self, cluster: &str, response: Option<rls::Response>) -> Action {
+        let config = Rc::clone(&self.config);
+        let Some(global) = config.plan.global() else {
+            return Action::Continue;
+        };
+        let (answer, stats) = global.answer(response, &mut self.plugin.rng());
+        for stat in stats {
+            self.plugin
+                .global_stats
+                .add(&global.stat_name(cluster, *stat), 1);
+        }
+        let log = self.plugin.log();
+        match answer {
+            Answer::Allow {
+                request_headers,
+                response_headers,
+            } => {
+                let edits = request_headers
+                    .iter()
+                    .map(|(n, v)| HeaderOp::Set(n, Cow::Borrowed(v.as_str())));
+                if let Err(e) = apply_edits(HeaderMapKind::HttpRequestHeaders, edits) {
+                    log.line(LogLevel::Warn, &e);
+                }
+                self.response_headers = response_headers;
+                Action::Continue
+            }
+            Answer::Deny {
+                status,
+                details,
+                body,
+                headers,
+                grpc_status,
+            } => {
+                let reply = LocalReply {
+                    status,
+                    details,
+                    body: &body,
+                    grpc_status: Some(grpc_status),
+                };
+                let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+                if let Err(status) = send_local_reply(reply, headers) {
+                    log.line(
+                        LogLevel::Error,
+                        &format!("local response for a rate-limited request failed: {status:?}"),
+                    );
+                }
+                Action::Pause
+            }
+        }
+    }
+}
+
+impl Context for RateLimitStream {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some((_, cluster)) = self.pending.take_if(|(token, _)| *token == token_id) else {
+            return;
+        };
+        let log = self.plugin.log();
+        let response = if status_code == 0 {
+            match grpc_response_body(response_size).map(|b| rls::decode_response(&b)) {
+                Ok(Ok(response)) => Some(response),
+                Ok(Err(e)) => {
+                    log.line(LogLevel::Warn, &format!("rate limit service: {e}"));
+                    None
+                }
+                Err(status) => {
+                    log.line(
+                        LogLevel::Warn,
+                        &format!("reading the rate limit service's answer: {status:?}"),
+                    );
+                    None
+                }
+            }
+        } else {
+            log.line(
+                LogLevel::Debug,
+                &format!("the rate limit service call ended with gRPC status {status_code}"),
+            );
+            None
+        };
+        if self.carry_out(&cluster, response) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for RateLimitStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // One request view for both parts: the header map is read once.
+        let mut req = HostRequest::new(self.plugin.log());
+        if let Some(answered) = self.draw_local(&mut req) {
+            return answered;
+        }
+        self.ask_service(&mut req)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let local = self.rate_headers.take().map(|h| h.pairs());
+        let global = std::mem::take(&mut self.response_headers);
+        let headers = local
+            .iter()
+            .flatten()
+            .map(|(n, v)| (*n, v.as_str()))
+            .chain(global.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        for (name, value) in headers {
+            let _ = hostcalls::set_map_value_bytes(
+                HeaderMapKind::HttpResponseHeaders,
+                name,
+                Some(value.as_bytes()),
+            );
         }
         Action::Continue
     }

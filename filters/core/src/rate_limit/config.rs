@@ -482,3 +482,114 @@ pub struct RegexMatcher {
     #[serde(alias = "google_re2")]
     pub google_re2: Option<IgnoredAny>,
 }
+
+/// `envoy.extensions.filters.http.ratelimit.v3.RateLimit`: Envoy's global
+/// rate limit filter, which asks a rate limit service.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalRateLimit {
+    /// The `typed_config` type, when the whole typed config was pasted.
+    #[serde(rename = "@type")]
+    pub type_url: Option<String>,
+    /// The rate limit service's domain.
+    #[serde(default)]
+    pub domain: String,
+    /// The stage of the route rate limits the filter reads (0..=10).
+    pub stage: Option<u32>,
+    /// `internal`, `external` or `both` (default).
+    #[serde(alias = "request_type")]
+    pub request_type: Option<String>,
+    /// The call's timeout (default 20 ms; `0s` for none).
+    pub timeout: Option<String>,
+    /// Deny when the service fails (default: allow).
+    #[serde(alias = "failure_mode_deny", default)]
+    pub failure_mode_deny: bool,
+    /// gRPC denials as RESOURCE_EXHAUSTED (8) instead of UNAVAILABLE (14).
+    #[serde(alias = "rate_limited_as_resource_exhausted", default)]
+    pub rate_limited_as_resource_exhausted: bool,
+    /// Where the service is.
+    #[serde(alias = "rate_limit_service")]
+    pub rate_limit_service: Option<RateLimitServiceConfig>,
+    /// `OFF` or `DRAFT_VERSION_03`.
+    #[serde(alias = "enable_x_ratelimit_headers")]
+    pub enable_x_ratelimit_headers: Option<XRateLimitHeaders>,
+    /// Leave `x-envoy-ratelimited` off denials.
+    #[serde(alias = "disable_x_envoy_ratelimited_header", default)]
+    pub disable_x_envoy_ratelimited_header: bool,
+    /// The status of a denial (default 429).
+    #[serde(alias = "rate_limited_status")]
+    pub rate_limited_status: Option<HttpStatus>,
+    /// Headers of a denial.
+    #[serde(alias = "response_headers_to_add", default)]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// The status when the service fails and `failureModeDeny` (default 500).
+    #[serde(alias = "status_on_error")]
+    pub status_on_error: Option<HttpStatus>,
+    /// A prefix for the stats.
+    #[serde(alias = "stat_prefix")]
+    pub stat_prefix: Option<String>,
+    /// The share of requests checked (unset: all).
+    #[serde(alias = "filter_enabled")]
+    pub filter_enabled: Option<RuntimeFractionalPercent>,
+    /// The share of over-limit requests denied (unset: all).
+    #[serde(alias = "filter_enforced")]
+    pub filter_enforced: Option<RuntimeFractionalPercent>,
+    /// With `failureModeDeny`, the share of failures denied (unset: all).
+    #[serde(alias = "failure_mode_deny_percent")]
+    pub failure_mode_deny_percent: Option<RuntimeFractionalPercent>,
+    /// The descriptors' actions, inline.
+    #[serde(alias = "rate_limits", default)]
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// `envoy.config.ratelimit.v3.RateLimitServiceConfig`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitServiceConfig {
+    /// The gRPC service.
+    #[serde(alias = "grpc_service")]
+    pub grpc_service: Option<GrpcService>,
+    /// Must be `V3`.
+    #[serde(alias = "transport_api_version")]
+    pub transport_api_version: Option<String>,
+}
+
+/// `envoy.config.core.v3.GrpcService`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcService {
+    /// A cluster of Envoy's.
+    #[serde(alias = "envoy_grpc")]
+    pub envoy_grpc: Option<EnvoyGrpc>,
+    /// Refused: the Google gRPC client.
+    #[serde(alias = "google_grpc")]
+    pub google_grpc: Refused,
+    /// Ignored by Envoy's rate limit filter, which uses its own `timeout`.
+    pub timeout: Option<String>,
+    /// Refused: retries.
+    #[serde(alias = "retry_policy")]
+    pub retry_policy: Refused,
+    /// Metadata sent with every call.
+    #[serde(alias = "initial_metadata", default)]
+    pub initial_metadata: Vec<HeaderValue>,
+}
+
+/// `GrpcService.EnvoyGrpc`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvoyGrpc {
+    /// The cluster the service is in.
+    #[serde(alias = "cluster_name", default)]
+    pub cluster_name: String,
+    /// Refused: the `:authority` of the calls.
+    pub authority: Refused,
+    /// Refused: retries.
+    #[serde(alias = "retry_policy")]
+    pub retry_policy: Refused,
+    /// Refused.
+    #[serde(alias = "max_receive_message_length")]
+    pub max_receive_message_length: Refused,
+    /// Refused.
+    #[serde(alias = "skip_envoy_headers")]
+    pub skip_envoy_headers: Refused,
+}

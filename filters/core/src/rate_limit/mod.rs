@@ -19,6 +19,8 @@
 pub mod bucket;
 pub mod config;
 pub mod descriptor;
+pub mod global;
+pub mod rls;
 
 use crate::config::{Document, parse};
 use crate::duration::parse_duration;
@@ -96,7 +98,8 @@ pub mod metric {
 /// ```
 #[derive(Debug)]
 pub struct RateLimitPlan {
-    local: LocalPlan,
+    local: Option<LocalPlan>,
+    global: Option<global::GlobalPlan>,
     notes: Vec<ConfigNote>,
 }
 
@@ -193,21 +196,19 @@ impl Plan for RateLimitPlan {
     fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
         let shape: serde_json::Value = parse(json, Self::DOCUMENT)?;
         let has = |key: &str| shape.get(key).is_some();
-        if has("rateLimitService") || has("rate_limit_service") || has("domain") || has("global") {
-            let field = ["global", "rateLimitService", "rate_limit_service", "domain"]
-                .into_iter()
-                .find(|k| has(k))
-                .unwrap_or("global");
-            return Err(ConfigError::new(
-                field,
-                ConfigErrorKind::Unsupported {
-                    reason: "global rate limiting (Envoy's ratelimit filter, a rate limit service) is not built yet; use a LocalRateLimit config",
-                },
-            ));
-        }
+        let form = if has("local") || has("global") {
+            Form::Combined
+        } else if has("rateLimitService") || has("rate_limit_service") || has("domain") {
+            Form::Global
+        } else {
+            Form::Local
+        };
         // Paths in compile errors name fields in the user's spelling: a
         // document written with proto names gets proto names back.
-        let top = shape.get("local").unwrap_or(&shape);
+        let top = shape
+            .get("local")
+            .or_else(|| shape.get("global"))
+            .unwrap_or(&shape);
         let proto_names = top
             .as_object()
             .is_some_and(|o| o.keys().any(|k| k.contains('_')));
@@ -219,12 +220,16 @@ impl Plan for RateLimitPlan {
             }
         };
         let mut notes = Vec::new();
-        let compiled = Self::compile(json, has("local"), &mut notes);
-        let local = compiled.map_err(|e| ConfigError::new(spell(e.path), e.kind))?;
+        let compiled = Self::compile(json, form, &mut notes);
+        let (local, global) = compiled.map_err(|e| ConfigError::new(spell(e.path), e.kind))?;
         for note in &mut notes {
             note.path = spell(std::mem::take(&mut note.path));
         }
-        Ok(RateLimitPlan { local, notes })
+        Ok(RateLimitPlan {
+            local,
+            global,
+            notes,
+        })
     }
 
     fn notes(&self) -> &[ConfigNote] {
@@ -232,30 +237,36 @@ impl Plan for RateLimitPlan {
     }
 
     fn summary(&self) -> String {
-        let l = &self.local;
-        format!(
-            "local: {} tokens, {} descriptors, {} rate limits; enabled {}%, enforced {}%; buckets {}",
-            l.default_bucket.max_tokens(),
-            l.descriptors.len(),
-            l.rate_limits.len(),
-            percent(l.enabled),
-            percent(l.enforced),
-            if l.per_connection {
-                "per connection"
-            } else {
-                "shared by every worker"
-            },
-        )
+        let local = self.local.as_ref().map(|l| {
+            format!(
+                "local: {} tokens, {} descriptors, {} rate limits; enabled {}%, enforced {}%; buckets {}",
+                l.default_bucket.max_tokens(),
+                l.descriptors.len(),
+                l.rate_limits.len(),
+                percent(l.enabled),
+                percent(l.enforced),
+                if l.per_connection { "per connection" } else { "shared by every worker" },
+            )
+        });
+        let global = self
+            .global
+            .as_ref()
+            .map(|g| format!("global: the rate limit service in cluster {}", g.cluster()));
+        local
+            .into_iter()
+            .chain(global)
+            .collect::<Vec<_>>()
+            .join("; then ")
     }
 
     fn metrics(&self) -> Vec<MetricSpec> {
+        let Some(local) = &self.local else {
+            return Vec::new();
+        };
         STATS
             .iter()
             .map(|s| {
-                MetricSpec::counter(format!(
-                    "{}.http_local_rate_limit.{s}",
-                    self.local.stat_prefix
-                ))
+                MetricSpec::counter(format!("{}.http_local_rate_limit.{s}", local.stat_prefix))
             })
             .collect()
     }
@@ -280,36 +291,79 @@ fn percent(p: PerMillion) -> String {
     format!("{whole}")
 }
 
+/// How the configuration is written.
+#[derive(Clone, Copy)]
+enum Form {
+    /// A `LocalRateLimit`.
+    Local,
+    /// A (global) `RateLimit`, told apart by its `rateLimitService`.
+    Global,
+    /// `{"local": ..., "global": ...}`: local first, a cheap pre-filter.
+    Combined,
+}
+
+type Compiled = (Option<LocalPlan>, Option<global::GlobalPlan>);
+
 impl RateLimitPlan {
     fn compile(
         json: &[u8],
-        combined: bool,
+        form: Form,
         notes: &mut Vec<ConfigNote>,
-    ) -> Result<LocalPlan, ConfigError> {
-        if combined {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Combined {
-                local: config::LocalRateLimit,
+    ) -> Result<Compiled, ConfigError> {
+        match form {
+            Form::Local => {
+                let local: config::LocalRateLimit = parse(json, Self::DOCUMENT)?;
+                Ok((
+                    Some(LocalPlan::compile(&local, &FieldPath::ROOT, notes)?),
+                    None,
+                ))
             }
-            let combined: Combined = parse(json, Self::DOCUMENT)?;
-            LocalPlan::compile(&combined.local, &FieldPath::ROOT.field("local"), notes)
-        } else {
-            let local: config::LocalRateLimit = parse(json, Self::DOCUMENT)?;
-            LocalPlan::compile(&local, &FieldPath::ROOT, notes)
+            Form::Global => {
+                let global: config::GlobalRateLimit = parse(json, Self::DOCUMENT)?;
+                let plan = global::GlobalPlan::compile(&global, &FieldPath::ROOT, notes)?;
+                Ok((None, Some(plan)))
+            }
+            Form::Combined => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Combined {
+                    local: Option<config::LocalRateLimit>,
+                    global: Option<config::GlobalRateLimit>,
+                }
+                let both: Combined = parse(json, Self::DOCUMENT)?;
+                let (local_at, global_at) = (
+                    FieldPath::ROOT.field("local"),
+                    FieldPath::ROOT.field("global"),
+                );
+                let local = both
+                    .local
+                    .map(|l| LocalPlan::compile(&l, &local_at, notes))
+                    .transpose()?;
+                let global = both
+                    .global
+                    .map(|g| global::GlobalPlan::compile(&g, &global_at, notes))
+                    .transpose()?;
+                Ok((local, global))
+            }
         }
+    }
+
+    /// The global part: a rate limit service asked once the local buckets
+    /// admitted the request.
+    pub fn global(&self) -> Option<&global::GlobalPlan> {
+        self.global.as_ref()
     }
 
     /// Whether each downstream connection has its own buckets (Envoy's
     /// `localRateLimitPerDownstreamConnection`), so that they are kept in
     /// the worker rather than shared.
     pub fn per_connection(&self) -> bool {
-        self.local.per_connection
+        self.local.as_ref().is_some_and(|l| l.per_connection)
     }
 
-    /// Whether responses carry `x-ratelimit-*` headers.
+    /// Whether responses carry `x-ratelimit-*` headers from the local buckets.
     pub fn x_ratelimit_headers(&self) -> bool {
-        self.local.x_ratelimit_headers
+        self.local.as_ref().is_some_and(|l| l.x_ratelimit_headers)
     }
 
     /// The shared-data keys that must exist before traffic, so that every
@@ -319,7 +373,9 @@ impl RateLimitPlan {
     ///
     /// The store's error.
     pub fn prepare(&self, store: &impl SharedData, scope: &str) -> Result<(), SharedDataError> {
-        let l = &self.local;
+        let Some(l) = &self.local else {
+            return Ok(());
+        };
         for key in std::iter::once(format!("{scope}.default")).chain(
             (0..l.descriptors.len())
                 .filter(|i| !l.descriptors[*i].pattern.is_dynamic())
@@ -339,10 +395,17 @@ impl RateLimitPlan {
 
     /// The status, body, details, gRPC status and headers of a denial.
     pub fn denial(&self) -> Denial<'_> {
-        Denial {
-            status: self.local.status,
-            grpc_status: self.local.grpc_status,
-            headers: &self.local.on_denial,
+        match &self.local {
+            Some(l) => Denial {
+                status: l.status,
+                grpc_status: l.grpc_status,
+                headers: &l.on_denial,
+            },
+            None => Denial {
+                status: 429,
+                grpc_status: GRPC_UNAVAILABLE,
+                headers: &[],
+            },
         }
     }
 
@@ -356,17 +419,19 @@ impl RateLimitPlan {
         now: u64,
         rng: &mut Rng,
     ) -> Decision<'_> {
-        let l = &self.local;
         let mut decision = Decision {
             verdict: Verdict::NotEnabled,
             rate_headers: None,
             request_edits: Vec::new(),
             store_error: None,
         };
+        let Some(l) = &self.local else {
+            return decision;
+        };
         if !l.enabled.sample(rng) {
             return decision;
         }
-        let matched = self.matched(req);
+        let matched = Self::matched(l, req);
         let mut reported: Option<(BucketSpec, BucketState)> = None;
         let mut limited_by: Option<(BucketSpec, BucketState, bool)> = None;
         for (i, descriptor, owner) in &matched {
@@ -446,11 +511,10 @@ impl RateLimitPlan {
 
     /// The configured descriptors the request's descriptors match, with the
     /// value that names a dynamic bucket, slowest-filling first.
-    fn matched(
-        &self,
+    fn matched<'p>(
+        l: &'p LocalPlan,
         req: &mut impl RequestAttributes,
-    ) -> Vec<(usize, &Descriptor, Option<String>)> {
-        let l = &self.local;
+    ) -> Vec<(usize, &'p Descriptor, Option<String>)> {
         if l.descriptors.is_empty() {
             return Vec::new();
         }

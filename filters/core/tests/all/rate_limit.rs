@@ -118,14 +118,167 @@ fn camel_case_and_proto_names_read_the_same_and_errors_use_the_users_spelling() 
     assert_eq!(err.path, "tokenBucket.fillInterval");
 }
 
+fn global(fields: Value) -> Value {
+    let mut c = json!({
+        "domain": "site",
+        "rate_limit_service": {
+            "grpc_service": {"envoy_grpc": {"cluster_name": "rls"}},
+            "transport_api_version": "V3",
+        },
+        "rate_limits": [{"actions": [{"remote_address": {}}]}],
+    });
+    for (k, v) in fields.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
 #[wasm_bindgen_test(unsupported = test)]
-fn global_mode_is_refused_until_it_exists() {
-    let err =
-        RateLimitPlan::from_json(br#"{"domain": "d", "rate_limit_service": {}}"#).unwrap_err();
+fn a_global_config_is_told_apart_by_its_service_and_checked_by_path() {
+    let plan = RateLimitPlan::from_json(global(json!({})).to_string().as_bytes()).unwrap();
+    assert_eq!(plan.global().unwrap().cluster(), "rls");
     assert!(
-        err.to_string()
-            .starts_with("rate_limit_service: is not supported: global rate limiting"),
-        "{err}"
+        plan.metrics().is_empty(),
+        "the global stats are named per cluster at run time"
+    );
+    let cases = [
+        (
+            json!({"rate_limit_service": {"grpc_service": {"envoy_grpc": {"cluster_name": "rls"}}}}),
+            "rate_limit_service.transport_api_version: must be V3",
+        ),
+        (
+            json!({"rate_limit_service": {"grpc_service": {"envoy_grpc": {}}, "transport_api_version": "V3"}}),
+            "rate_limit_service.grpc_service.envoy_grpc.cluster_name: is required",
+        ),
+        (
+            json!({"rate_limit_service": {"grpc_service": {"google_grpc": {}}, "transport_api_version": "V3"}}),
+            "rate_limit_service.grpc_service.google_grpc: is not supported",
+        ),
+        (json!({"rate_limits": []}), "rate_limits: is required"),
+        (
+            json!({"timeout": "20ms"}),
+            "timeout: \"20ms\" is not a protobuf duration",
+        ),
+        (
+            json!({"request_type": "outside"}),
+            "request_type: \"outside\" is not internal, external or both",
+        ),
+    ];
+    for (fields, want) in cases {
+        let got = RateLimitPlan::from_json(global(fields.clone()).to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            got.starts_with(want),
+            "{fields}:\n got  {got}\n want {want}..."
+        );
+    }
+    let combined = json!({"local": config(json!({})), "global": global(json!({}))});
+    let plan = RateLimitPlan::from_json(combined.to_string().as_bytes()).unwrap();
+    assert!(plan.global().is_some());
+    assert!(
+        plan.summary().contains("; then global"),
+        "{}",
+        plan.summary()
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_service_is_asked_with_the_request_descriptors_and_its_answer_carried_out() {
+    use meshwasm_core::rate_limit::global::{Answer, Stat};
+    use meshwasm_core::rate_limit::rls::{self, Code, DescriptorStatus, Limit};
+    let plan = RateLimitPlan::from_json(
+        global(json!({"enable_x_ratelimit_headers": "DRAFT_VERSION_03"}))
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let service = plan.global().unwrap();
+    let mut rng = Rng::with_seed(1);
+    let call = service
+        .call(
+            &mut StaticRequest::get("/").with_source("10.0.0.9:1234"),
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(
+        call.message,
+        rls::encode_request(
+            "site",
+            &[vec![("remote_address".into(), "10.0.0.9".into())]]
+        )
+    );
+    assert_eq!(call.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(
+        service.call(&mut StaticRequest::get("/"), &mut rng),
+        None,
+        "no address, no descriptor, no call"
+    );
+
+    let over = rls::Response {
+        overall_code: Code::OverLimit,
+        statuses: vec![DescriptorStatus {
+            code: Code::OverLimit,
+            limit: Some(Limit {
+                requests_per_unit: 10,
+                window_secs: Some(60),
+                name: String::new(),
+            }),
+            remaining: 0,
+            until_reset: Some(std::time::Duration::from_secs(42)),
+        }],
+        ..Default::default()
+    };
+    let (answer, stats) = service.answer(Some(over), &mut rng);
+    assert_eq!(stats, [Stat::OverLimit]);
+    let Answer::Deny {
+        status,
+        headers,
+        body,
+        details,
+        ..
+    } = answer
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(
+        (status, details, body.len()),
+        (429, "request_rate_limited", 0)
+    );
+    assert!(
+        headers.contains(&("x-envoy-ratelimited".into(), "true".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-ratelimit-limit".into(), "10, 10:w=60".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-ratelimit-reset".into(), "42".into())),
+        "{headers:?}"
+    );
+
+    let (answer, stats) = service.answer(None, &mut rng);
+    assert_eq!(stats, [Stat::Error, Stat::FailureModeAllowed]);
+    assert!(matches!(answer, Answer::Allow { .. }));
+    let deny_on_failure = RateLimitPlan::from_json(
+        global(json!({"failure_mode_deny": true}))
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let (answer, stats) = deny_on_failure.global().unwrap().answer(None, &mut rng);
+    assert_eq!(stats, [Stat::Error]);
+    assert!(
+        matches!(
+            answer,
+            Answer::Deny {
+                status: 500,
+                details: "rate_limiter_error",
+                ..
+            }
+        ),
+        "{answer:?}"
     );
 }
 
