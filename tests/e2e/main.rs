@@ -11,6 +11,7 @@ mod envoyfilter;
 mod fault;
 mod handoff;
 mod rate_limit;
+mod rls;
 mod router;
 mod scenarios;
 mod wasmhub;

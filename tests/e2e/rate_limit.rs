@@ -4,6 +4,7 @@
 //! the same traffic, and compares what the clients and the upstream saw
 //! and what the stats counted.
 
+use crate::rls::{Mode, Rls};
 use meshwasm_artifacts::RATE_LIMIT_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::traffic::{Outcome, send, send_many};
@@ -360,4 +361,278 @@ async fn a_burst_over_every_worker_admits_exactly_the_bucket() {
             assert_eq!(admitted, 100, "{side:?} at {workers} workers");
         }
     }
+}
+
+// Global mode: Envoy's `ratelimit` filter and the Wasm filter, each asking
+// its own instance of the tests' rate limit service (same limits).
+
+const GLOBAL_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit";
+
+/// A `RateLimit` (global) typed config asking the `rls` cluster about the
+/// client's address.
+fn global(fields: Value) -> Value {
+    let mut config = json!({
+        "@type": GLOBAL_TYPE,
+        "domain": "site",
+        "rate_limit_service": {
+            "grpc_service": {"envoy_grpc": {"cluster_name": "rls"}},
+            "transport_api_version": "V3",
+        },
+        "timeout": "1s",
+        "rate_limits": [{"actions": [{"remote_address": {}}]}],
+    });
+    for (k, v) in fields.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    config
+}
+
+/// One side with its own rate limit service (`rls: None`: a cluster
+/// where nothing listens).
+struct GlobalSide {
+    side: Side,
+    envoy: Envoy,
+    upstream: Upstream,
+    rls: Option<Rls>,
+}
+
+async fn global_side(
+    side: Side,
+    config: &Value,
+    rls: Option<Rls>,
+    native_chain: &[Value],
+) -> GlobalSide {
+    let upstream = Upstream::start("backend").await.unwrap();
+    let rls_addr = match &rls {
+        Some(rls) => rls.addr(),
+        // Bound and dropped: a port where nothing listens.
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    };
+    let mut bootstrap = Bootstrap::new(upstream.addr()).grpc_cluster("rls", rls_addr);
+    bootstrap = match side {
+        Side::Native => {
+            for entry in native_chain {
+                bootstrap = bootstrap.native_filter(entry.clone());
+            }
+            bootstrap
+        }
+        Side::Wasm => bootstrap.filter(WasmFilter::new(
+            "rate-limit",
+            RATE_LIMIT_WASM,
+            config.to_string(),
+        )),
+    };
+    let envoy = Envoy::start(bootstrap).await.unwrap();
+    GlobalSide {
+        side,
+        envoy,
+        upstream,
+        rls,
+    }
+}
+
+fn native_global(config: &Value) -> Value {
+    json!({"name": "envoy.filters.http.ratelimit", "typed_config": config})
+}
+
+impl GlobalSide {
+    /// The global filter's stats for the `upstream` cluster, by short name.
+    async fn global_stats(&self) -> BTreeMap<String, u64> {
+        let prefix = match self.side {
+            Side::Native => "cluster.upstream.ratelimit.",
+            Side::Wasm => "wasmcustom.cluster.upstream.ratelimit.",
+        };
+        self.envoy
+            .stats()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_owned(), v)))
+            .collect()
+    }
+}
+
+/// Sends `count` GETs through both sides (each set up by `setup`) and
+/// asserts the same answers, upstream views of `upstream_header`, and
+/// global stats; returns the native side's statuses and stats.
+async fn same_global_answers(
+    config: Value,
+    native_chain: Vec<Value>,
+    rls: impl Fn() -> Option<Vec<(&'static str, u32)>>,
+    count: usize,
+    upstream_header: Option<&str>,
+    prepare: impl Fn(&Rls),
+) -> (Vec<u16>, BTreeMap<String, u64>) {
+    let http = envoy::client().unwrap();
+    let mut seen_by = Vec::new();
+    for side in [Side::Native, Side::Wasm] {
+        let service = match rls() {
+            Some(limits) => Some(Rls::start(&limits).await),
+            None => None,
+        };
+        if let Some(service) = &service {
+            prepare(service);
+        }
+        let running = global_side(side, &config, service, &native_chain).await;
+        let mut answers = Vec::new();
+        for _ in 0..count {
+            answers.push(seen(&send(http.get(running.envoy.url("/"))).await.unwrap()));
+        }
+        let upstream: Vec<Option<String>> = running
+            .upstream
+            .seen()
+            .iter()
+            .map(|s| upstream_header.and_then(|h| s.header(h).map(str::to_owned)))
+            .collect();
+        let asked = running.rls.as_ref().map_or(0, |r| r.seen().len());
+        seen_by.push((answers, upstream, running.global_stats().await, asked));
+    }
+    let (native, wasm) = (&seen_by[0], &seen_by[1]);
+    for (i, (n, w)) in native.0.iter().zip(&wasm.0).enumerate() {
+        assert_eq!(n, w, "request {i}: native (left) and Wasm (right) differ");
+    }
+    assert_eq!(native.1, wasm.1, "what the upstream received");
+    assert_eq!(native.2, wasm.2, "stats: native (left), Wasm (right)");
+    assert_eq!(native.3, wasm.3, "calls the rate limit service got");
+    (
+        native.0.iter().map(|s| s.status).collect(),
+        native.2.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_services_limit_both_answer_429_with_envoys_headers() {
+    let config = global(json!({"enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+        "response_headers_to_add": [{"header": {"key": "x-rl", "value": "global"}}]}));
+    let (statuses, stats) = same_global_answers(
+        config.clone(),
+        vec![native_global(&config)],
+        || Some(vec![("remote_address=127.0.0.1", 3)]),
+        5,
+        None,
+        |_| {},
+    )
+    .await;
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(stats.get("ok"), Some(&3));
+    assert_eq!(stats.get("over_limit"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_headers_reach_the_request_and_the_response() {
+    let config = global(json!({}));
+    let (statuses, _) = same_global_answers(
+        config.clone(),
+        vec![native_global(&config)],
+        || Some(vec![]),
+        2,
+        Some("x-tenant-quota"),
+        |rls| rls.add_headers(&[("x-rl", "checked")], &[("x-tenant-quota", "gold")]),
+    )
+    .await;
+    assert_eq!(statuses, [200, 200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_down_fails_open_or_closed_as_configured() {
+    let open = global(json!({}));
+    let (statuses, stats) = same_global_answers(
+        open.clone(),
+        vec![native_global(&open)],
+        || None,
+        2,
+        None,
+        |_| {},
+    )
+    .await;
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(
+        (stats.get("error"), stats.get("failure_mode_allowed")),
+        (Some(&2), Some(&2))
+    );
+
+    let closed = global(json!({"failure_mode_deny": true, "status_on_error": {"code": 503}}));
+    let (statuses, stats) = same_global_answers(
+        closed.clone(),
+        vec![native_global(&closed)],
+        || None,
+        2,
+        None,
+        |_| {},
+    )
+    .await;
+    assert_eq!(statuses, [503, 503]);
+    assert_eq!(stats.get("error"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_cuts_a_slow_service_short() {
+    let config = global(json!({"timeout": "0.1s"}));
+    let started = Instant::now();
+    let (statuses, stats) = same_global_answers(
+        config.clone(),
+        vec![native_global(&config)],
+        || Some(vec![("remote_address=127.0.0.1", 1)]),
+        3,
+        None,
+        |rls| rls.set_mode(Mode::Slow(Duration::from_secs(2))),
+    )
+    .await;
+    assert_eq!(statuses, [200, 200, 200], "a timed-out call fails open");
+    assert_eq!(stats.get("error"), Some(&3));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}: the 2 s answers were not awaited",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_service_counts_errors() {
+    let config = global(json!({}));
+    let (statuses, stats) = same_global_answers(
+        config.clone(),
+        vec![native_global(&config)],
+        || Some(vec![]),
+        2,
+        None,
+        |rls| rls.set_mode(Mode::Failing),
+    )
+    .await;
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(stats.get("failure_mode_allowed"), Some(&2));
+}
+
+/// Local first, as a cheap pre-filter in front of a global quota: the
+/// service is only asked about requests the local bucket admitted. The
+/// native side chains Envoy's two filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_bucket_screens_requests_before_the_service_is_asked() {
+    let local = limit(
+        json!({"token_bucket": {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "600s"}}),
+    );
+    let remote = global(json!({}));
+    let combined = json!({"local": local, "global": remote});
+    let chain = vec![
+        json!({"name": "envoy.filters.http.local_ratelimit", "typed_config": local}),
+        native_global(&remote),
+    ];
+    let (statuses, _) = same_global_answers(
+        combined,
+        chain,
+        || Some(vec![("remote_address=127.0.0.1", 2)]),
+        5,
+        None,
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [200, 200, 429, 429, 429],
+        "the third is the service's denial, then the bucket's"
+    );
 }

@@ -124,6 +124,8 @@ impl WasmFilter {
 pub struct Bootstrap {
     upstream: SocketAddr,
     clusters: Vec<(String, SocketAddr)>,
+    /// Clusters spoken to in HTTP/2, as gRPC services are.
+    grpc_clusters: Vec<(String, SocketAddr)>,
     cluster_header: Option<String>,
     /// Leave out the removal of client-sent hand-off headers (to show why it is there).
     unprotected: bool,
@@ -149,6 +151,7 @@ impl Bootstrap {
         Bootstrap {
             upstream,
             clusters: Vec::new(),
+            grpc_clusters: Vec::new(),
             cluster_header: None,
             unprotected: false,
             early_mutations: None,
@@ -187,6 +190,13 @@ impl Bootstrap {
     /// Adds a cluster of one endpoint, e.g. `outbound||v2|reviews`.
     pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
         self.clusters.push((name.to_owned(), addr));
+        self
+    }
+
+    /// Adds a cluster of one endpoint spoken to in HTTP/2, for a gRPC
+    /// service such as a rate limit service.
+    pub fn grpc_cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.grpc_clusters.push((name.to_owned(), addr));
         self
     }
 
@@ -284,10 +294,20 @@ impl Bootstrap {
         if let (Some(mutations), Some(removal)) = (&self.early_mutations, early.get_mut(0)) {
             removal["typed_config"]["mutations"] = mutations.clone();
         }
-        let clusters: Vec<Value> = std::iter::once(("upstream", self.upstream))
+        let mut clusters: Vec<Value> = std::iter::once(("upstream", self.upstream))
             .chain(self.clusters.iter().map(|(n, a)| (n.as_str(), *a)))
             .map(|(name, addr)| static_cluster(name, addr))
             .collect();
+        clusters.extend(self.grpc_clusters.iter().map(|(name, addr)| {
+            let mut cluster = static_cluster(name, *addr);
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            });
+            cluster
+        }));
         json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {

@@ -427,7 +427,7 @@ fn rate_headers(statuses: &[rls::DescriptorStatus]) -> Option<[(String, String);
     let (min, min_limit, _) = windowed().min_by_key(|(s, _, _)| s.remaining)?;
     let mut limit = min_limit.requests_per_unit.to_string();
     for (_, l, window) in windowed() {
-        limit.push_str(&format!(", {}:w={window}", l.requests_per_unit));
+        limit.push_str(&format!(", {};w={window}", l.requests_per_unit));
         if !l.name.is_empty() {
             limit.push_str(&format!(";name=\"{}\"", l.name));
         }

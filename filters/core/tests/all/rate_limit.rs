@@ -250,7 +250,7 @@ fn the_service_is_asked_with_the_request_descriptors_and_its_answer_carried_out(
         "{headers:?}"
     );
     assert!(
-        headers.contains(&("x-ratelimit-limit".into(), "10, 10:w=60".into())),
+        headers.contains(&("x-ratelimit-limit".into(), "10, 10;w=60".into())),
         "{headers:?}"
     );
     assert!(
