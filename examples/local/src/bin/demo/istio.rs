@@ -303,3 +303,46 @@ pub(crate) async fn fault_delay() -> Result<Vec<Line>> {
         ),
     ])
 }
+
+/// Istio's local rate limit task, with a bucket per `x-client`: a crawler
+/// hammering the site at 10 requests a second gets its 4 a minute, while
+/// other clients keep theirs.
+pub(crate) async fn local_rate_limit() -> Result<Vec<Line>> {
+    let mesh = start("local-rate-limit.yaml").await?;
+    let http = envoy::client()?;
+    let url = mesh.envoy.url("/");
+    let started = Instant::now();
+    let crawler = meshwasm_local::traffic::send_paced(30, Duration::from_millis(100), |_| {
+        http.get(&url)
+            .header("host", "productpage")
+            .header("x-client", "crawler")
+    })
+    .await?;
+    let admitted = crawler.iter().filter(|o| o.status == 200).count();
+    let marked = crawler
+        .iter()
+        .filter(|o| o.status == 429 && o.header("x-local-rate-limit") == Some("true"))
+        .count();
+    let mut lines = vec![line(
+        admitted == 4 && marked == 26,
+        format!(
+            "crawler, 10 requests/s for {:.1} s: {admitted} admitted, {marked} answered 429 (x-local-rate-limit: true)",
+            started.elapsed().as_secs_f64()
+        ),
+    )];
+    for client in ["alice", "bob"] {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                mesh.get("productpage", "/", &[("x-client", client)])
+                    .await?
+                    .status,
+            );
+        }
+        lines.push(line(
+            statuses == [200, 200, 200, 200, 429],
+            format!("x-client {client:<7} 5 requests -> {statuses:?}: a bucket of 4 of its own"),
+        ));
+    }
+    Ok(lines)
+}

@@ -1,4 +1,4 @@
-//! The local demo: Istio's routing and fault-injection scenarios on a real Envoy.
+//! The local demo: Istio's routing, fault-injection and rate-limit scenarios on a real Envoy.
 //!
 //! The scenarios of Istio's examples run the Envoy files that envoyfilter
 //! renders from the Istio YAML in `examples/virtual-services/` (the files
@@ -140,6 +140,7 @@ enum Scenario {
     FaultJasonAbort,
     FaultJasonAbortV1alpha3,
     FaultDelay,
+    LocalRateLimit,
     Sticky,
     Shop,
     HeaderFaults,
@@ -147,13 +148,14 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 10] = [
+    const ALL: [Scenario; 11] = [
         Scenario::CanarySplit,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
         Scenario::FaultJasonAbort,
         Scenario::FaultJasonAbortV1alpha3,
         Scenario::FaultDelay,
+        Scenario::LocalRateLimit,
         Scenario::Sticky,
         Scenario::Shop,
         Scenario::HeaderFaults,
@@ -185,6 +187,10 @@ impl Scenario {
                 "fault-delay.yaml",
                 "a fixed 2 s delay for ratings; /flaky on details: 50 % aborts and 0.1 % 5 s delays",
             ),
+            Scenario::LocalRateLimit => (
+                "local-rate-limit.yaml",
+                "Istio's local rate limit task as a WasmPlugin, with a bucket per x-client",
+            ),
             Scenario::Sticky => (
                 "web-sticky.json",
                 "router: an 80/20 split that keeps each user (cookie) on one version",
@@ -214,6 +220,7 @@ impl Scenario {
                 istio::fault_jason_abort("fault-jason-abort-v1alpha3.yaml").await
             }
             Scenario::FaultDelay => istio::fault_delay().await,
+            Scenario::LocalRateLimit => istio::local_rate_limit().await,
             Scenario::Sticky => routing::sticky().await,
             Scenario::Shop => routing::shop().await,
             Scenario::HeaderFaults => header_faults().await,
