@@ -24,8 +24,10 @@ cd "$examples"
 # Plain Envoy: the listener on every interface of the container, the admin
 # on its loopback, the filters where docker-compose.yaml mounts the build,
 # and each destination at the compose service of that name (all of them
-# http-echo on 5678). The local demo runs the same files, with 127.0.0.1
-# ports and its own upstreams in place of these addresses.
+# http-echo on 5678), the rate limit service at the compose service
+# ratelimit (envoyproxy/ratelimit, gRPC on 8081). The local demo runs the
+# same files, with 127.0.0.1 ports and its own upstreams in place of these
+# addresses.
 upstreams=(
     "outbound|5005|v1|web=web-v1:5678"
     "outbound|5005|v2|web=web-v2:5678"
@@ -39,6 +41,7 @@ upstreams=(
     "reviews.prod.svc.cluster.local=reviews-prod:5678"
     "reviews.qa.svc.cluster.local=reviews-qa:5678"
     "outbound|9080||productpage=productpage:5678"
+    "outbound|8081||ratelimit.default.svc.cluster.local=ratelimit:8081"
 )
 for source in virtual-services/*.yaml; do
     name=$(basename "$source")

@@ -227,11 +227,11 @@ impl IstioOptions {
 /// assert_eq!(docs[0]["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-fault:latest");
 /// ```
 pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
-    let mut out: Vec<Value> = translation
-        .rate_limits
-        .iter()
-        .map(|limit| rate_limit_plugin(limit, options))
-        .collect();
+    let mut out: Vec<Value> = Vec::new();
+    for limit in &translation.rate_limits {
+        out.push(rate_limit_plugin(limit, options));
+        out.extend(rate_limit_clusters(limit));
+    }
     for placement in translation.placements() {
         for filter in Filter::ALL {
             if let Some(config) = filter.config(translation, &placement) {
@@ -317,10 +317,11 @@ pub fn rate_limit_order(limit: &RateLimitFilter) -> (Phase, i32) {
     }
 }
 
-/// The WasmPlugin of a local rate limit: in the EnvoyFilter's namespace,
+/// The WasmPlugin of a rate limit: in the EnvoyFilter's namespace,
 /// selecting its `workloadSelector`, on the traffic its patch's context
 /// and port picked (`SIDECAR_INBOUND` is `mode: SERVER`,
-/// `SIDECAR_OUTBOUND` is `CLIENT`), with the `LocalRateLimit` config as
+/// `SIDECAR_OUTBOUND` is `CLIENT`), with the `LocalRateLimit`, the
+/// (global) `RateLimit`, or `{"local": ..., "global": ...}` as
 /// `pluginConfig`.
 ///
 /// # Examples
@@ -368,6 +369,43 @@ pub fn rate_limit_plugin(limit: &RateLimitFilter, options: &IstioOptions) -> Val
         limit.config.clone(),
         options,
     )
+}
+
+/// The EnvoyFilter that keeps the `CLUSTER` patches of the EnvoyFilters a
+/// rate limit replaces (a rate limit service's cluster, which a WasmPlugin
+/// cannot add), as written, on the same workloads; none without them.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::rate_limit_clusters;
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/global-rate-limit.yaml"), &Options::default()).unwrap();
+/// assert!(rate_limit_clusters(&t.rate_limits[0]).is_none()); // the mesh's own cluster
+/// ```
+pub fn rate_limit_clusters(limit: &RateLimitFilter) -> Option<Value> {
+    if limit.cluster_patches.is_empty() {
+        return None;
+    }
+    let mut spec = Map::new();
+    if !limit.selector.is_empty() {
+        spec.insert(
+            "workloadSelector".into(),
+            json!({ "labels": limit.selector }),
+        );
+    }
+    spec.insert("configPatches".into(), json!(limit.cluster_patches));
+    Some(json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {
+            "name": format!("{}-{}-cluster", Filter::RateLimit.crate_name(), limit.name),
+            "namespace": limit.namespace,
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    }))
 }
 
 /// Which workloads a WasmPlugin selects.
@@ -816,10 +854,10 @@ pub fn rate_limit_envoy_filter(limit: &RateLimitFilter, form: &EnvoyFilterForm) 
         );
     }
     spec.insert("priority".into(), json!(-filter.default_order().1));
-    spec.insert(
-        "configPatches".into(),
-        Value::Array(form_patches(filter, &limit.config, form, insert)),
-    );
+    // The rate limit service's cluster, if the user's EnvoyFilter added it.
+    let mut patches = form_patches(filter, &limit.config, form, insert);
+    patches.extend(limit.cluster_patches.iter().cloned());
+    spec.insert("configPatches".into(), Value::Array(patches));
     json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
@@ -1152,7 +1190,14 @@ pub fn check_upstreams(
     let entries = external_clusters(translation)
         .into_iter()
         .map(|(n, e)| (n, e.host.clone()));
-    for (name, host) in destinations.chain(entries) {
+    let services = translation.service_clusters.iter().map(|c| {
+        let host = c
+            .address
+            .as_ref()
+            .map_or(c.name.clone(), |(h, _)| h.clone());
+        (c.name.clone(), host)
+    });
+    for (name, host) in destinations.chain(entries).chain(services) {
         if !clusters.contains(&name) {
             clusters.push(name);
         }
@@ -1267,6 +1312,33 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             None => entry_cluster(name, entry),
         });
     }
+    // The rate limit services' clusters, where the global rate limits call:
+    // gRPC, so HTTP/2. A cluster the user's CLUSTER patch defined is theirs.
+    for service in &translation.service_clusters {
+        let name = service.name.as_str();
+        if let Some(existing) = clusters.iter_mut().find(|c| c["name"] == name) {
+            existing["typed_extension_protocol_options"] = http2_options();
+            continue;
+        }
+        let host = service.address.as_ref().map(|(h, _)| h.as_str());
+        let given = options
+            .upstreams
+            .get(name)
+            .or_else(|| host.and_then(|h| options.upstreams.get(h)));
+        let grpc = |address: &(String, u16)| {
+            let mut c = cluster(name, address);
+            c["typed_extension_protocol_options"] = http2_options();
+            c
+        };
+        let rendered = match (given, &service.defined, &service.address) {
+            (Some(address), _, _) => grpc(address),
+            (None, Some(defined), _) => defined.clone(),
+            (None, None, Some(address)) => grpc(address),
+            // Said at translation: it must exist, and plain Envoy lacks it.
+            (None, None, None) => continue,
+        };
+        clusters.push(rendered);
+    }
     // The route that follows the router's decision, only where a router runs.
     let mut routes = Vec::new();
     if Filter::Router
@@ -1354,6 +1426,14 @@ fn entry_cluster(name: &str, entry: &crate::translate::ExternalCluster) -> Value
             "endpoints": [{"lb_endpoints": endpoints}],
         },
     })
+}
+
+/// `typed_extension_protocol_options` for a cluster that speaks HTTP/2 (gRPC).
+fn http2_options() -> Value {
+    json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}},
+    }})
 }
 
 fn socket((address, port): &(String, u16)) -> Value {

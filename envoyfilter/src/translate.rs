@@ -12,9 +12,11 @@
 //! - DestinationRule subsets are checked against the destinations that use
 //!   them.
 //!
-//! - an `EnvoyFilter` that inserts Envoy's `local_ratelimit` filter becomes
-//!   the rate-limit filter's configuration ([`RateLimitFilter`]), checked by
-//!   the filter's own compiler (see `local_rate_limit.rs`).
+//! - an `EnvoyFilter` that inserts Envoy's `local_ratelimit` or `ratelimit`
+//!   (global) filter becomes the rate-limit filter's configuration
+//!   ([`RateLimitFilter`]), checked by the filter's own compiler, and the
+//!   rate limit service's cluster a [`ServiceCluster`] (see
+//!   `local_rate_limit.rs`).
 //!
 //! Whatever the filters cannot express is reported as a [`Finding`] with
 //! its document, resource, field path and line: a warning, or an error in
@@ -31,7 +33,10 @@ use std::fmt;
 
 mod local_rate_limit;
 
-pub use local_rate_limit::{LOCAL_RATE_LIMIT_FILTER, LOCAL_RATE_LIMIT_TYPE, RateLimitFilter};
+pub use local_rate_limit::{
+    GLOBAL_RATE_LIMIT_FILTER, GLOBAL_RATE_LIMIT_TYPE, LOCAL_RATE_LIMIT_FILTER,
+    LOCAL_RATE_LIMIT_TYPE, Mode, RateLimitFilter, ServiceCluster,
+};
 
 /// Istio's API groups and versions this module reads.
 const NETWORKING_VERSIONS: [&str; 3] = [
@@ -256,9 +261,13 @@ pub struct Translation {
     pub destination_rules: Vec<SubsetRule>,
     /// The clusters of every ServiceEntry plain Envoy can render.
     pub external: Vec<ExternalCluster>,
-    /// The local rate limits of the EnvoyFilters that insert Envoy's
-    /// `local_ratelimit`, in input order, for the rate-limit filter.
+    /// The rate limits of the EnvoyFilters that insert Envoy's
+    /// `local_ratelimit` or `ratelimit`, in input order, for the rate-limit
+    /// filter.
     pub rate_limits: Vec<RateLimitFilter>,
+    /// The clusters of the rate limit services the global rate limits call,
+    /// each once.
+    pub service_clusters: Vec<ServiceCluster>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -413,7 +422,7 @@ pub fn translate_files(
     let mut destination_rules = Vec::new();
     let mut external = Vec::new();
     let mut passthrough = Vec::new();
-    let mut rate_limits = Vec::new();
+    let mut envoy_filters = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
         for doc in documents {
@@ -440,11 +449,13 @@ pub fn translate_files(
                     external.extend(cx.service_entry(doc, &source));
                     passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
-                "EnvoyFilter" => rate_limits.extend(cx.envoy_filter(doc, &source)),
+                "EnvoyFilter" => envoy_filters.push((doc, source)),
                 _ => {}
             }
         }
     }
+    // Read together: EnvoyFilters on the same workloads make one chain.
+    let (rate_limits, service_clusters) = cx.rate_limit_envoy_filters(&envoy_filters);
     let mut out = Vec::with_capacity(services.len());
     for (doc, mut service) in services {
         cx.file = service.source.file.clone();
@@ -470,6 +481,7 @@ pub fn translate_files(
         destination_rules,
         external,
         rate_limits,
+        service_clusters,
         passthrough,
         findings,
     })
@@ -572,9 +584,9 @@ impl Context<'_> {
         };
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
         match kind.as_str() {
-            // An EnvoyFilter is translated when it is about Envoy's local
-            // rate limit; any other is kept for Istio, as other kinds are.
-            "EnvoyFilter" if istio && !local_rate_limit::mentions_local_rate_limit(&doc.value) => {
+            // An EnvoyFilter is translated when it is about Envoy's rate
+            // limits; any other is kept for Istio, as other kinds are.
+            "EnvoyFilter" if istio && !local_rate_limit::mentions_rate_limit(&doc.value) => {
                 self.not_translated(doc, &source);
                 return None;
             }

@@ -18,12 +18,13 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
+    "global-rate-limit.yaml",
     "header-routing.yaml",
     "local-rate-limit.yaml",
 ];
@@ -972,5 +973,504 @@ fn other_envoy_filters_and_patches_are_kept_for_istio() {
     assert_eq!(
         t.findings[0].path,
         "spec.configPatches[0].patch.value.typed_config.filter_enabled"
+    );
+}
+
+/// The line (from 1) of the first line of `input` that contains `needle`.
+fn line_of(input: &str, needle: &str) -> usize {
+    input
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the input"))
+        + 1
+}
+
+/// An HTTP_FILTER patch inserting Envoy's global rate limit before the
+/// router on the inbound side, calling the service in `cluster`, with
+/// `extra` lines in its typed_config.
+fn global_patch(cluster: &str, extra: &str) -> String {
+    format!(
+        "  - applyTo: HTTP_FILTER\n    match:\n      context: SIDECAR_INBOUND\n      listener:\n        filterChain:\n          filter:\n            name: envoy.filters.network.http_connection_manager\n            subFilter: {{name: envoy.filters.http.router}}\n    patch:\n      operation: INSERT_BEFORE\n      value:\n        name: envoy.filters.http.ratelimit\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit\n          domain: shop\n          rate_limit_service:\n            grpc_service:\n              envoy_grpc: {{cluster_name: \"{cluster}\"}}\n            transport_api_version: V3\n{extra}"
+    )
+}
+
+/// An EnvoyFilter `name` on `app: web` in namespace shop with these patches.
+fn envoy_filter(name: &str, patches: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  workloadSelector:\n    labels: {{app: web}}\n  configPatches:\n{patches}"
+    )
+}
+
+const RLS: &str = "outbound|8081||ratelimit.shop.svc.cluster.local";
+const ROUTE_ACTIONS: &str = "  - applyTo: HTTP_ROUTE\n    match:\n      context: SIDECAR_INBOUND\n      routeConfiguration:\n        vhost:\n          route: {action: ANY}\n    patch:\n      operation: MERGE\n      value:\n        route:\n          rate_limits:\n          - actions:\n            - request_headers: {header_name: \":path\", descriptor_key: PATH}\n";
+
+#[test]
+fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions_inline() {
+    let input = example("global-rate-limit.yaml");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    // Two EnvoyFilters on productpage, read as one chain: one filter.
+    assert_eq!(t.rate_limits.len(), 1);
+    let limit = &t.rate_limits[0];
+    assert_eq!(limit.name, "filter-ratelimit");
+    assert_eq!(limit.selector["app"], "productpage");
+    assert_eq!(limit.context, "SIDECAR_INBOUND");
+    let config = &limit.config;
+    assert!(config.get("@type").is_none());
+    assert_eq!(config["domain"], "ratelimit");
+    assert_eq!(config["failure_mode_deny"], true);
+    assert_eq!(config["timeout"], "10s");
+    // The route's actions, moved inline from the other EnvoyFilter.
+    assert_eq!(
+        config["rate_limits"],
+        serde_json::json!([{"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "PATH"}}]}])
+    );
+    // The authority is dropped: the filter refuses it.
+    let service = &config["rate_limit_service"]["grpc_service"]["envoy_grpc"];
+    assert!(service.get("authority").is_none(), "{service}");
+    let plan = RateLimitPlan::from_json(config.to_string().as_bytes()).unwrap();
+    let cluster = "outbound|8081||ratelimit.default.svc.cluster.local";
+    assert_eq!(plan.global().unwrap().cluster(), cluster);
+    assert_eq!(limit.service_cluster.as_deref(), Some(cluster));
+    // Each finding by path and line, in the document that has the field.
+    let found: Vec<(Severity, &str, &str, Option<usize>)> = t
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.severity,
+                f.source.as_ref().unwrap().name.as_str(),
+                f.path.as_str(),
+                f.line,
+            )
+        })
+        .collect();
+    let typed = "spec.configPatches[0].patch.value.typed_config";
+    assert_eq!(
+        found,
+        [
+            (
+                Severity::Note,
+                "filter-ratelimit-svc",
+                "spec.configPatches[0].patch.value.rate_limits",
+                Some(line_of(&input, "rate_limits:"))
+            ),
+            (
+                Severity::Warning,
+                "filter-ratelimit",
+                &*format!("{typed}.rate_limit_service.grpc_service.envoy_grpc.authority"),
+                Some(line_of(&input, "authority:"))
+            ),
+            (
+                Severity::Note,
+                "filter-ratelimit",
+                &*format!("{typed}.rate_limit_service.grpc_service.envoy_grpc.cluster_name"),
+                Some(line_of(&input, "cluster_name:"))
+            ),
+        ],
+        "{:#?}",
+        t.findings
+    );
+    assert!(
+        t.findings[0]
+            .message
+            .contains("of EnvoyFilter filter-ratelimit")
+    );
+    assert!(t.findings[2].message.contains("--upstream"));
+    // Strict mode refuses to lose the authority.
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let e = translate(&input, &strict).unwrap_err();
+    assert!(
+        e.to_string().contains("envoy_grpc.authority (line 56)"),
+        "{e}"
+    );
+    // Istio: one WasmPlugin replaces both EnvoyFilters.
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let plugin = &docs[0];
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    assert_eq!(
+        plugin["metadata"]["name"],
+        "meshwasm-rate-limit-filter-ratelimit"
+    );
+    assert_eq!(
+        plugin["spec"]["selector"]["matchLabels"]["app"],
+        "productpage"
+    );
+    assert_eq!(
+        plugin["spec"]["match"],
+        serde_json::json!([{"mode": "SERVER"}])
+    );
+    assert_eq!(plugin["spec"]["pluginConfig"], *config);
+    assert!(docs.iter().all(|d| {
+        !d["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("filter-ratelimit")
+    }));
+    // Plain Envoy: the Wasm filter first, and an HTTP/2 cluster for the
+    // service, by DNS unless --upstream says where it is.
+    let mut options = EnvoyOptions::default();
+    let bootstrap = render::envoy_bootstrap(&t, &options);
+    let clusters = &bootstrap["static_resources"]["clusters"];
+    let rls = clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster)
+        .unwrap();
+    let socket = &rls["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"];
+    assert_eq!(socket["address"], "ratelimit.default.svc.cluster.local");
+    assert_eq!(socket["port_value"], 8081);
+    assert!(
+        rls["typed_extension_protocol_options"]
+            .to_string()
+            .contains("http2_protocol_options"),
+        "{rls}"
+    );
+    options
+        .upstreams
+        .insert(cluster.into(), ("ratelimit".into(), 8081));
+    render::check_upstreams(&t, &options).unwrap();
+    let bootstrap = render::envoy_bootstrap(&t, &options);
+    let text = bootstrap.to_string();
+    assert!(
+        text.contains(r#""address":"ratelimit","port_value":8081"#),
+        "{text}"
+    );
+    let filters = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    assert_eq!(filters[0]["name"], "meshwasm.rate-limit");
+}
+
+#[test]
+fn a_local_and_a_global_rate_limit_on_the_same_workloads_become_one_filter() {
+    let descriptors = "          descriptors:\n          - entries: [{key: PATH}]\n            token_bucket: {max_tokens: 1, fill_interval: 60s}\n";
+    let local = local_rate_limit(&format!("{BUCKET}{descriptors}"), "");
+    // On the same traffic as the global one: any port.
+    let patches = local
+        .split_once("  configPatches:\n")
+        .unwrap()
+        .1
+        .replace("        portNumber: 8080\n", "");
+    // One EnvoyFilter: local, global, and the route's actions, which both
+    // of Envoy's filters read: moved into both.
+    let input = envoy_filter(
+        "limits",
+        &format!("{patches}{}{ROUTE_ACTIONS}", global_patch(RLS, "")),
+    );
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let t = translate(&input, &strict).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.rate_limits.len(), 1, "{:#?}", t.rate_limits);
+    let limit = &t.rate_limits[0];
+    assert_eq!(limit.name, "limits");
+    assert_eq!(limit.port, None);
+    let config = &limit.config;
+    assert_eq!(config["local"]["stat_prefix"], "rl");
+    assert_eq!(config["global"]["domain"], "shop");
+    for part in ["local", "global"] {
+        assert_eq!(
+            config[part]["rate_limits"][0]["actions"][0]["request_headers"]["descriptor_key"],
+            "PATH",
+            "{part}"
+        );
+    }
+    // The filter takes it as it is: local first, then the service.
+    let plan = RateLimitPlan::from_json(config.to_string().as_bytes()).unwrap();
+    assert_eq!(plan.global().unwrap().cluster(), RLS);
+    let moved = t
+        .findings
+        .iter()
+        .find(|f| f.path == "spec.configPatches[2].patch.value.route.rate_limits")
+        .unwrap();
+    assert!(moved.message.contains("local and global"), "{moved}");
+    assert!(
+        moved.message.contains("spec.configPatches[0].patch.value.typed_config and spec.configPatches[1].patch.value.typed_config"),
+        "{moved}"
+    );
+    // One WasmPlugin, and one filter in plain Envoy.
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let plugins: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("meshwasm-rate-limit")
+        })
+        .collect();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(plugins[0]["metadata"]["name"], "meshwasm-rate-limit-limits");
+    assert_eq!(plugins[0]["spec"]["pluginConfig"], *config);
+    assert_eq!(
+        plugins[0]["spec"]["match"],
+        serde_json::json!([{"mode": "SERVER"}])
+    );
+
+    // The global filter first in the chain as written: said, since the
+    // rate-limit filter draws the local buckets first.
+    let swapped = envoy_filter(
+        "limits",
+        &format!("{}{patches}{ROUTE_ACTIONS}", global_patch(RLS, "")),
+    );
+    let t = translate(&swapped, &Options::default()).unwrap();
+    assert_eq!(t.rate_limits.len(), 1);
+    assert!(t.rate_limits[0].config.get("local").is_some());
+    let note = t
+        .findings
+        .iter()
+        .find(|f| f.path == "spec.configPatches[0].patch.value")
+        .unwrap_or_else(|| panic!("{:#?}", t.findings));
+    assert_eq!(note.severity, Severity::Note);
+    assert!(
+        note.message.contains("local buckets are drawn first"),
+        "{note}"
+    );
+
+    // Istio's two examples on the same workloads, in two files: one filter.
+    let global = example("global-rate-limit.yaml");
+    let local = example("local-rate-limit.yaml").replace(
+        "  name: filter-local-ratelimit-svc\n",
+        "  name: filter-local-ratelimit-svc\n  namespace: default\n",
+    );
+    let t = translate_files(
+        &[
+            ("local-rate-limit.yaml".into(), local),
+            ("global-rate-limit.yaml".into(), global),
+        ],
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.rate_limits.len(), 1);
+    let config = &t.rate_limits[0].config;
+    assert_eq!(t.rate_limits[0].name, "filter-local-ratelimit-svc");
+    // The local part keeps its inline actions; the route's go to the global.
+    assert_eq!(
+        config["local"]["rate_limits"][0]["actions"][0]["request_headers"]["header_name"],
+        "x-client"
+    );
+    assert_eq!(
+        config["global"]["rate_limits"][0]["actions"][0]["request_headers"]["header_name"],
+        ":path"
+    );
+    RateLimitPlan::from_json(config.to_string().as_bytes()).unwrap();
+
+    // On different traffic (another port), they stay two filters.
+    let elsewhere = input.replacen(
+        "      listener:\n        filterChain",
+        "      listener:\n        portNumber: 9090\n        filterChain",
+        1,
+    );
+    let t = translate(&elsewhere, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = t.rate_limits.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["limits-1", "limits-2"], "{elsewhere}");
+}
+
+#[test]
+fn a_refused_global_field_is_the_filters_error_at_the_yaml_path_and_line() {
+    // google_grpc: the Wasm filter calls through Envoy's own gRPC client.
+    let input = envoy_filter("rl", &global_patch(RLS, "")).replace(
+        &format!("              envoy_grpc: {{cluster_name: \"{RLS}\"}}\n"),
+        "              google_grpc: {target_uri: \"ratelimit:8081\", stat_prefix: rls}\n",
+    );
+    let e = only_error(&input);
+    assert_eq!(e.source.as_ref().unwrap().name, "rl");
+    assert_eq!(
+        e.path,
+        "spec.configPatches[0].patch.value.typed_config.rate_limit_service.grpc_service.google_grpc",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "google_grpc:")), "{e}");
+    assert!(e.message.contains("envoyGrpc"), "{e}");
+    // In camelCase, named as written.
+    let camel = input
+        .replace("rate_limit_service:", "rateLimitService:")
+        .replace("grpc_service:", "grpcService:")
+        .replace("google_grpc:", "googleGrpc:")
+        .replace("transport_api_version:", "transportApiVersion:");
+    let e = only_error(&camel);
+    assert_eq!(
+        e.path,
+        "spec.configPatches[0].patch.value.typed_config.rateLimitService.grpcService.googleGrpc",
+        "{e}"
+    );
+    // No transport_api_version: Envoy's refusal, at the service.
+    let input = envoy_filter("rl", &global_patch(RLS, ""))
+        .replace("            transport_api_version: V3\n", "");
+    let e = only_error(&input);
+    assert_eq!(
+        e.path,
+        "spec.configPatches[0].patch.value.typed_config.rate_limit_service.transport_api_version",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "rate_limit_service:")), "{e}");
+    // Beside a local rate limit, the global part's error is still at its
+    // own patch; and a moved route action the filter refuses is at the route.
+    let local = local_rate_limit(BUCKET, "");
+    let local_patch = local.split_once("  configPatches:\n").unwrap().1;
+    let input = envoy_filter(
+        "rl",
+        &format!(
+            "{local_patch}{}",
+            global_patch(RLS, "          timeout: soon\n")
+        ),
+    );
+    let e = only_error(&input);
+    assert_eq!(
+        e.path, "spec.configPatches[1].patch.value.typed_config.timeout",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "timeout: soon")), "{e}");
+    let input = envoy_filter(
+        "rl",
+        &format!(
+            "{}{}",
+            global_patch(RLS, ""),
+            ROUTE_ACTIONS.replace(
+                "request_headers: {header_name: \":path\", descriptor_key: PATH}",
+                "metadata: {descriptor_key: m}"
+            )
+        ),
+    );
+    let e = only_error(&input);
+    assert_eq!(
+        e.path, "spec.configPatches[1].patch.value.route.rate_limits[0].actions[0].metadata",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "- metadata:")), "{e}");
+    // Without actions anywhere: the filter cannot read the route's, said.
+    let e = only_error(&envoy_filter("rl", &global_patch(RLS, "")));
+    assert_eq!(
+        e.path, "spec.configPatches[0].patch.value.typed_config.rate_limits",
+        "{e}"
+    );
+    assert!(e.message.contains("cannot read the route"), "{e}");
+}
+
+#[test]
+fn the_rate_limit_services_cluster_comes_from_a_cluster_patch_or_must_exist() {
+    // Istio's older task: the service outside the mesh, its cluster added
+    // by a CLUSTER patch of the same EnvoyFilter.
+    let cluster_patch = "  - applyTo: CLUSTER\n    match:\n      cluster:\n        service: ratelimit.shop.svc.cluster.local\n    patch:\n      operation: ADD\n      value:\n        name: rate_limit_cluster\n        type: STRICT_DNS\n        connect_timeout: 10s\n        lb_policy: ROUND_ROBIN\n        http2_protocol_options: {}\n        load_assignment:\n          cluster_name: rate_limit_cluster\n          endpoints:\n          - lb_endpoints:\n            - endpoint:\n                address:\n                  socket_address: {address: ratelimit.shop.svc.cluster.local, port_value: 8081}\n";
+    let input = envoy_filter(
+        "rl",
+        &format!(
+            "{}{ROUTE_ACTIONS}{cluster_patch}",
+            global_patch("rate_limit_cluster", "")
+        ),
+    );
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        t.findings.iter().all(|f| f.severity == Severity::Note),
+        "{:#?}",
+        t.findings
+    );
+    assert_eq!(t.service_clusters.len(), 1);
+    assert_eq!(t.service_clusters[0].name, "rate_limit_cluster");
+    // Plain Envoy: the user's cluster as written.
+    let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+    let rendered = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rate_limit_cluster")
+        .unwrap();
+    assert_eq!(rendered["connect_timeout"], "10s");
+    assert_eq!(rendered["http2_protocol_options"], serde_json::json!({}));
+    // Istio: the WasmPlugin cannot add a cluster; an EnvoyFilter keeps it.
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let kept = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "meshwasm-rate-limit-rl-cluster")
+        .unwrap();
+    assert_eq!(kept["kind"], "EnvoyFilter");
+    assert_eq!(kept["metadata"]["namespace"], "shop");
+    assert_eq!(kept["spec"]["workloadSelector"]["labels"]["app"], "web");
+    assert_eq!(kept["spec"]["configPatches"][0]["applyTo"], "CLUSTER");
+    assert_eq!(
+        kept["spec"]["configPatches"][0]["patch"]["value"]["name"],
+        "rate_limit_cluster"
+    );
+    // The EnvoyFilter form carries it beside the Wasm filter.
+    let form = EnvoyFilterForm::Inline(Code::Local {
+        filename: "/var/local/lib/wasm/{file}".into(),
+    });
+    let doc = render::rate_limit_envoy_filter(&t.rate_limits[0], &form);
+    let applied: Vec<&str> = doc["spec"]["configPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["applyTo"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["HTTP_FILTER", "CLUSTER"]);
+
+    // A cluster without HTTP/2: gRPC would fail, said at the config's
+    // cluster_name.
+    let no_h2 = input.replace("        http2_protocol_options: {}\n", "");
+    let t = translate(&no_h2, &Options::default()).unwrap();
+    let warning = t
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Warning)
+        .unwrap();
+    assert_eq!(
+        warning.path,
+        "spec.configPatches[0].patch.value.typed_config.rate_limit_service.grpc_service.envoy_grpc.cluster_name"
+    );
+    assert!(warning.message.contains("HTTP/2"), "{warning}");
+
+    // A cluster nothing defines and whose name says nothing: it must
+    // exist, by path and line; plain Envoy has it only from --upstream.
+    let input = envoy_filter("rl", &format!("{}{ROUTE_ACTIONS}", global_patch("rls", "")));
+    let t = translate(&input, &Options::default()).unwrap();
+    let warnings: Vec<&Finding> = t
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", t.findings);
+    assert!(
+        warnings[0].path.ends_with("envoy_grpc.cluster_name"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(
+        warnings[0].line,
+        Some(line_of(&input, "cluster_name: \"rls\""))
+    );
+    assert!(
+        warnings[0].message.contains("must exist"),
+        "{}",
+        warnings[0]
+    );
+    let names = |bootstrap: &Value| -> Vec<String> {
+        bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut options = EnvoyOptions::default();
+    assert!(!names(&render::envoy_bootstrap(&t, &options)).contains(&"rls".to_owned()));
+    options
+        .upstreams
+        .insert("rls".into(), ("127.0.0.1".into(), 8081));
+    render::check_upstreams(&t, &options).unwrap();
+    assert!(names(&render::envoy_bootstrap(&t, &options)).contains(&"rls".to_owned()));
+    // A route patch alone, with no rate limit filter on its workloads: kept
+    // for Istio, as before.
+    let t = translate(&envoy_filter("routes", ROUTE_ACTIONS), &Options::default()).unwrap();
+    assert!(t.rate_limits.is_empty());
+    assert_eq!(t.findings.len(), 1);
+    assert!(
+        t.findings[0]
+            .message
+            .contains("EnvoyFilter is not translated")
     );
 }

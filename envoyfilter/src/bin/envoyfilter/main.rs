@@ -168,7 +168,7 @@ fn run(cli: Cli) -> Result<()> {
                 .count();
             let limits = match t.rate_limits.len() {
                 0 => String::new(),
-                n => format!(", {n} local rate limits"),
+                n => format!(", {n} rate limits"),
             };
             eprintln!(
                 "{} VirtualServices, {} placements{limits}, {warnings} warnings",
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 out.insert(placement.slug(), Value::Object(filters));
             }
-            // Each local rate limit has its own workloads: keyed by the
+            // Each rate limit has its own workloads: keyed by the
             // EnvoyFilter it comes from.
             for limit in &t.rate_limits {
                 let mut filters = serde_json::Map::new();
