@@ -124,6 +124,7 @@ fn seen(out: &Outcome) -> Seen {
         .filter(|(n, _)| {
             let n = n.as_str();
             n.starts_with("x-ratelimit")
+                || n.starts_with("grpc-")
                 || n.starts_with("x-rl")
                 || n == "content-type"
                 || n == "retry-after"
@@ -151,6 +152,19 @@ async fn same_answers(
     requests: &[&[(&str, &str)]],
     upstream_header: Option<&str>,
 ) -> Vec<u16> {
+    same_answers_seen(config, requests, upstream_header)
+        .await
+        .iter()
+        .map(|s| s.status)
+        .collect()
+}
+
+/// [`same_answers`], returning what the native side's clients saw.
+async fn same_answers_seen(
+    config: Value,
+    requests: &[&[(&str, &str)]],
+    upstream_header: Option<&str>,
+) -> Vec<Seen> {
     let sides = both(&config).await;
     let http = envoy::client().unwrap();
     let mut seen_by = Vec::new();
@@ -182,7 +196,7 @@ async fn same_answers(
         native.0.iter().map(|s| s.status).collect::<Vec<_>>(),
         native.2
     );
-    native.0.iter().map(|s| s.status).collect()
+    native.0.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +208,32 @@ async fn a_burst_on_the_default_bucket_gets_the_same_answers_and_headers() {
     }));
     let statuses = same_answers(config, &[NONE; 6], None).await;
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+}
+
+/// A gRPC client is denied with a gRPC status, UNAVAILABLE or, with
+/// `rate_limited_as_resource_exhausted`, RESOURCE_EXHAUSTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_clients_are_denied_with_a_grpc_status() {
+    let grpc: &[(&str, &str)] = &[("content-type", "application/grpc"), ("te", "trailers")];
+    for exhausted in [false, true] {
+        let config = limit(json!({
+            "token_bucket": {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "600s"},
+            "rate_limited_as_resource_exhausted": exhausted,
+        }));
+        let seen = same_answers_seen(config, &[grpc, grpc], None).await;
+        let grpc_status = |s: &Seen| {
+            s.headers
+                .iter()
+                .find(|(n, _)| n == "grpc-status")
+                .map(|(_, v)| v.clone())
+        };
+        let want = if exhausted { "8" } else { "14" };
+        assert_eq!(
+            (seen[1].status, grpc_status(&seen[1]).as_deref()),
+            (200, Some(want)),
+            "a gRPC denial is HTTP 200 with grpc-status"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
