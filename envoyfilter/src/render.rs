@@ -1263,7 +1263,8 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         .iter()
         .map(|limit| {
             let filename = wasm_file(Filter::RateLimit);
-            http_filter(Filter::RateLimit, &limit.config, &Code::Local { filename })
+            let config = envoy_service_cluster(limit, translation);
+            http_filter(Filter::RateLimit, &config, &Code::Local { filename })
         })
         .collect();
     for filter in Filter::ALL {
@@ -1315,7 +1316,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
     // The rate limit services' clusters, where the global rate limits call:
     // gRPC, so HTTP/2. A cluster the user's CLUSTER patch defined is theirs.
     for service in &translation.service_clusters {
-        let name = service.name.as_str();
+        let name = service.envoy_name.as_str();
         if let Some(existing) = clusters.iter_mut().find(|c| c["name"] == name) {
             existing["typed_extension_protocol_options"] = http2_options();
             continue;
@@ -1323,7 +1324,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         let host = service.address.as_ref().map(|(h, _)| h.as_str());
         let given = options
             .upstreams
-            .get(name)
+            .get(&service.name)
             .or_else(|| host.and_then(|h| options.upstreams.get(h)));
         let grpc = |address: &(String, u16)| {
             let mut c = cluster(name, address);
@@ -1426,6 +1427,47 @@ fn entry_cluster(name: &str, entry: &crate::translate::ExternalCluster) -> Value
             "endpoints": [{"lb_endpoints": endpoints}],
         },
     })
+}
+
+/// A rate limit's config for plain Envoy: the service's cluster under the
+/// name plain Envoy gives it ([`ServiceCluster::envoy_name`](crate::translate::ServiceCluster)),
+/// which the call sends as its `:authority`.
+fn envoy_service_cluster(limit: &RateLimitFilter, translation: &Translation) -> Value {
+    let mut config = limit.config.clone();
+    let Some(service) = translation
+        .service_clusters
+        .iter()
+        .find(|c| Some(&c.name) == limit.service_cluster.as_ref() && c.envoy_name != c.name)
+    else {
+        return config;
+    };
+    let mut global = if config.get("global").is_some() {
+        &mut config["global"]
+    } else {
+        &mut config
+    };
+    for (snake, camel) in [
+        ("rate_limit_service", "rateLimitService"),
+        ("grpc_service", "grpcService"),
+        ("envoy_grpc", "envoyGrpc"),
+    ] {
+        let key = if global.get(snake).is_some() {
+            snake
+        } else {
+            camel
+        };
+        let Some(inner) = global.get_mut(key) else {
+            return config;
+        };
+        global = inner;
+    }
+    let key = if global.get("cluster_name").is_some() {
+        "cluster_name"
+    } else {
+        "clusterName"
+    };
+    global[key] = json!(service.envoy_name);
+    config
 }
 
 /// `typed_extension_protocol_options` for a cluster that speaks HTTP/2 (gRPC).

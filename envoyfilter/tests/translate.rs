@@ -1061,7 +1061,7 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
                 Some(line_of(&input, "authority:"))
             ),
             (
-                Severity::Note,
+                Severity::Warning,
                 "filter-ratelimit",
                 &*format!("{typed}.rate_limit_service.grpc_service.envoy_grpc.cluster_name"),
                 Some(line_of(&input, "cluster_name:"))
@@ -1076,6 +1076,12 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
             .contains("of EnvoyFilter filter-ratelimit")
     );
     assert!(t.findings[2].message.contains("--upstream"));
+    // Istio's cluster name, with '|', is no valid :authority for the call.
+    assert!(
+        t.findings[2].message.contains("no valid authority"),
+        "{}",
+        t.findings[2]
+    );
     // Strict mode refuses to lose the authority.
     let strict = Options {
         strict: true,
@@ -1110,7 +1116,10 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
             .starts_with("filter-ratelimit")
     }));
     // Plain Envoy: the Wasm filter first, and an HTTP/2 cluster for the
-    // service, by DNS unless --upstream says where it is.
+    // service, by DNS unless --upstream says where it is, named after the
+    // task's authority, which the call then carries.
+    let envoy_name = "ratelimit.default.svc.cluster.local";
+    assert_eq!(t.service_clusters[0].envoy_name, envoy_name);
     let mut options = EnvoyOptions::default();
     let bootstrap = render::envoy_bootstrap(&t, &options);
     let clusters = &bootstrap["static_resources"]["clusters"];
@@ -1118,7 +1127,7 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == cluster)
+        .find(|c| c["name"] == envoy_name)
         .unwrap();
     let socket = &rls["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
         ["socket_address"];
@@ -1143,6 +1152,29 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
     let filters = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"];
     assert_eq!(filters[0]["name"], "meshwasm.rate-limit");
+    let wasm: Value = serde_json::from_str(
+        filters[0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        wasm["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"],
+        envoy_name
+    );
+    // Without the authority, the cluster is HOST:PORT.
+    let t = translate(
+        &input.replace(
+            "                authority: ratelimit.default.svc.cluster.local\n",
+            "",
+        ),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.service_clusters[0].envoy_name,
+        "ratelimit.default.svc.cluster.local:8081"
+    );
 }
 
 #[test]
@@ -1161,11 +1193,7 @@ fn a_local_and_a_global_rate_limit_on_the_same_workloads_become_one_filter() {
         "limits",
         &format!("{patches}{}{ROUTE_ACTIONS}", global_patch(RLS, "")),
     );
-    let strict = Options {
-        strict: true,
-        ..Options::default()
-    };
-    let t = translate(&input, &strict).unwrap_or_else(|e| panic!("{e}"));
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(t.rate_limits.len(), 1, "{:#?}", t.rate_limits);
     let limit = &t.rate_limits[0];
     assert_eq!(limit.name, "limits");

@@ -121,6 +121,9 @@ pub struct RateLimitFilter {
     pub config: Value,
     /// The global part's rate limit service cluster, when there is one.
     pub service_cluster: Option<String>,
+    /// The `authority` the user's config gave the call, dropped from
+    /// `config` (the filter cannot set it).
+    pub service_authority: Option<String>,
     /// The `CLUSTER` patches (`ADD`) of the EnvoyFilters it replaces, as
     /// written: the Wasm filter cannot add a cluster, so Istio still needs
     /// them in an EnvoyFilter.
@@ -137,6 +140,10 @@ pub struct ServiceCluster {
     pub defined: Option<Value>,
     /// The host and port of Istio's `outbound|PORT|SUBSET|HOST` name.
     pub address: Option<(String, u16)>,
+    /// The name plain Envoy gives it: the call's `:authority` is the
+    /// cluster's name, so a name that is no valid authority (Istio's, with
+    /// `|`) becomes the authority the user wrote, or `HOST:PORT`.
+    pub envoy_name: String,
 }
 
 /// What one `configPatches` entry is, for the rate limits.
@@ -365,8 +372,8 @@ fn narrows_routes(patch: &Value) -> bool {
 }
 
 /// Removes `rate_limit_service.grpc_service.envoy_grpc.authority`, which
-/// the Proxy-Wasm gRPC call cannot set; its path as written.
-fn drop_authority(config: &mut Value) -> Option<String> {
+/// the Proxy-Wasm gRPC call cannot set; its path as written, and its value.
+fn drop_authority(config: &mut Value) -> Option<(String, Value)> {
     let mut path = Vec::new();
     let mut at = config;
     for (snake, camel) in [
@@ -382,9 +389,18 @@ fn drop_authority(config: &mut Value) -> Option<String> {
         path.push(key);
         at = at.get_mut(key)?;
     }
-    at.as_object_mut()?.remove("authority")?;
+    let value = at.as_object_mut()?.remove("authority")?;
     path.push("authority");
-    Some(path.join("."))
+    Some((path.join("."), value))
+}
+
+/// Whether a name may be an HTTP/2 `:authority` (RFC 3986's host and
+/// port characters), as the cluster name is when the call sets none.
+fn valid_authority(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@[]%".contains(c))
 }
 
 /// A patch that inserts a native filter: which EnvoyFilter of the group,
@@ -479,13 +495,24 @@ impl Context<'_> {
                 if clusters.iter().any(|c| c.name == *name) {
                     continue;
                 }
+                let address = istio_cluster_address(name);
+                let envoy_name = [
+                    Some(name.clone()),
+                    f.service_authority.clone(),
+                    address.as_ref().map(|(h, p)| format!("{h}:{p}")),
+                ]
+                .into_iter()
+                .flatten()
+                .find(|n| valid_authority(n))
+                .unwrap_or_else(|| name.clone());
                 clusters.push(ServiceCluster {
                     name: name.clone(),
                     defined: defined
                         .iter()
                         .find(|(n, _)| n == name)
                         .map(|(_, c)| c.clone()),
-                    address: istio_cluster_address(name),
+                    address,
+                    envoy_name,
                 });
             }
             out.extend(filters);
@@ -637,10 +664,12 @@ impl Context<'_> {
             {
                 map.insert("rate_limits".into(), limits.clone());
             }
+            let mut service_authority = None;
             if ins.mode == Mode::Global
-                && let Some(path) = drop_authority(&mut config)
+                && let Some((path, value)) = drop_authority(&mut config)
             {
-                self.warn(source, doc, &join(&config_at, &path), "is dropped: the Proxy-Wasm gRPC call takes a cluster name only, so the call's :authority is the cluster name; the rate limit service does not read it, but a proxy in front of it that routes by authority would".into());
+                self.warn(source, doc, &join(&config_at, &path), "is dropped: the rate-limit filter's gRPC call takes a cluster name only, and its :authority is then the cluster name; plain Envoy's output names the service's cluster after this authority, so there the call carries it".into());
+                service_authority = value.as_str().map(str::to_owned);
             }
             let plan = match RateLimitPlan::from_json(config.to_string().as_bytes()) {
                 Err(e) => {
@@ -721,6 +750,7 @@ impl Context<'_> {
                     operation,
                     config,
                     service_cluster,
+                    service_authority,
                     cluster_patches: Vec::new(),
                 },
                 k,
@@ -780,6 +810,7 @@ impl Context<'_> {
         let mut merged = local.clone();
         merged.config = config;
         merged.service_cluster = global.service_cluster.clone();
+        merged.service_authority = global.service_authority.clone();
         let k = built[*l].1.min(built[*g].1);
         let mut out: Vec<(RateLimitFilter, usize)> = Vec::new();
         for (b, item) in built.into_iter().enumerate() {
@@ -854,14 +885,24 @@ impl Context<'_> {
         cluster: &str,
         defined: &[(String, Value)],
     ) {
+        let authority = if valid_authority(cluster) {
+            String::new()
+        } else {
+            format!(
+                " The filter's gRPC call sends the cluster name as its :authority, and {cluster:?} is no valid authority: an HTTP/2 server that checks it (h2, under tonic, does) resets the call, so in Istio such calls fail and failure_mode_deny decides, until the filter can set the authority; a CLUSTER patch that adds the service under a plain name (HOST:PORT) avoids it. Plain Envoy's output names the cluster with a valid authority instead."
+            )
+        };
         if let Some((_, c)) = defined.iter().find(|(n, _)| n == cluster) {
+            if !authority.is_empty() {
+                self.warn(source, doc, path, authority.trim_start().to_owned());
+            }
             if !speaks_http2(c) {
                 self.warn(source, doc, path, format!("names the cluster {cluster} that a CLUSTER patch adds, which has no http2_protocol_options: the call is gRPC, which needs HTTP/2, so it would fail; give the cluster typed_extension_protocol_options with explicit_http_config.http2_protocol_options"));
             }
             return;
         }
         match istio_cluster_address(cluster) {
-            Some((host, port)) => self.push(Severity::Note, Some(source), Some(doc), path, format!("is Istio's cluster of {host} port {port}: it exists when that Service (or a ServiceEntry) does, so the rate limit service must run there; plain Envoy gets an HTTP/2 cluster of this name at {host}:{port} by DNS, or at the address --upstream gives it")),
+            Some((host, port)) => self.push(if authority.is_empty() { Severity::Note } else { Severity::Warning }, Some(source), Some(doc), path, format!("is Istio's cluster of {host} port {port}: it exists when that Service (or a ServiceEntry) does, so the rate limit service must run there; plain Envoy gets an HTTP/2 cluster for it at {host}:{port} by DNS, or at the address --upstream gives it.{authority}")),
             None => self.warn(source, doc, path, format!("names the cluster {cluster}, which no CLUSTER patch of the input adds: it must exist in Envoy (in Istio, add it with an EnvoyFilter CLUSTER patch, or name a Service's cluster outbound|PORT||HOST); plain Envoy gets it only from --upstream '{cluster}=HOST:PORT', and without it every call fails and failure_mode_deny decides")),
         }
     }
