@@ -3,7 +3,8 @@
 //! it can run: the file is valid, runs the official Envoy image of the
 //! version we test, mounts the files the local demo runs and the filters
 //! `cargo build-filter` writes, and every
-//! upstream the Envoy file names is a compose service on the port it uses.
+//! upstream the Envoy file names (the rate limit service too) is a compose
+//! service on the port it uses.
 
 use crate::envoyfilter::EXAMPLES;
 use envoyfilter::yaml;
@@ -38,14 +39,22 @@ fn compose_config(file: &Path, env: &[(&str, &str)]) -> Result<Value, String> {
     Ok(yaml::load(&text).unwrap().remove(0).value)
 }
 
-fn echo_port(service: &Value) -> u64 {
-    service["command"]
+/// The port a service answers on: http-echo's `-listen=:PORT`, else the
+/// port it `expose`s (the rate limit service's gRPC), else http-echo's
+/// default.
+fn service_port(service: &Value) -> u64 {
+    let listen = service["command"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|a| a.as_str()?.strip_prefix("-listen=:"))
-        .find_map(|p| p.parse().ok())
-        .unwrap_or(5678) // http-echo's default
+        .find_map(|p| p.parse().ok());
+    let exposed = service["expose"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()));
+    listen.or(exposed).unwrap_or(5678)
 }
 
 #[test]
@@ -154,7 +163,7 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
                 );
                 assert_eq!(
                     address["port_value"].as_u64(),
-                    Some(echo_port(service)),
+                    Some(service_port(service)),
                     "{example}: {host}'s port"
                 );
                 assert!(

@@ -2,7 +2,8 @@
 //! `examples/virtual-services/`: Envoy accepts every rendered bootstrap
 //! (validation creates the Wasm VMs and configures the filters), and one
 //! bootstrap with two VirtualServices in one filter routes real traffic,
-//! and Istio's local rate limit EnvoyFilter, rendered, throttles in Envoy.
+//! Istio's local rate limit EnvoyFilter, rendered, throttles in Envoy, and
+//! its global one asks a rate limit service.
 
 use envoyfilter::render::{self, EnvoyOptions, envoy_bootstrap};
 use envoyfilter::translate::{Options, Translation, translate};
@@ -15,12 +16,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 7] = [
+pub(crate) const EXAMPLES: [&str; 8] = [
     "canary-split.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",
     "gateway-prefixes-mirror.yaml",
+    "global-rate-limit.yaml",
     "header-routing.yaml",
     "local-rate-limit.yaml",
 ];
@@ -59,6 +61,12 @@ fn envoy_accepts_every_rendered_bootstrap() {
                     .upstreams
                     .insert(upstream.host.clone(), ("127.0.0.1".into(), 9));
             }
+        }
+        // The rate limit services' clusters too.
+        for cluster in &t.service_clusters {
+            options
+                .upstreams
+                .insert(cluster.name.clone(), ("127.0.0.1".into(), 9));
         }
         // The YAML a user would save, not the JSON value: the writer is tested too.
         let config = dir.path().join(name);
@@ -232,4 +240,57 @@ async fn istios_local_rate_limit_throttles_a_crawler_in_envoy() {
         assert_eq!(statuses(Some("crawler"), 1).await, [429]);
         assert_eq!(mesh.upstream("productpage").hits(), 10);
     }
+}
+
+/// Istio's global rate limit task, rendered for plain Envoy from its two
+/// EnvoyFilters: the Wasm filter asks a rate limit service (the suite's
+/// tonic one, given by the cluster Istio names) about each request's path,
+/// with the domain and the route's action moved inline; the task's limit,
+/// `/productpage` once a minute, refuses the second request as Envoy's
+/// ratelimit filter does, while other paths go on. The call reaches the
+/// service because plain Envoy names the cluster after the task's
+/// `authority`: under Istio's name (`outbound|8081||...`, the call's
+/// `:authority` when none is set) tonic resets every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_global_rate_limit_asks_the_rate_limit_service_in_envoy() {
+    assert!(Path::new(RATE_LIMIT_WASM).is_file(), "{RATE_LIMIT_WASM}");
+    let t = example("global-rate-limit.yaml");
+    let productpage = Upstream::start("productpage").await.unwrap();
+    let rls = crate::rls::Rls::start(&[("PATH=/productpage", 1)]).await;
+    let at = |a: std::net::SocketAddr| (a.ip().to_string(), a.port());
+    let mut options = loopback_options();
+    options
+        .upstreams
+        .insert("productpage".into(), at(productpage.addr()));
+    assert_eq!(t.service_clusters.len(), 1);
+    options
+        .upstreams
+        .insert(t.service_clusters[0].name.clone(), at(rls.addr()));
+    render::check_upstreams(&t, &options).unwrap();
+    let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
+        .await
+        .unwrap();
+    let http = envoy::client().unwrap();
+    let get = |path: &'static str| {
+        let request = http.get(envoy.url(path)).header("host", "productpage");
+        async move { send(request).await.unwrap() }
+    };
+    let first = get("/productpage").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.upstream(), Some("productpage"));
+    let second = get("/productpage").await;
+    assert_eq!(second.status, 429);
+    assert_eq!(second.header("x-envoy-ratelimited"), Some("true"));
+    for _ in 0..3 {
+        assert_eq!(get("/static/style.css").await.status, 200);
+    }
+    assert_eq!(productpage.hits(), 4);
+    let seen = rls.seen();
+    assert_eq!(seen.len(), 5);
+    assert!(seen.iter().all(|r| r.domain == "ratelimit"));
+    let entry = &seen[0].descriptors[0].entries[0];
+    assert_eq!(
+        (entry.key.as_str(), entry.value.as_str()),
+        ("PATH", "/productpage")
+    );
 }
