@@ -15,6 +15,8 @@
 //! - [`fault`]: fault injection decisions.
 //! - [`router`], [`header_ops`]: routing decisions: weighted and sticky
 //!   splits, rewrites, redirects, mirrors, CORS, header edits.
+//! - [`authz`]: Istio's AuthorizationPolicy, checked against the path a
+//!   backend would serve, with header rules.
 //! - [`rate_limit`]: Envoy's local rate limiting: token buckets shared by
 //!   every worker, descriptors from route rate-limit actions.
 //! - [`handoff`]: the request headers filters hand on to Envoy, which no
@@ -26,6 +28,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod authz;
 pub mod config;
 pub mod delay_queue;
 pub mod duration;
