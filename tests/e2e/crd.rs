@@ -314,3 +314,88 @@ fn the_istio_walkthrough_passes_the_schemas_and_fits_its_apps() {
         );
     }
 }
+
+/// The YAML blocks of a Markdown file, each with the `<!-- envoyfilter ... -->`
+/// marker before it, if any.
+fn yaml_blocks(text: &str) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    let mut marker = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(m) = line.strip_prefix("<!-- envoyfilter ") {
+            marker = Some(m.trim_end_matches("-->").trim().to_owned());
+        } else if line == "```yaml" {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            out.push((marker.take(), body.join("\n") + "\n"));
+        }
+    }
+    out
+}
+
+/// `examples/istio/rate-limit.md`: every YAML block passes the schemas,
+/// every WasmPlugin's `pluginConfig` is one the rate-limit filter takes,
+/// and each block marked as `envoyfilter istio` output is what envoyfilter
+/// renders today from the input block of the same name.
+#[test]
+fn the_rate_limit_guide_passes_the_schemas_and_shows_what_envoyfilter_renders() {
+    use meshwasm_core::plan::Plan as _;
+    let path = repo().join("examples/istio/rate-limit.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let blocks = yaml_blocks(&text);
+    assert!(blocks.len() >= 8, "{} blocks", blocks.len());
+    let mut manifests = Vec::new();
+    for (i, (_, body)) in blocks.iter().enumerate() {
+        let docs = envoyfilter::yaml::load(body)
+            .unwrap_or_else(|e| panic!("rate-limit.md block {}: {e}", i + 1));
+        for d in docs {
+            manifests.push((
+                format!("rate-limit.md block {} #{}", i + 1, d.number),
+                d.value,
+            ));
+        }
+    }
+    let verdict = validate(&manifests);
+    assert_eq!(verdict.code, 0, "{}", verdict.problems.join("\n"));
+    let plugins: Vec<&(String, Value)> = manifests
+        .iter()
+        .filter(|(_, m)| m["kind"] == "WasmPlugin")
+        .collect();
+    assert!(plugins.len() >= 3);
+    for (source, plugin) in plugins {
+        meshwasm_core::rate_limit::RateLimitPlan::from_json(
+            plugin["spec"]["pluginConfig"].to_string().as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{source}: {e}"));
+    }
+    let options = IstioOptions {
+        image_prefix: "oci://registry.example.com/meshwasm".into(),
+        tag: "0.1.0".into(),
+        ..IstioOptions::default()
+    };
+    let mut compared = 0;
+    for (marker, input) in &blocks {
+        let Some(name) = marker.as_deref().and_then(|m| m.strip_prefix("input: ")) else {
+            continue;
+        };
+        let t =
+            envoyfilter::translate::translate(input, &envoyfilter::translate::Options::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let wanted = format!("istio output: {name}");
+        let (_, shown) = blocks
+            .iter()
+            .find(|(m, _)| m.as_deref() == Some(wanted.as_str()))
+            .unwrap_or_else(|| panic!("no output block for {name}"));
+        let shown: Vec<Value> = envoyfilter::yaml::load(shown)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect();
+        assert_eq!(
+            shown,
+            istio_manifests(&t, &options),
+            "{name}: rerender the block"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 2);
+}
