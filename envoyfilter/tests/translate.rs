@@ -1024,12 +1024,16 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
         config["rate_limits"],
         serde_json::json!([{"actions": [{"request_headers": {"header_name": ":path", "descriptor_key": "PATH"}}]}])
     );
-    // The authority is dropped: the filter refuses it.
+    // The authority is kept: the filter's call carries it.
     let service = &config["rate_limit_service"]["grpc_service"]["envoy_grpc"];
-    assert!(service.get("authority").is_none(), "{service}");
+    assert_eq!(service["authority"], "ratelimit.default.svc.cluster.local");
     let plan = RateLimitPlan::from_json(config.to_string().as_bytes()).unwrap();
     let cluster = "outbound|8081||ratelimit.default.svc.cluster.local";
     assert_eq!(plan.global().unwrap().cluster(), cluster);
+    assert_eq!(
+        plan.global().unwrap().authority(),
+        Some("ratelimit.default.svc.cluster.local")
+    );
     assert_eq!(limit.service_cluster.as_deref(), Some(cluster));
     // Each finding by path and line, in the document that has the field.
     let found: Vec<(Severity, &str, &str, Option<usize>)> = t
@@ -1055,13 +1059,7 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
                 Some(line_of(&input, "rate_limits:"))
             ),
             (
-                Severity::Warning,
-                "filter-ratelimit",
-                &*format!("{typed}.rate_limit_service.grpc_service.envoy_grpc.authority"),
-                Some(line_of(&input, "authority:"))
-            ),
-            (
-                Severity::Warning,
+                Severity::Note,
                 "filter-ratelimit",
                 &*format!("{typed}.rate_limit_service.grpc_service.envoy_grpc.cluster_name"),
                 Some(line_of(&input, "cluster_name:"))
@@ -1075,23 +1073,18 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
             .message
             .contains("of EnvoyFilter filter-ratelimit")
     );
-    assert!(t.findings[2].message.contains("--upstream"));
-    // Istio's cluster name, with '|', is no valid :authority for the call.
+    assert!(t.findings[1].message.contains("--upstream"));
+    // With the authority set, Istio's name with '|' is no problem.
     assert!(
-        t.findings[2].message.contains("no valid authority"),
+        !t.findings[1].message.contains("no valid authority"),
         "{}",
-        t.findings[2]
+        t.findings[1]
     );
-    // Strict mode refuses to lose the authority.
     let strict = Options {
         strict: true,
         ..Options::default()
     };
-    let e = translate(&input, &strict).unwrap_err();
-    assert!(
-        e.to_string().contains("envoy_grpc.authority (line 56)"),
-        "{e}"
-    );
+    translate(&input, &strict).unwrap_or_else(|e| panic!("nothing is lost: {e}"));
     // Istio: one WasmPlugin replaces both EnvoyFilters.
     let docs = render::istio_manifests(&t, &IstioOptions::default());
     let plugin = &docs[0];
@@ -1116,9 +1109,9 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
             .starts_with("filter-ratelimit")
     }));
     // Plain Envoy: the Wasm filter first, and an HTTP/2 cluster for the
-    // service, by DNS unless --upstream says where it is, named after the
-    // task's authority, which the call then carries.
-    let envoy_name = "ratelimit.default.svc.cluster.local";
+    // service, by DNS unless --upstream says where it is, under Istio's
+    // name: the call carries the task's authority.
+    let envoy_name = cluster;
     assert_eq!(t.service_clusters[0].envoy_name, envoy_name);
     let mut options = EnvoyOptions::default();
     let bootstrap = render::envoy_bootstrap(&t, &options);
@@ -1162,7 +1155,8 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
         wasm["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"],
         envoy_name
     );
-    // Without the authority, the cluster is HOST:PORT.
+    // Without the authority, the cluster is HOST:PORT, a valid authority,
+    // and Istio's name is reported as none.
     let t = translate(
         &input.replace(
             "                authority: ratelimit.default.svc.cluster.local\n",
@@ -1174,6 +1168,13 @@ fn istios_global_rate_limit_becomes_the_rate_limit_filter_with_the_route_actions
     assert_eq!(
         t.service_clusters[0].envoy_name,
         "ratelimit.default.svc.cluster.local:8081"
+    );
+    assert!(
+        t.findings
+            .iter()
+            .any(|f| f.message.contains("no valid authority")),
+        "{:#?}",
+        t.findings
     );
 }
 

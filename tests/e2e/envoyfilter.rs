@@ -248,9 +248,9 @@ async fn istios_local_rate_limit_throttles_a_crawler_in_envoy() {
 /// with the domain and the route's action moved inline; the task's limit,
 /// `/productpage` once a minute, refuses the second request as Envoy's
 /// ratelimit filter does, while other paths go on. The call reaches the
-/// service because plain Envoy names the cluster after the task's
-/// `authority`: under Istio's name (`outbound|8081||...`, the call's
-/// `:authority` when none is set) tonic resets every call.
+/// service, under Istio's cluster name (`outbound|8081||...`), because it
+/// carries the task's `authority`: with the cluster name as its
+/// `:authority`, tonic would reset every call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istios_global_rate_limit_asks_the_rate_limit_service_in_envoy() {
     assert!(Path::new(RATE_LIMIT_WASM).is_file(), "{RATE_LIMIT_WASM}");
@@ -288,6 +288,13 @@ async fn istios_global_rate_limit_asks_the_rate_limit_service_in_envoy() {
     let seen = rls.seen();
     assert_eq!(seen.len(), 5);
     assert!(seen.iter().all(|r| r.domain == "ratelimit"));
+    assert!(
+        rls.authorities()
+            .iter()
+            .all(|a| a == "ratelimit.default.svc.cluster.local"),
+        "{:?}",
+        rls.authorities()
+    );
     let entry = &seen[0].descriptors[0].entries[0];
     assert_eq!(
         (entry.key.as_str(), entry.value.as_str()),

@@ -528,7 +528,10 @@ async fn same_global_answers(
             .iter()
             .map(|s| upstream_header.and_then(|h| s.header(h).map(str::to_owned)))
             .collect();
-        let asked = running.rls.as_ref().map_or(0, |r| r.seen().len());
+        let asked = running
+            .rls
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.authorities());
         seen_by.push((answers, upstream, running.global_stats().await, asked));
     }
     let (native, wasm) = (&seen_by[0], &seen_by[1]);
@@ -537,7 +540,10 @@ async fn same_global_answers(
     }
     assert_eq!(native.1, wasm.1, "what the upstream received");
     assert_eq!(native.2, wasm.2, "stats: native (left), Wasm (right)");
-    assert_eq!(native.3, wasm.3, "calls the rate limit service got");
+    assert_eq!(
+        native.3, wasm.3,
+        "the :authority of each call the service got"
+    );
     (
         native.0.iter().map(|s| s.status).collect(),
         native.2.clone(),
@@ -675,4 +681,28 @@ async fn the_local_bucket_screens_requests_before_the_service_is_asked() {
         [200, 200, 429, 429, 429],
         "the third is the service's denial, then the bucket's"
     );
+}
+
+/// Istio's global rate limit task names the service's cluster
+/// `outbound|8081||ratelimit...` and sets `envoy_grpc.authority`, since a
+/// name with `|` is no `:authority` an HTTP/2 server accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_carry_the_configured_authority() {
+    let config = global(json!({"rate_limit_service": {
+        "grpc_service": {"envoy_grpc": {
+            "cluster_name": "rls",
+            "authority": "ratelimit.default.svc.cluster.local",
+        }},
+        "transport_api_version": "V3",
+    }}));
+    let (statuses, _) = same_global_answers(
+        config.clone(),
+        vec![native_global(&config)],
+        || Some(vec![("remote_address=127.0.0.1", 1)]),
+        2,
+        None,
+        |_| {},
+    )
+    .await;
+    assert_eq!(statuses, [200, 429]);
 }

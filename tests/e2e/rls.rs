@@ -125,6 +125,8 @@ struct State {
     hits: HashMap<String, u32>,
     /// Every request received.
     seen: Vec<RateLimitRequest>,
+    /// The `:authority` of every call, in order.
+    authorities: Vec<String>,
     /// Headers added to every answer, to the response and to the request.
     response_headers: Vec<(String, String)>,
     request_headers: Vec<(String, String)>,
@@ -162,6 +164,7 @@ impl Rls {
             limits: limits.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             hits: HashMap::new(),
             seen: Vec::new(),
+            authorities: Vec::new(),
             response_headers: Vec::new(),
             request_headers: Vec::new(),
         }));
@@ -200,6 +203,11 @@ impl Rls {
     /// Every request it received.
     pub(crate) fn seen(&self) -> Vec<RateLimitRequest> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The `:authority` of every call it received.
+    pub(crate) fn authorities(&self) -> Vec<String> {
+        self.state.lock().unwrap().authorities.clone()
     }
 
     fn decide(state: &Mutex<State>, request: RateLimitRequest) -> RateLimitResponse {
@@ -298,6 +306,11 @@ where
         let state = Arc::clone(&self.0);
         let known =
             request.uri().path() == "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+        let authority = request
+            .uri()
+            .authority()
+            .map_or_else(String::new, |a| a.to_string());
+        state.lock().unwrap().authorities.push(authority);
         Box::pin(async move {
             if !known {
                 return Ok(tonic::Status::unimplemented("no such method").into_http());

@@ -121,8 +121,7 @@ pub struct RateLimitFilter {
     pub config: Value,
     /// The global part's rate limit service cluster, when there is one.
     pub service_cluster: Option<String>,
-    /// The `authority` the user's config gave the call, dropped from
-    /// `config` (the filter cannot set it).
+    /// The `:authority` the config gives the call (`envoy_grpc.authority`).
     pub service_authority: Option<String>,
     /// The `CLUSTER` patches (`ADD`) of the EnvoyFilters it replaces, as
     /// written: the Wasm filter cannot add a cluster, so Istio still needs
@@ -140,9 +139,9 @@ pub struct ServiceCluster {
     pub defined: Option<Value>,
     /// The host and port of Istio's `outbound|PORT|SUBSET|HOST` name.
     pub address: Option<(String, u16)>,
-    /// The name plain Envoy gives it: the call's `:authority` is the
-    /// cluster's name, so a name that is no valid authority (Istio's, with
-    /// `|`) becomes the authority the user wrote, or `HOST:PORT`.
+    /// The name plain Envoy gives it: without an `authority` in the config
+    /// the call's `:authority` is the cluster's name, so a name that is no
+    /// valid authority (Istio's, with `|`) becomes `HOST:PORT`.
     pub envoy_name: String,
 }
 
@@ -371,29 +370,6 @@ fn narrows_routes(patch: &Value) -> bool {
             .is_some_and(|a| a.as_str() != Some("ANY"))
 }
 
-/// Removes `rate_limit_service.grpc_service.envoy_grpc.authority`, which
-/// the Proxy-Wasm gRPC call cannot set; its path as written, and its value.
-fn drop_authority(config: &mut Value) -> Option<(String, Value)> {
-    let mut path = Vec::new();
-    let mut at = config;
-    for (snake, camel) in [
-        ("rate_limit_service", "rateLimitService"),
-        ("grpc_service", "grpcService"),
-        ("envoy_grpc", "envoyGrpc"),
-    ] {
-        let key = if at.get(snake).is_some() {
-            snake
-        } else {
-            camel
-        };
-        path.push(key);
-        at = at.get_mut(key)?;
-    }
-    let value = at.as_object_mut()?.remove("authority")?;
-    path.push("authority");
-    Some((path.join("."), value))
-}
-
 /// Whether a name may be an HTTP/2 `:authority` (RFC 3986's host and
 /// port characters), as the cluster name is when the call sets none.
 fn valid_authority(name: &str) -> bool {
@@ -496,15 +472,18 @@ impl Context<'_> {
                     continue;
                 }
                 let address = istio_cluster_address(name);
-                let envoy_name = [
-                    Some(name.clone()),
-                    f.service_authority.clone(),
-                    address.as_ref().map(|(h, p)| format!("{h}:{p}")),
-                ]
-                .into_iter()
-                .flatten()
-                .find(|n| valid_authority(n))
-                .unwrap_or_else(|| name.clone());
+                let envoy_name = if f.service_authority.is_some() {
+                    name.clone()
+                } else {
+                    [
+                        Some(name.clone()),
+                        address.as_ref().map(|(h, p)| format!("{h}:{p}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .find(|n| valid_authority(n))
+                    .unwrap_or_else(|| name.clone())
+                };
                 clusters.push(ServiceCluster {
                     name: name.clone(),
                     defined: defined
@@ -664,13 +643,6 @@ impl Context<'_> {
             {
                 map.insert("rate_limits".into(), limits.clone());
             }
-            let mut service_authority = None;
-            if ins.mode == Mode::Global
-                && let Some((path, value)) = drop_authority(&mut config)
-            {
-                self.warn(source, doc, &join(&config_at, &path), "is dropped: the rate-limit filter's gRPC call takes a cluster name only, and its :authority is then the cluster name; plain Envoy's output names the service's cluster after this authority, so there the call carries it".into());
-                service_authority = value.as_str().map(str::to_owned);
-            }
             let plan = match RateLimitPlan::from_json(config.to_string().as_bytes()) {
                 Err(e) => {
                     let written = as_written(&config, &e.path);
@@ -720,6 +692,7 @@ impl Context<'_> {
                 );
             }
             let service_cluster = plan.global().map(|g| g.cluster().to_owned());
+            let service_authority = plan.global().and_then(|g| g.authority()).map(str::to_owned);
             if let Some(cluster) = &service_cluster {
                 let path = join(
                     &config_at,
@@ -728,7 +701,8 @@ impl Context<'_> {
                         "rateLimitService.grpcService.envoyGrpc.clusterName",
                     ),
                 );
-                self.check_service_cluster(source, doc, &path, cluster, defined);
+                let authority = service_authority.as_deref();
+                self.check_service_cluster(source, doc, &path, cluster, authority, defined);
             }
             let patch = &m.patches[ins.patch];
             let matched = &patch["match"];
@@ -883,13 +857,14 @@ impl Context<'_> {
         doc: &Document,
         path: &str,
         cluster: &str,
+        authority: Option<&str>,
         defined: &[(String, Value)],
     ) {
-        let authority = if valid_authority(cluster) {
+        let authority = if authority.is_some() || valid_authority(cluster) {
             String::new()
         } else {
             format!(
-                " The filter's gRPC call sends the cluster name as its :authority, and {cluster:?} is no valid authority: an HTTP/2 server that checks it (h2, under tonic, does) resets the call, so in Istio such calls fail and failure_mode_deny decides, until the filter can set the authority; a CLUSTER patch that adds the service under a plain name (HOST:PORT) avoids it. Plain Envoy's output names the cluster with a valid authority instead."
+                " Without envoy_grpc.authority the call's :authority is the cluster name, and {cluster:?} is no valid authority: an HTTP/2 server that checks it (h2, under tonic, does) resets the call, so in Istio such calls fail and failure_mode_deny decides; set envoy_grpc.authority to the service's host name, as Istio's task does. Plain Envoy's output names the cluster with a valid authority instead."
             )
         };
         if let Some((_, c)) = defined.iter().find(|(n, _)| n == cluster) {

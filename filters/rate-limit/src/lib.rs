@@ -191,7 +191,7 @@ impl RateLimitStream {
             .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
         match self.dispatch_grpc_call(
-            call.cluster,
+            call.service,
             rls::SERVICE,
             rls::METHOD,
             metadata,
@@ -207,7 +207,7 @@ impl RateLimitStream {
                     LogLevel::Warn,
                     &format!(
                         "calling the rate limit service in cluster {}: {status:?}",
-                        call.cluster
+                        global.cluster()
                     ),
                 );
                 self.carry_out(&cluster, None)

@@ -581,8 +581,8 @@ pub struct EnvoyGrpc {
     /// The cluster the service is in.
     #[serde(alias = "cluster_name", default)]
     pub cluster_name: String,
-    /// Refused: the `:authority` of the calls.
-    pub authority: Refused,
+    /// The `:authority` of the calls (default: the cluster name).
+    pub authority: Option<String>,
     /// Refused: retries.
     #[serde(alias = "retry_policy")]
     pub retry_policy: Refused,

@@ -29,6 +29,11 @@ const NO_TIMEOUT: Duration = Duration::from_secs(86_400);
 pub struct GlobalPlan {
     domain: String,
     cluster: String,
+    /// The calls' `:authority`, when it is not the cluster's name.
+    authority: Option<String>,
+    /// What `proxy_grpc_call` is given: the cluster's name, or with an
+    /// `authority` a serialized `GrpcService`, which Envoy reads first.
+    service: String,
     timeout: Duration,
     metadata: Vec<(String, String)>,
     request_type: RequestType,
@@ -56,8 +61,9 @@ enum RequestType {
 /// A call to make to the rate limit service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call<'p> {
-    /// The cluster of the service.
-    pub cluster: &'p str,
+    /// The service for `proxy_grpc_call`: a cluster name or a serialized
+    /// `envoy.config.core.v3.GrpcService`.
+    pub service: &'p str,
     /// `initial_metadata` of the gRPC service.
     pub metadata: &'p [(String, String)],
     /// The encoded `RateLimitRequest`.
@@ -171,7 +177,6 @@ impl GlobalPlan {
             }));
         };
         for (name, set) in [
-            ("authority", envoy.authority.is_some()),
             ("retryPolicy", envoy.retry_policy.is_some()),
             (
                 "maxReceiveMessageLength",
@@ -192,6 +197,24 @@ impl GlobalPlan {
                     reason: "the cluster of the rate limit service",
                 }));
         }
+        let authority = envoy.authority.clone().filter(|a| !a.is_empty());
+        let service = match authority.as_deref() {
+            None => envoy.cluster_name.clone(),
+            Some(authority) => {
+                let mut inner = Vec::new();
+                rls::put_string(&mut inner, 1, &envoy.cluster_name);
+                rls::put_string(&mut inner, 2, authority);
+                let mut proto = Vec::new();
+                rls::put_bytes_field(&mut proto, 1, &inner);
+                // Short names encode to ASCII; the SDK takes the service as text.
+                String::from_utf8(proto).map_err(|_| {
+                    envoy_at.field("authority").error(ConfigErrorKind::Invalid {
+                        reason: "clusterName and authority are too long together (over 120 bytes)"
+                            .into(),
+                    })
+                })?
+            }
+        };
         if grpc.timeout.is_some() {
             notes.push(
                 grpc_at
@@ -269,6 +292,8 @@ impl GlobalPlan {
         Ok(GlobalPlan {
             domain: c.domain.clone(),
             cluster: envoy.cluster_name.clone(),
+            authority,
+            service,
             timeout,
             metadata,
             request_type,
@@ -312,6 +337,12 @@ impl GlobalPlan {
         &self.cluster
     }
 
+    /// The `:authority` the calls carry when the config sets one
+    /// (`envoy_grpc.authority`); without it, Envoy sends the cluster name.
+    pub fn authority(&self) -> Option<&str> {
+        self.authority.as_deref()
+    }
+
     /// The call to make for this request, or `None` when the request is
     /// not checked: not sampled by `filterEnabled`, of the wrong
     /// `requestType`, or without any descriptor.
@@ -334,7 +365,7 @@ impl GlobalPlan {
             return None;
         }
         Some(Call {
-            cluster: &self.cluster,
+            service: &self.service,
             metadata: &self.metadata,
             message: rls::encode_request(&self.domain, &descriptors),
             timeout: self.timeout,

@@ -209,6 +209,16 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+/// Appends a length-delimited field (a string, bytes or a message).
+pub(crate) fn put_bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_bytes(out, field, bytes);
+}
+
+/// Appends a string field.
+pub(crate) fn put_string(out: &mut Vec<u8>, field: u32, text: &str) {
+    put_bytes(out, field, text.as_bytes());
+}
+
 fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_varint(out, u64::from(field) << 3 | 2);
     put_varint(out, bytes.len() as u64);

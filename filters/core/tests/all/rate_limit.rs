@@ -183,6 +183,32 @@ fn a_global_config_is_told_apart_by_its_service_and_checked_by_path() {
     );
 }
 
+/// Envoy reads `proxy_grpc_call`'s service as a serialized `GrpcService`
+/// when it parses as one, which is how a call gets its own `:authority`.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_authority_is_sent_as_a_serialized_grpc_service() {
+    let plan = RateLimitPlan::from_json(
+        global(json!({"rate_limit_service": {
+            "grpc_service": {"envoy_grpc": {"cluster_name": "rls", "authority": "rl.example"}},
+            "transport_api_version": "V3",
+        }}))
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let service = plan.global().unwrap();
+    assert_eq!(service.cluster(), "rls");
+    let call = service
+        .call(
+            &mut StaticRequest::get("/").with_source("10.0.0.9:1234"),
+            &mut Rng::with_seed(1),
+        )
+        .unwrap();
+    // GrpcService { envoy_grpc (1) { cluster_name (1): "rls", authority (2): "rl.example" } }
+    let want = b"\x0a\x11\x0a\x03rls\x12\x0arl.example";
+    assert_eq!(call.service.as_bytes(), want);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn the_service_is_asked_with_the_request_descriptors_and_its_answer_carried_out() {
     use meshwasm_core::rate_limit::global::{Answer, Stat};
@@ -209,6 +235,10 @@ fn the_service_is_asked_with_the_request_descriptors_and_its_answer_carried_out(
         )
     );
     assert_eq!(call.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(
+        call.service, "rls",
+        "without an authority, the cluster's name"
+    );
     assert_eq!(
         service.call(&mut StaticRequest::get("/"), &mut rng),
         None,
