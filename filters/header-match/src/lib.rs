@@ -1,22 +1,27 @@
-//! meshwasm header-match filter: Istio's AuthorizationPolicy (ALLOW, DENY,
-//! AUDIT) and header rules as a Proxy-Wasm filter.
+//! meshwasm header-match filter: Istio's AuthorizationPolicy (CUSTOM,
+//! DENY, ALLOW, AUDIT) and header rules as a Proxy-Wasm filter.
 //!
 //! For each request the filter reads the header map once, asks
 //! `meshwasm_core::authz::AuthzPlan` to read it as a backend would (its
 //! own path normalization, hosts without ports, every reading of a
-//! repeated header) and to decide, then answers 400 to a malformed
-//! request, 403 (`RBAC: access denied`) to a denied one, or forwards it
-//! with the header rules' edits.
+//! repeated header) and answers 400 to a malformed request. A request a
+//! CUSTOM policy matches waits for its check by the external authorizer
+//! (an HTTP call through Envoy), whose denial is the answer. Then the
+//! plan decides: 403 (`RBAC: access denied`) to a denied request, or
+//! forward it with the check's and the header rules' edits.
 //!
-//! Metrics: `meshwasm.header_match.{allowed,denied,rejected,audited}`.
+//! Metrics: `meshwasm.header_match.{allowed,denied,rejected,audited}` and
+//! `meshwasm.header_match.ext_authz.{ok,denied,error,failure_mode_allowed}`.
 
-use meshwasm_core::authz::{AuthzPlan, DENIED_BODY, Peer, Verdict, metric};
+use meshwasm_core::authz::custom::CheckOutcome;
+use meshwasm_core::authz::{AuthzPlan, AuthzRequest, DENIED_BODY, Peer, Verdict, metric};
 use meshwasm_core::header_ops::HeaderOp;
 use meshwasm_core::properties::{Attribute, attributes};
-use meshwasm_plugin::headers::{HeaderMapKind, HostRequest, apply_edits};
-use meshwasm_plugin::host::HostProperties;
+use meshwasm_plugin::headers::{HeaderMapKind, HostRequest, apply_edits, header_map};
+use meshwasm_plugin::host::{HostProperties, http_call_response_body};
 use meshwasm_plugin::reply::{LocalReply, send_local_reply};
 use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
@@ -58,6 +63,7 @@ impl Filter for HeaderMatch {
             log: plugin.log(),
             config,
             response_edits: Vec::new(),
+            pending: None,
         }
     }
 }
@@ -68,9 +74,47 @@ pub struct HeaderMatchStream {
     config: Rc<Configured>,
     /// Header rule edits for the response, owned.
     response_edits: Vec<(String, Option<String>, bool)>,
+    /// The token of the authorizer's check, and the request read for
+    /// matching, while the check is out.
+    pending: Option<(u32, AuthzRequest)>,
 }
 
-impl Context for HeaderMatchStream {}
+impl Context for HeaderMatchStream {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
+        let Some((_, req)) = self.pending.take_if(|(t, _)| *t == token) else {
+            return;
+        };
+        let config = Rc::clone(&self.config);
+        let Some(provider) = config.plan.provider() else {
+            return;
+        };
+        // Envoy answers a failed call (reset, timeout) with no headers.
+        let answer = (headers > 0)
+            .then(|| header_map(HeaderMapKind::HttpCallResponseHeaders))
+            .and_then(|map| match map {
+                Ok(map) => Some(
+                    map.iter()
+                        .map(|(n, v)| {
+                            (
+                                String::from_utf8_lossy(n).into_owned(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => {
+                    self.log
+                        .line(LogLevel::Warn, &format!("reading the check's answer: {e}"));
+                    None
+                }
+            });
+        let body = http_call_response_body(body_size).unwrap_or_default();
+        let outcome = provider.outcome(answer.as_deref(), &body);
+        if self.after_check(req, outcome) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
 
 fn property<T: meshwasm_core::properties::PropertyValue>(
     wanted: bool,
@@ -113,7 +157,120 @@ impl HttpContext for HeaderMatchStream {
                 return Action::Pause;
             }
         };
-        let decision = plan.decide(&req, &mut raw);
+        if let Some((provider, check)) = plan.check(&req, raw.headers().iter()) {
+            let headers: Vec<(&str, &str)> = check
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            match hostcalls::dispatch_http_call(
+                check.cluster,
+                headers,
+                None,
+                Vec::new(),
+                check.timeout,
+            ) {
+                Ok(token) => {
+                    self.pending = Some((token, req));
+                    return Action::Pause;
+                }
+                Err(status) => {
+                    self.log.line(
+                        LogLevel::Warn,
+                        &format!(
+                            "calling the authorizer in cluster {}: {status:?} (is the cluster defined?)",
+                            check.cluster
+                        ),
+                    );
+                    let outcome = provider.outcome(None, b"");
+                    return self.after_check(req, outcome);
+                }
+            }
+        }
+        self.decide(req, &mut raw)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let edits = std::mem::take(&mut self.response_edits);
+        let ops = edits.iter().map(|(n, v, add)| match (v, add) {
+            (None, _) => HeaderOp::Remove(n),
+            (Some(v), false) => HeaderOp::Set(n, v.as_str().into()),
+            (Some(v), true) => HeaderOp::Add(n, v.as_str().into()),
+        });
+        if let Err(e) = apply_edits(HeaderMapKind::HttpResponseHeaders, ops) {
+            self.log.line(LogLevel::Warn, &e);
+        }
+        Action::Continue
+    }
+}
+
+impl HeaderMatchStream {
+    /// Carries out the authorizer's answer: its denial, or its edits and
+    /// then the plan's own decision.
+    fn after_check(&mut self, mut req: AuthzRequest, outcome: CheckOutcome) -> Action {
+        let config = Rc::clone(&self.config);
+        let metrics = &config.metrics;
+        match outcome {
+            CheckOutcome::Deny {
+                status,
+                headers,
+                body,
+                details,
+                error,
+            } => {
+                metrics.add(
+                    if error {
+                        metric::EXT_AUTHZ_ERROR
+                    } else {
+                        metric::EXT_AUTHZ_DENIED
+                    },
+                    1,
+                );
+                let reply = LocalReply {
+                    status,
+                    details,
+                    body: &body,
+                    grpc_status: None,
+                };
+                let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+                if let Err(status) = send_local_reply(reply, headers) {
+                    self.log.line(
+                        LogLevel::Error,
+                        &format!("local response failed: {status:?}"),
+                    );
+                }
+                return Action::Pause;
+            }
+            CheckOutcome::FailedOpen => {
+                metrics.add(metric::EXT_AUTHZ_ERROR, 1);
+                metrics.add(metric::EXT_AUTHZ_FAILURE_MODE_ALLOWED, 1);
+            }
+            CheckOutcome::Allow {
+                set,
+                remove,
+                response_add,
+            } => {
+                metrics.add(metric::EXT_AUTHZ_OK, 1);
+                let edits = remove
+                    .iter()
+                    .map(|n| HeaderOp::Remove(n))
+                    .chain(set.iter().map(|(n, v)| HeaderOp::Set(n, v.as_str().into())));
+                if let Err(e) = apply_edits(HeaderMapKind::HttpRequestHeaders, edits) {
+                    self.log.line(LogLevel::Warn, &e);
+                }
+                req.apply_check(&set, &remove);
+                self.response_edits
+                    .extend(response_add.into_iter().map(|(n, v)| (n, Some(v), true)));
+            }
+        }
+        self.decide(req, &mut HostRequest::new(self.log))
+    }
+
+    /// The plan's DENY, ALLOW and AUDIT decision, carried out.
+    fn decide(&mut self, req: AuthzRequest, raw: &mut HostRequest) -> Action {
+        let config = Rc::clone(&self.config);
+        let plan = &config.plan;
+        let decision = plan.decide(&req, raw);
         for m in AuthzPlan::counted(&decision).into_iter().flatten() {
             config.metrics.add(m, 1);
         }
@@ -134,35 +291,17 @@ impl HttpContext for HeaderMatchStream {
                 {
                     self.log.line(LogLevel::Warn, &e);
                 }
-                self.response_edits = decision
-                    .response_edits
-                    .into_iter()
-                    .map(|op| match op {
+                self.response_edits
+                    .extend(decision.response_edits.into_iter().map(|op| match op {
                         HeaderOp::Remove(n) => (n.to_owned(), None, false),
                         HeaderOp::Set(n, v) => (n.to_owned(), Some(v.into_owned()), false),
                         HeaderOp::Add(n, v) => (n.to_owned(), Some(v.into_owned()), true),
-                    })
-                    .collect();
+                    }));
                 Action::Continue
             }
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let edits = std::mem::take(&mut self.response_edits);
-        let ops = edits.iter().map(|(n, v, add)| match (v, add) {
-            (None, _) => HeaderOp::Remove(n),
-            (Some(v), false) => HeaderOp::Set(n, v.as_str().into()),
-            (Some(v), true) => HeaderOp::Add(n, v.as_str().into()),
-        });
-        if let Err(e) = apply_edits(HeaderMapKind::HttpResponseHeaders, ops) {
-            self.log.line(LogLevel::Warn, &e);
-        }
-        Action::Continue
-    }
-}
-
-impl HeaderMatchStream {
     fn reply(&self, status: u16, details: &str, body: &[u8]) {
         let reply = LocalReply {
             status,

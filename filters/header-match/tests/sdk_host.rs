@@ -240,7 +240,29 @@ fn unsupported_fields_are_refused_with_their_path() {
         ),
         (
             json!({"action": "CUSTOM", "provider": {"name": "ext"}}),
-            "action: is not supported: CUSTOM",
+            "provider.name: \"ext\" names no entry of extensionProviders",
+        ),
+        (
+            json!({"policies": [{"action": "CUSTOM"}]}),
+            "policies[0].provider: is required",
+        ),
+        (
+            json!({"extensionProviders": [{"name": "ext", "envoyExtAuthzGrpc": {"service": "a"}}],
+                   "policies": [{"action": "CUSTOM", "provider": {"name": "ext"}}]}),
+            "extensionProviders[0].envoyExtAuthzGrpc: is not supported",
+        ),
+        (
+            json!({"extensionProviders": [{"name": "ext", "envoyExtAuthzHttp": {"service": "a", "statusOnError": "teapot"}}],
+                   "policies": [{"action": "CUSTOM", "provider": {"name": "ext"}}]}),
+            "extensionProviders[0].envoyExtAuthzHttp.statusOnError: \"teapot\"",
+        ),
+        (
+            json!({"extensionProviders": [{"name": "ext", "envoyExtAuthzHTTP": {}}]}),
+            "extensionProviders[0].envoyExtAuthzHTTP: is not a field",
+        ),
+        (
+            json!({"action": "DENY", "provider": {"name": "ext"}}),
+            "provider: only CUSTOM policies have a provider",
         ),
     ] {
         let builder = Host::builder().plugin("header-match", "header-match", config.to_string());
@@ -248,5 +270,180 @@ fn unsupported_fields_are_refused_with_their_path() {
             panic!("{config} was accepted")
         };
         assert!(err.to_string().contains(want), "{config}: {err}");
+    }
+}
+
+/// A CUSTOM policy on `/api/*` checked by an authorizer in cluster
+/// `authz`, whose `x-user` the ALLOW policy then requires, as Envoy's RBAC
+/// sees the headers ext_authz set.
+fn custom(fail_open: bool) -> Value {
+    json!({
+        "extensionProviders": [{"name": "opa", "envoyExtAuthzHttp": {
+            "service": "authz",
+            "pathPrefix": "/check",
+            "timeout": "0.5s",
+            "failOpen": fail_open,
+            "statusOnError": "503",
+            "includeRequestHeadersInCheck": ["x-tenant"],
+            "includeAdditionalHeadersInCheck": {"x-checked-by": "meshwasm"},
+            "headersToUpstreamOnAllow": ["x-user"],
+            "headersToDownstreamOnDeny": ["x-reason"],
+        }}],
+        "policies": [
+            {"action": "CUSTOM", "provider": {"name": "opa"},
+             "rules": [{"to": [{"operation": {"paths": ["/api/*"]}}]}]},
+            {"action": "ALLOW", "rules": [
+                {"to": [{"operation": {"paths": ["/public/*"]}}]},
+                {"when": [{"key": "request.headers[x-user]", "values": ["alice"]}]},
+            ]},
+        ],
+    })
+}
+
+#[test]
+fn a_custom_policy_asks_the_authorizer_and_the_allow_policy_sees_its_headers() {
+    use sdk_host::CalloutResponse;
+    for mode in MODES {
+        let mut host = start_with(mode, &custom(false), Host::builder().cluster("authz"));
+        // Not under /api: no check.
+        assert_eq!(send(&mut host, "GET", "/public/a", &[]), 200, "{mode:?}");
+        assert!(host.http_calls().is_empty(), "{mode:?}");
+
+        let request = |host: &mut Host, path: &str| {
+            let stream = host.new_http_stream().unwrap();
+            let headers = [
+                (":method", "GET"),
+                (":path", path),
+                (":authority", "shop.example.com"),
+                ("authorization", "Bearer t"),
+                ("x-tenant", "blue"),
+                ("x-secret", "kept"),
+            ];
+            host.send_request_headers(stream, &headers, true).unwrap();
+            stream
+        };
+        let stream = request(&mut host, "/api/a?x=1");
+        let calls = host.http_calls();
+        assert_eq!(calls.len(), 1, "{mode:?}");
+        let call = &calls[0];
+        assert_eq!(call.upstream, "authz");
+        assert_eq!(call.timeout_ms, 500);
+        let sent: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(n, v)| (n, std::str::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("content-length", "0"),
+                (":method", "GET"),
+                (":path", "/check/api/a?x=1"),
+                (":authority", "shop.example.com"),
+                ("authorization", "Bearer t"),
+                ("x-tenant", "blue"),
+                ("x-checked-by", "meshwasm"),
+            ],
+            "{mode:?}: the check carries what Envoy's ext_authz sends, not x-secret"
+        );
+        host.respond_http_call(
+            call.token,
+            CalloutResponse::new(200)
+                .header("x-user", "alice")
+                .header("x-other", "dropped"),
+        )
+        .unwrap();
+        let view = host.http(stream).unwrap();
+        let upstream = view.upstream().headers.as_ref().expect("forwarded");
+        assert_eq!(upstream.get("x-user"), Some("alice"), "{mode:?}");
+        assert_eq!(upstream.get("x-other"), None, "{mode:?}");
+        host.finish(stream).unwrap();
+
+        // Allowed by the authorizer as bob: the ALLOW policy denies.
+        let stream = request(&mut host, "/api/b");
+        let token = host.http_calls()[0].token;
+        host.respond_http_call(token, CalloutResponse::new(200).header("x-user", "bob"))
+            .unwrap();
+        let local = host.http(stream).unwrap().local_response().unwrap().clone();
+        assert_eq!(
+            (local.status, local.details.as_str()),
+            (403, "rbac_access_denied_matched_policy[none]"),
+            "{mode:?}"
+        );
+        host.finish(stream).unwrap();
+
+        // Denied by the authorizer: its status, body and listed headers.
+        let stream = request(&mut host, "/api/c");
+        let token = host.http_calls()[0].token;
+        host.respond_http_call(
+            token,
+            CalloutResponse::new(401)
+                .header("x-reason", "expired")
+                .header("x-internal", "hidden")
+                .body("log in again"),
+        )
+        .unwrap();
+        let local = host.http(stream).unwrap().local_response().unwrap().clone();
+        assert_eq!(
+            (local.status, local.details.as_str(), local.body.as_slice()),
+            (401, "ext_authz_denied", b"log in again".as_slice()),
+            "{mode:?}"
+        );
+        assert_eq!(local.headers.get("x-reason"), Some("expired"), "{mode:?}");
+        assert_eq!(local.headers.get("x-internal"), None, "{mode:?}");
+        host.finish(stream).unwrap();
+
+        // No answer, or a 5xx: statusOnError.
+        for fail in [true, false] {
+            let stream = request(&mut host, "/api/d");
+            let token = host.http_calls()[0].token;
+            if fail {
+                host.fail_http_call(token).unwrap();
+            } else {
+                host.respond_http_call(token, CalloutResponse::new(500))
+                    .unwrap();
+            }
+            let local = host.http(stream).unwrap().local_response().unwrap().clone();
+            assert_eq!(
+                (local.status, local.details.as_str()),
+                (503, "ext_authz_error"),
+                "{mode:?} failed call: {fail}"
+            );
+            host.finish(stream).unwrap();
+        }
+        assert_eq!(host.counter("meshwasm.header_match.ext_authz.ok"), Some(2));
+        assert_eq!(
+            host.counter("meshwasm.header_match.ext_authz.denied"),
+            Some(1)
+        );
+        assert_eq!(
+            host.counter("meshwasm.header_match.ext_authz.error"),
+            Some(2)
+        );
+    }
+}
+
+#[test]
+fn fail_open_lets_a_failed_check_through_to_the_other_policies() {
+    for mode in MODES {
+        let mut host = start_with(mode, &custom(true), Host::builder().cluster("authz"));
+        let stream = host.new_http_stream().unwrap();
+        let headers = [
+            (":method", "GET"),
+            (":path", "/api/a"),
+            (":authority", "shop"),
+            ("x-user", "alice"),
+        ];
+        host.send_request_headers(stream, &headers, true).unwrap();
+        let token = host.http_calls()[0].token;
+        host.fail_http_call(token).unwrap();
+        assert!(
+            host.http(stream).unwrap().upstream().complete,
+            "{mode:?}: forwarded"
+        );
+        assert_eq!(
+            host.counter("meshwasm.header_match.ext_authz.failure_mode_allowed"),
+            Some(1)
+        );
     }
 }

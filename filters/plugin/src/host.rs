@@ -165,6 +165,15 @@ pub fn grpc_response_body(size: usize) -> Result<Vec<u8>, Status> {
     hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).map(Option::unwrap_or_default)
 }
 
+/// The `size` bytes of an HTTP call's answer body, in `on_http_call_response`.
+///
+/// # Errors
+///
+/// The host's status; the SDK's own getter traps on it.
+pub fn http_call_response_body(size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map(Option::unwrap_or_default)
+}
+
 /// The host clock in nanoseconds since the Unix epoch.
 pub fn now_nanos() -> u64 {
     hostcalls::get_current_time()

@@ -3,16 +3,20 @@
 //!
 //! - [`policy`]: the documents, as written.
 //! - [`path`]: the filter's own path normalization.
+//! - [`custom`]: CUSTOM policies' checks by an external HTTP authorizer.
 //!
 //! A request is first read once into an [`AuthzRequest`]: the normalized
 //! path, the host without port or trailing dot, header names lowercased
 //! (and `_` read as `-`), values trimmed, and every reading of a repeated
-//! header. Then, as Istio documents: a matching DENY policy denies; if any
+//! header. Then, as Istio documents: a request that matches a CUSTOM
+//! policy is checked by its authorizer first (see [`AuthzPlan::check`]);
+//! then a matching DENY policy denies; if any
 //! ALLOW policy exists, a request that matches none is denied; AUDIT only
 //! marks. Rules are read strictly both ways: a DENY rule matches when any
 //! reading of a header matches, an ALLOW rule holds only when every
 //! reading does.
 
+pub mod custom;
 pub mod path;
 pub mod policy;
 
@@ -23,6 +27,7 @@ use crate::metrics::{MetricRef, MetricSpec};
 use crate::plan::Plan;
 use crate::request::RequestAttributes;
 use crate::request_match::RequestMatcher;
+use custom::ExtAuthz;
 use path::{BadPath, Normalization, normalize};
 use policy::Underscores;
 use std::net::IpAddr;
@@ -41,16 +46,34 @@ pub mod metric {
     pub const REJECTED: MetricRef = MetricRef(2);
     /// Requests an AUDIT policy matched.
     pub const AUDITED: MetricRef = MetricRef(3);
+    /// Checks the authorizer allowed.
+    pub const EXT_AUTHZ_OK: MetricRef = MetricRef(4);
+    /// Checks the authorizer denied.
+    pub const EXT_AUTHZ_DENIED: MetricRef = MetricRef(5);
+    /// Checks that failed (no answer, a timeout, a 5xx).
+    pub const EXT_AUTHZ_ERROR: MetricRef = MetricRef(6);
+    /// Failed checks that `failOpen` let through.
+    pub const EXT_AUTHZ_FAILURE_MODE_ALLOWED: MetricRef = MetricRef(7);
 }
 
-const METRICS: [&str; 4] = ["allowed", "denied", "rejected", "audited"];
+/// Named as Envoy's RBAC and ext_authz filters name theirs.
+const METRICS: [&str; 8] = [
+    "allowed",
+    "denied",
+    "rejected",
+    "audited",
+    "ext_authz.ok",
+    "ext_authz.denied",
+    "ext_authz.error",
+    "ext_authz.failure_mode_allowed",
+];
 
 /// The compiled configuration of the header-match filter.
 ///
 /// # Examples
 ///
 /// ```
-/// use meshwasm_core::authz::{AuthzPlan, AuthzRequest, Peer, Verdict};
+/// use meshwasm_core::authz::{AuthzPlan, Peer, Verdict};
 /// use meshwasm_core::plan::Plan;
 /// use meshwasm_core::request::StaticRequest;
 ///
@@ -66,6 +89,9 @@ const METRICS: [&str; 4] = ["allowed", "denied", "rejected", "audited"];
 /// ```
 #[derive(Debug)]
 pub struct AuthzPlan {
+    custom: Vec<CompiledPolicy>,
+    /// The authorizer of the CUSTOM policies (Istio allows one per workload).
+    provider: Option<ExtAuthz>,
     deny: Vec<CompiledPolicy>,
     allow: Vec<CompiledPolicy>,
     audit: Vec<CompiledPolicy>,
@@ -247,20 +273,28 @@ impl Plan for AuthzPlan {
 
     fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
         let shape: serde_json::Value = parse(json, Self::DOCUMENT)?;
-        let list = ["policies", "headerRules"]
+        let list = ["policies", "headerRules", "extensionProviders"]
             .iter()
             .any(|k| shape.get(k).is_some())
             || (shape.get("meshwasm").is_some() && shape.as_object().is_some_and(|o| o.len() == 1));
-        let (specs, header_rules, settings, at_list) = if list {
+        let (specs, header_rules, providers, settings, at_list) = if list {
             let p: policy::Policies = parse(json, Self::DOCUMENT)?;
-            (p.policies, p.header_rules, p.meshwasm, true)
+            (
+                p.policies,
+                p.header_rules,
+                p.extension_providers,
+                p.meshwasm,
+                true,
+            )
         } else {
             let mut spec: policy::AuthorizationPolicy = parse(json, Self::DOCUMENT)?;
             let settings = spec.meshwasm.take();
-            (vec![spec], Vec::new(), settings, false)
+            (vec![spec], Vec::new(), Vec::new(), settings, false)
         };
         let mut notes = Vec::new();
         let mut plan = AuthzPlan {
+            custom: Vec::new(),
+            provider: None,
             deny: Vec::new(),
             allow: Vec::new(),
             audit: Vec::new(),
@@ -270,6 +304,10 @@ impl Plan for AuthzPlan {
             deny_status: 403,
             notes: Vec::new(),
         };
+        let providers_at = FieldPath::ROOT.field("extensionProviders");
+        for (i, entry) in providers.iter().enumerate() {
+            ExtAuthz::check_kinds(entry, &providers_at.index(i))?;
+        }
         let list_at = FieldPath::ROOT.field("policies");
         for (i, spec) in specs.iter().enumerate() {
             let item = list_at.index(i);
@@ -281,6 +319,34 @@ impl Plan for AuthzPlan {
             }
             let (kind, compiled) = compile_policy(spec, i, &at, &mut notes)?;
             match kind {
+                Action::Custom(name) => {
+                    let name_at = at.field("provider");
+                    let name_at = name_at.field("name");
+                    if let Some(p) = &plan.provider {
+                        if p.name() != name {
+                            return Err(name_at.error(ConfigErrorKind::Invalid {
+                                reason: format!(
+                                    "{name:?}: the CUSTOM policies of one workload must name one provider, as Istio requires, and another names {:?}",
+                                    p.name()
+                                ),
+                            }));
+                        }
+                    } else {
+                        let Some(j) = providers.iter().position(|p| p.name == name) else {
+                            return Err(name_at.error(ConfigErrorKind::Invalid {
+                                reason: format!(
+                                    "{name:?} names no entry of extensionProviders (give them next to `policies`)"
+                                ),
+                            }));
+                        };
+                        plan.provider = Some(ExtAuthz::compile(
+                            &providers[j],
+                            &providers_at.index(j),
+                            &mut notes,
+                        )?);
+                    }
+                    plan.custom.push(compiled);
+                }
                 Action::Allow => plan.allow.push(compiled),
                 Action::Deny => plan.deny.push(compiled),
                 Action::Audit => plan.audit.push(compiled),
@@ -338,7 +404,12 @@ impl Plan for AuthzPlan {
 
     fn summary(&self) -> String {
         format!(
-            "{} DENY, {} ALLOW, {} AUDIT policies; {} header rules; paths {:?}",
+            "{} CUSTOM{}, {} DENY, {} ALLOW, {} AUDIT policies; {} header rules; paths {:?}",
+            self.custom.len(),
+            self.provider
+                .as_ref()
+                .map(|p| format!(" (checked by {} in cluster {})", p.name(), p.cluster()))
+                .unwrap_or_default(),
             self.deny.len(),
             self.allow.len(),
             self.audit.len(),
@@ -356,6 +427,8 @@ impl Plan for AuthzPlan {
 }
 
 enum Action {
+    /// Checked by the named provider.
+    Custom(String),
     Allow,
     Deny,
     Audit,
@@ -371,20 +444,23 @@ fn compile_policy(
         None | Some("ALLOW") => Action::Allow,
         Some("DENY") => Action::Deny,
         Some("AUDIT") => Action::Audit,
-        Some("CUSTOM") => {
-            return Err(at.field("action").error(ConfigErrorKind::Unsupported {
-                reason: "CUSTOM (an external authorizer) is not built yet; use ALLOW or DENY",
-            }));
-        }
+        Some("CUSTOM") => match &spec.provider {
+            Some(p) if !p.name.is_empty() => Action::Custom(p.name.clone()),
+            _ => {
+                return Err(at.field("provider").error(ConfigErrorKind::Missing {
+                    reason: "a CUSTOM policy names its authorizer: provider.name",
+                }));
+            }
+        },
         Some(other) => {
             return Err(at.field("action").error(ConfigErrorKind::Invalid {
                 reason: format!("{other:?} is not ALLOW, DENY, AUDIT or CUSTOM"),
             }));
         }
     };
-    if spec.provider.is_some() {
-        return Err(at.field("provider").error(ConfigErrorKind::Unsupported {
-            reason: "only CUSTOM policies have a provider, and CUSTOM is not built yet",
+    if spec.provider.is_some() && !matches!(action, Action::Custom(_)) {
+        return Err(at.field("provider").error(ConfigErrorKind::Conflict {
+            reason: "only CUSTOM policies have a provider",
         }));
     }
     for (name, set) in [
@@ -762,7 +838,9 @@ impl AuthzPlan {
         }
         authorities.sort();
         authorities.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-        if authorities.len() > 1 {
+        // Envoy joins repeated `Host` headers into one `:authority` with
+        // `,`, and no host name has one: that is several hosts too.
+        if authorities.len() > 1 || authorities.iter().any(|a| a.contains(',')) {
             return Err(Malformed::SeveralHosts);
         }
         let authority = authorities.pop().unwrap_or_default().to_ascii_lowercase();
@@ -799,8 +877,9 @@ impl AuthzPlan {
     pub fn needs(&self) -> Needs {
         let mut needs = Needs::default();
         let checks = self
-            .deny
+            .custom
             .iter()
+            .chain(&self.deny)
             .chain(&self.allow)
             .chain(&self.audit)
             .flat_map(|p| &p.rules)
@@ -822,6 +901,27 @@ impl AuthzPlan {
             }
         }
         needs
+    }
+
+    /// The check to make first, when the request matches a CUSTOM policy
+    /// (by any reading, as a DENY rule); `headers` are the request's as
+    /// it arrived, which Envoy's ext_authz forwards. Apply an allowing
+    /// answer with [`AuthzRequest::apply_check`] before [`Self::decide`].
+    pub fn check<'a>(
+        &self,
+        req: &AuthzRequest,
+        headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Option<(&ExtAuthz, custom::Check<'_>)> {
+        let provider = self.provider.as_ref()?;
+        self.custom
+            .iter()
+            .any(|p| p.matches(req, Reading::Any))
+            .then(|| (provider, provider.check(headers)))
+    }
+
+    /// The authorizer of the CUSTOM policies, if any.
+    pub fn provider(&self) -> Option<&ExtAuthz> {
+        self.provider.as_ref()
     }
 
     /// The status of a denial.
@@ -954,8 +1054,9 @@ impl Check {
 }
 
 impl AuthzRequest {
-    /// Every way a backend may read a header: its first value, its last,
-    /// and all of them joined with `,`.
+    /// Every way a backend may read a header: each of its values (the
+    /// first, the last, and those between, which a backend iterating over
+    /// them sees too), and all of them joined with `,`.
     fn readings(&self, name: &str) -> Vec<String> {
         let values: Vec<&str> = self
             .headers
@@ -963,10 +1064,23 @@ impl AuthzRequest {
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .collect();
-        match values.as_slice() {
-            [] => Vec::new(),
-            [one] => vec![(*one).to_owned()],
-            [first, .., last] => vec![(*first).to_owned(), (*last).to_owned(), values.join(",")],
+        let mut readings: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        if values.len() > 1 {
+            readings.push(values.join(","));
+        }
+        readings
+    }
+
+    /// Carries an allowing check's header edits into what the DENY and
+    /// ALLOW policies see, as Envoy's RBAC sees ext_authz's edits.
+    pub fn apply_check(&mut self, set: &[(String, String)], remove: &[String]) {
+        for name in remove.iter().map(|n| header_name(n)) {
+            self.headers.retain(|(n, _)| *n != name);
+        }
+        for (name, value) in set {
+            let name = header_name(&name.to_ascii_lowercase());
+            self.headers.retain(|(n, _)| *n != name);
+            self.headers.push((name, value.trim().to_owned()));
         }
     }
 

@@ -20,11 +20,20 @@ pub struct AuthorizationPolicy {
     /// `ALLOW` (default), `DENY`, `AUDIT` or `CUSTOM`.
     pub action: Option<String>,
     /// The external authorizer of a `CUSTOM` policy.
-    pub provider: Refused,
+    pub provider: Option<Provider>,
     /// Who may do what; none matches nothing.
     pub rules: Option<Vec<Rule>>,
     /// meshwasm's own settings.
     pub meshwasm: Option<Settings>,
+}
+
+/// `provider` of a CUSTOM policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// An `extensionProviders` name.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// `Rule`: every set part must match.
@@ -135,8 +144,73 @@ pub struct Policies {
     /// Header edits for allowed requests.
     #[serde(default)]
     pub header_rules: Vec<HeaderRule>,
+    /// External authorizers that CUSTOM policies name, shaped like Istio
+    /// meshConfig's `extensionProviders`.
+    #[serde(default)]
+    pub extension_providers: Vec<ExtensionProvider>,
     /// meshwasm's own settings.
     pub meshwasm: Option<Settings>,
+}
+
+/// An `extensionProviders` entry. Its keys besides the two ext_authz
+/// kinds are checked against Istio's provider kinds when compiled.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionProvider {
+    /// The name CUSTOM policies give as `provider.name`.
+    #[serde(default)]
+    pub name: String,
+    /// An HTTP authorization service, as Envoy's ext_authz HTTP client calls it.
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    /// The gRPC authorization API: refused when a CUSTOM policy names it.
+    pub envoy_ext_authz_grpc: Refused,
+    /// Istio's other provider kinds (tracing, access logs, metrics): an
+    /// `extensionProviders` list from meshConfig may carry them, unnamed
+    /// by any policy here.
+    #[serde(flatten)]
+    pub other: std::collections::BTreeMap<String, IgnoredAny>,
+}
+
+/// Istio's `EnvoyExternalAuthorizationHttpProvider`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzHttp {
+    /// The Envoy cluster of the service.
+    #[serde(default)]
+    pub service: String,
+    /// The service's port, for the check's `:authority`.
+    pub port: Option<u32>,
+    /// How long to wait (an Istio duration, default 600 s as Istio's).
+    pub timeout: Option<crate::duration::IstioDuration>,
+    /// Prepended to the request's path in the check.
+    pub path_prefix: Option<String>,
+    /// Let the request through when the service fails.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// The status when the service fails and `failOpen` is false (default 403).
+    pub status_on_error: Option<String>,
+    /// Request headers sent in the check, besides the method, path and host.
+    #[serde(default)]
+    pub include_request_headers_in_check: Vec<String>,
+    /// Deprecated form of `includeRequestHeadersInCheck`.
+    #[serde(default)]
+    pub include_headers_in_check: Vec<String>,
+    /// Headers added to every check.
+    #[serde(default)]
+    pub include_additional_headers_in_check: std::collections::BTreeMap<String, String>,
+    /// Refused: the request body.
+    pub include_request_body_in_check: Refused,
+    /// Service answer headers copied to the request when it allows.
+    #[serde(default)]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    /// Service answer headers copied to the client when it denies.
+    #[serde(default)]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    /// Service answer headers copied to the client's response when it allows.
+    #[serde(default)]
+    pub headers_to_downstream_on_allow: Vec<String>,
+    /// Envoy re-resolves the route after a Wasm filter edits headers.
+    pub clear_route_cache: Option<bool>,
 }
 
 /// A header rule: when a request matches, edit it and its response.
