@@ -8,6 +8,7 @@
 mod compose;
 mod crd;
 mod envoyfilter;
+mod ext_authz;
 mod fault;
 mod handoff;
 mod rate_limit;
