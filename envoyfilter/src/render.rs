@@ -5,7 +5,7 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
-use crate::translate::{Placement, RateLimitFilter, Translation, Upstream, fqdn};
+use crate::translate::{AuthzFilter, Placement, RateLimitFilter, Translation, Upstream, fqdn};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
@@ -20,6 +20,8 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meshwasm-
 /// A meshwasm filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Filter {
+    /// Istio AuthorizationPolicy access rules and header rules.
+    HeaderMatch,
     /// Envoy's local rate limit, from an EnvoyFilter that inserts
     /// `envoy.filters.http.local_ratelimit`.
     RateLimit,
@@ -54,13 +56,20 @@ impl fmt::Display for Phase {
 }
 
 impl Filter {
-    /// Every filter, in the order they run: the rate limit first, a cheap
-    /// pre-filter that refuses a request before the others work on it.
-    pub const ALL: [Filter; 3] = [Filter::RateLimit, Filter::Fault, Filter::Router];
+    /// Every filter, in the order they run: the access rules first, where
+    /// Istio's RBAC runs, then the rate limit, a cheap pre-filter that
+    /// refuses a request before the others work on it.
+    pub const ALL: [Filter; 4] = [
+        Filter::HeaderMatch,
+        Filter::RateLimit,
+        Filter::Fault,
+        Filter::Router,
+    ];
 
     /// The filter's name in Envoy and its root id (`meshwasm.router`).
     pub fn plugin_name(self) -> &'static str {
         match self {
+            Filter::HeaderMatch => "meshwasm.header-match",
             Filter::RateLimit => "meshwasm.rate-limit",
             Filter::Fault => "meshwasm.fault",
             Filter::Router => "meshwasm.router",
@@ -70,6 +79,7 @@ impl Filter {
     /// The crate, the image repository and the base of Kubernetes names.
     pub fn crate_name(self) -> &'static str {
         match self {
+            Filter::HeaderMatch => "meshwasm-header-match",
             Filter::RateLimit => "meshwasm-rate-limit",
             Filter::Fault => "meshwasm-fault",
             Filter::Router => "meshwasm-router",
@@ -79,6 +89,7 @@ impl Filter {
     /// The built module's file name.
     pub fn wasm_file(self) -> &'static str {
         match self {
+            Filter::HeaderMatch => "meshwasm_header_match.wasm",
             Filter::RateLimit => "meshwasm_rate_limit.wasm",
             Filter::Fault => "meshwasm_fault.wasm",
             Filter::Router => "meshwasm_router.wasm",
@@ -98,9 +109,12 @@ impl Filter {
     /// Istio's examples insert the native one (before the router): a
     /// request over the limit is refused before any other work is done on
     /// it. An EnvoyFilter that inserts it first (`INSERT_FIRST`) gets
-    /// AUTHN instead ([`rate_limit_order`]).
+    /// AUTHN instead ([`rate_limit_order`]). The header-match filter runs
+    /// in AUTHZ, where Istio's RBAC filter enforces AuthorizationPolicies:
+    /// after authentication, before everything above.
     pub fn default_order(self) -> (Phase, i32) {
         match self {
+            Filter::HeaderMatch => (Phase::Authz, 10),
             Filter::RateLimit => (Phase::Stats, 30),
             Filter::Fault => (Phase::Stats, 20),
             Filter::Router => (Phase::Stats, 10),
@@ -108,11 +122,12 @@ impl Filter {
     }
 
     /// Its plugin configuration in a translation, at a placement. The rate
-    /// limit has none at a VirtualService placement: each of
-    /// [`Translation::rate_limits`] has its own workloads.
+    /// limit and the header-match filter have none at a VirtualService
+    /// placement: each of [`Translation::rate_limits`] and
+    /// [`Translation::authz`] has its own workloads.
     pub fn config(self, translation: &Translation, placement: &Placement) -> Option<Value> {
         match self {
-            Filter::RateLimit => None,
+            Filter::RateLimit | Filter::HeaderMatch => None,
             Filter::Fault => translation.fault_config(placement),
             Filter::Router => translation.router_config(placement),
         }
@@ -228,6 +243,9 @@ impl IstioOptions {
 /// ```
 pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
+    for authz in &translation.authz {
+        out.push(authz_plugin(authz, options));
+    }
     for limit in &translation.rate_limits {
         out.push(rate_limit_plugin(limit, options));
         out.extend(rate_limit_clusters(limit));
@@ -371,6 +389,50 @@ pub fn rate_limit_plugin(limit: &RateLimitFilter, options: &IstioOptions) -> Val
     )
 }
 
+/// The WasmPlugin of the AuthorizationPolicies on one set of workloads:
+/// in their namespace, selecting their `selector.matchLabels` (or naming
+/// their `targetRefs`), in phase AUTHZ where Istio's RBAC filter runs, on
+/// inbound traffic (`mode: SERVER`) as Istio enforces AuthorizationPolicies,
+/// or on all of a gateway's listeners, with `{"policies": [...]}` as
+/// `pluginConfig`.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{authz_plugin, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/deny-admin.yaml"), &Options::default()).unwrap();
+/// let plugin = authz_plugin(&t.authz[0], &IstioOptions::default());
+/// assert_eq!(plugin["spec"]["url"], "oci://ghcr.io/meshwasm/meshwasm-header-match:latest");
+/// assert_eq!(plugin["spec"]["phase"], "AUTHZ");
+/// assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "httpbin");
+/// assert_eq!(plugin["spec"]["match"][0]["mode"], "SERVER");
+/// assert_eq!(plugin["spec"]["pluginConfig"]["policies"][0]["action"], "DENY");
+/// ```
+pub fn authz_plugin(authz: &AuthzFilter, options: &IstioOptions) -> Value {
+    let filter = Filter::HeaderMatch;
+    let targets = match () {
+        _ if !authz.target_refs.is_empty() => Targets::Given(&authz.target_refs),
+        _ if !authz.selector.is_empty() => Targets::Labels(&authz.selector),
+        // A mesh-wide policy stays mesh-wide, whatever --target-ref says.
+        _ if !authz.mesh_wide && !options.target_refs.is_empty() => Targets::Refs,
+        _ => Targets::Namespace,
+    };
+    // A gateway's listeners are Istio's CLIENT class: no mode picks them all.
+    let matches = (!authz.gateway).then(|| json!([{"mode": "SERVER"}]));
+    plugin_resource(
+        filter,
+        format!("{}-{}", filter.crate_name(), authz.name),
+        authz.namespace.clone(),
+        targets,
+        filter.default_order(),
+        matches,
+        authz.config.clone(),
+        options,
+    )
+}
+
 /// The EnvoyFilter that keeps the `CLUSTER` patches of the EnvoyFilters a
 /// rate limit replaces (a rate limit service's cluster, which a WasmPlugin
 /// cannot add), as written, on the same workloads; none without them.
@@ -416,6 +478,8 @@ enum Targets<'a> {
     Labels(&'a BTreeMap<String, String>),
     /// The options' `target_refs`.
     Refs,
+    /// These `targetRefs`, as the user wrote them.
+    Given(&'a [Value]),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -448,6 +512,9 @@ fn plugin_resource(
                 })
                 .collect();
             spec.insert("targetRefs".into(), Value::Array(refs));
+        }
+        Targets::Given(refs) => {
+            spec.insert("targetRefs".into(), Value::Array(refs.to_vec()));
         }
         Targets::Namespace => {}
     }
@@ -771,10 +838,16 @@ pub fn envoy_filters(
     options: &IstioOptions,
 ) -> Vec<Value> {
     let mut out: Vec<Value> = translation
-        .rate_limits
+        .authz
         .iter()
-        .map(|limit| rate_limit_envoy_filter(limit, form))
+        .map(|authz| authz_envoy_filter(authz, form))
         .collect();
+    out.extend(
+        translation
+            .rate_limits
+            .iter()
+            .map(|limit| rate_limit_envoy_filter(limit, form)),
+    );
     for placement in translation.placements() {
         for filter in Filter::ALL {
             let Some(config) = filter.config(translation, &placement) else {
@@ -818,6 +891,71 @@ pub fn envoy_filters(
     }
     out.extend(handoff_envoy_filters(translation, options));
     out
+}
+
+/// The EnvoyFilter of the AuthorizationPolicies on one set of workloads:
+/// the header-match filter before Envoy's router on the sidecars' inbound
+/// listeners (a gateway's, for a gateway), selecting what the policies
+/// select.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{authz_envoy_filter, Code, EnvoyFilterForm};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/deny-admin.yaml"), &Options::default()).unwrap();
+/// let form = EnvoyFilterForm::Inline(Code::Local { filename: "/var/local/lib/wasm/{file}".into() });
+/// let doc = authz_envoy_filter(&t.authz[0], &form);
+/// assert_eq!(doc["spec"]["workloadSelector"]["labels"]["app"], "httpbin");
+/// let patch = &doc["spec"]["configPatches"][0];
+/// assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+/// assert_eq!(patch["patch"]["value"]["name"], "meshwasm.header-match");
+/// ```
+pub fn authz_envoy_filter(authz: &AuthzFilter, form: &EnvoyFilterForm) -> Value {
+    let filter = Filter::HeaderMatch;
+    let context = if authz.gateway {
+        PatchContext::Gateway
+    } else {
+        PatchContext::SidecarInbound
+    };
+    let insert = |value: Value| {
+        json!({
+            "applyTo": "HTTP_FILTER",
+            "match": {
+                "context": context.to_string(),
+                "listener": {"filterChain": {"filter": {
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "subFilter": {"name": "envoy.filters.http.router"},
+                }}},
+            },
+            "patch": {"operation": "INSERT_BEFORE", "value": value},
+        })
+    };
+    let mut spec = Map::new();
+    if !authz.target_refs.is_empty() {
+        spec.insert("targetRefs".into(), json!(authz.target_refs));
+    } else if !authz.selector.is_empty() {
+        spec.insert(
+            "workloadSelector".into(),
+            json!({ "labels": authz.selector }),
+        );
+    }
+    spec.insert("priority".into(), json!(-filter.default_order().1));
+    spec.insert(
+        "configPatches".into(),
+        Value::Array(form_patches(filter, &authz.config, form, insert)),
+    );
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {
+            "name": format!("{}-{}", filter.crate_name(), authz.name),
+            "namespace": authz.namespace,
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    })
 }
 
 /// The EnvoyFilter that puts the rate-limit filter where the user's
@@ -1254,19 +1392,30 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             filter.wasm_file()
         )
     };
-    // The local rate limits first: a cheap pre-filter, so that a request
+    // The filters in the order of Istio's phases: a rate limit inserted
+    // first (AUTHN), the access rules (AUTHZ, where Istio's RBAC runs),
+    // the other rate limits (STATS, a cheap pre-filter, so that a request
     // over the limit is refused before the fault filter and the router do
-    // any work for it. Plain Envoy has one listener, so each applies to
-    // all of its traffic, whatever workloads its EnvoyFilter selected.
-    let mut http_filters: Vec<Value> = translation
-        .rate_limits
-        .iter()
-        .map(|limit| {
-            let filename = wasm_file(Filter::RateLimit);
-            let config = envoy_service_cluster(limit, translation);
-            http_filter(Filter::RateLimit, &config, &Code::Local { filename })
-        })
-        .collect();
+    // any work for it), then the fault filter and the router. Plain Envoy
+    // has one listener, so each applies to all of its traffic, whatever
+    // workloads its EnvoyFilter or AuthorizationPolicy selected.
+    let rate_limit = |limit: &RateLimitFilter| {
+        let filename = wasm_file(Filter::RateLimit);
+        let config = envoy_service_cluster(limit, translation);
+        http_filter(Filter::RateLimit, &config, &Code::Local { filename })
+    };
+    let (first, later): (Vec<&RateLimitFilter>, Vec<&RateLimitFilter>) =
+        translation.rate_limits.iter().partition(|l| l.first);
+    let mut http_filters: Vec<Value> = first.into_iter().map(rate_limit).collect();
+    if let Some(config) = translation.authz_config_everywhere() {
+        let filename = wasm_file(Filter::HeaderMatch);
+        http_filters.push(http_filter(
+            Filter::HeaderMatch,
+            &config,
+            &Code::Local { filename },
+        ));
+    }
+    http_filters.extend(later.into_iter().map(rate_limit));
     for filter in Filter::ALL {
         if let Some(config) = filter.config(&everywhere, &Placement::Mesh) {
             let filename = wasm_file(filter);

@@ -18,6 +18,11 @@
 //!   rate limit service's cluster a [`ServiceCluster`] (see
 //!   `local_rate_limit.rs`).
 //!
+//! - an `AuthorizationPolicy` becomes the header-match filter's
+//!   configuration ([`AuthzFilter`]), the policies on the same workloads
+//!   read together, checked by the filter's own compiler (see
+//!   `authorization_policy.rs`).
+//!
 //! Whatever the filters cannot express is reported as a [`Finding`] with
 //! its document, resource, field path and line: a warning, or an error in
 //! strict mode. Nothing is dropped in silence.
@@ -31,7 +36,10 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod authorization_policy;
 mod local_rate_limit;
+
+pub use authorization_policy::{AuthzFilter, ROOT_NAMESPACE};
 
 pub use local_rate_limit::{
     GLOBAL_RATE_LIMIT_FILTER, GLOBAL_RATE_LIMIT_TYPE, LOCAL_RATE_LIMIT_FILTER,
@@ -268,6 +276,9 @@ pub struct Translation {
     /// The clusters of the rate limit services the global rate limits call,
     /// each once.
     pub service_clusters: Vec<ServiceCluster>,
+    /// The header-match filters of the AuthorizationPolicies, one per set
+    /// of workloads, in input order.
+    pub authz: Vec<AuthzFilter>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -291,6 +302,13 @@ fn render_findings(findings: &[Finding]) -> String {
 }
 
 impl Translation {
+    /// The one header-match configuration plain Envoy gets: the policies
+    /// of every [`AuthzFilter`], since it has one listener for all
+    /// workloads. `None` without AuthorizationPolicies.
+    pub fn authz_config_everywhere(&self) -> Option<Value> {
+        authorization_policy::merged_config(&self.authz)
+    }
+
     /// Every placement any service has, each once, mesh first.
     pub fn placements(&self) -> Vec<Placement> {
         let mut all: Vec<Placement> = self
@@ -423,6 +441,7 @@ pub fn translate_files(
     let mut external = Vec::new();
     let mut passthrough = Vec::new();
     let mut envoy_filters = Vec::new();
+    let mut authorization_policies = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
         for doc in documents {
@@ -450,12 +469,17 @@ pub fn translate_files(
                     passthrough.push(in_namespace(&doc.value, &options.default_namespace));
                 }
                 "EnvoyFilter" => envoy_filters.push((doc, source)),
+                "AuthorizationPolicy" => authorization_policies.push((doc, source)),
                 _ => {}
             }
         }
     }
     // Read together: EnvoyFilters on the same workloads make one chain.
     let (rate_limits, service_clusters) = cx.rate_limit_envoy_filters(&envoy_filters);
+    // Read together: Istio evaluates every policy on a workload at once.
+    let gateway_selectors: Vec<BTreeMap<String, String>> =
+        gateways.iter().map(|g| g.selector.clone()).collect();
+    let authz = cx.authorization_policies(&authorization_policies, &gateway_selectors);
     let mut out = Vec::with_capacity(services.len());
     for (doc, mut service) in services {
         cx.file = service.source.file.clone();
@@ -482,6 +506,7 @@ pub fn translate_files(
         external,
         rate_limits,
         service_clusters,
+        authz,
         passthrough,
         findings,
     })
@@ -543,7 +568,7 @@ impl Context<'_> {
     /// The warning for an Istio resource the filters do not need.
     fn not_translated(&mut self, doc: &Document, source: &Source) {
         let kind = &source.kind;
-        self.push(Severity::Warning, Some(source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway and ServiceEntry, so keep applying it to Istio as it is"));
+        self.push(Severity::Warning, Some(source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway, ServiceEntry and AuthorizationPolicy, so keep applying it to Istio as it is"));
     }
 
     /// Kind, name and namespace; `None` (with an error) for a document this
@@ -582,8 +607,27 @@ impl Context<'_> {
             );
             return None;
         };
+        let security = authorization_policy::SECURITY_VERSIONS.contains(&api_version.as_str());
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
         match kind.as_str() {
+            "AuthorizationPolicy" if security => {}
+            "AuthorizationPolicy" => {
+                self.error(
+                    Some(&source),
+                    Some(doc),
+                    "apiVersion",
+                    format!(
+                        "{api_version:?} is not an Istio security version; use one of {}",
+                        authorization_policy::SECURITY_VERSIONS.join(", ")
+                    ),
+                );
+                return None;
+            }
+            // PeerAuthentication, RequestAuthentication: Istio's.
+            _ if security => {
+                self.not_translated(doc, &source);
+                return None;
+            }
             // An EnvoyFilter is translated when it is about Envoy's rate
             // limits; any other is kept for Istio, as other kinds are.
             "EnvoyFilter" if istio && !local_rate_limit::mentions_rate_limit(&doc.value) => {

@@ -4,6 +4,7 @@
 
 use envoyfilter::render::{self, Code, EnvoyFilterForm, EnvoyOptions, Filter, IstioOptions};
 use envoyfilter::translate::{Finding, Options, Placement, Severity, translate, translate_files};
+use meshwasm_core::authz::AuthzPlan;
 use meshwasm_core::fault::FaultPlan;
 use meshwasm_core::plan::Plan;
 use meshwasm_core::rate_limit::RateLimitPlan;
@@ -18,8 +19,9 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "canary-split.yaml",
+    "deny-admin.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",
@@ -65,6 +67,10 @@ fn every_example_translates_and_the_filters_accept_the_result() {
         }
         for limit in &t.rate_limits {
             RateLimitPlan::from_json(limit.config.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for authz in &t.authz {
+            AuthzPlan::from_json(authz.config.to_string().as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for doc in render::istio_manifests(&t, &IstioOptions::default()) {
@@ -1502,4 +1508,359 @@ fn the_rate_limit_services_cluster_comes_from_a_cluster_patch_or_must_exist() {
             .message
             .contains("EnvoyFilter is not translated")
     );
+}
+
+/// An AuthorizationPolicy `name` in namespace `shop` with this spec (each
+/// line indented by two spaces).
+fn authorization_policy(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n{spec}"
+    )
+}
+
+/// The two policies of Istio's explicit deny task (istio.io, Tasks >
+/// Security > Authorization > Explicit Deny), in values of our own: a
+/// DENY of GET unless a token header says so, and an ALLOW of one path,
+/// both on one workload.
+fn explicit_deny_task() -> String {
+    [
+        authorization_policy(
+            "refuse-reads",
+            "  selector:\n    matchLabels: {app: catalog}\n  action: DENY\n  rules:\n  - to:\n    - operation: {methods: [GET]}\n    when:\n    - key: request.headers[x-pass]\n      notValues: [letmein]\n",
+        ),
+        authorization_policy(
+            "only-address",
+            "  selector:\n    matchLabels: {app: catalog}\n  action: ALLOW\n  rules:\n  - to:\n    - operation:\n        paths: [/address]\n",
+        ),
+    ]
+    .join("---\n")
+}
+
+#[test]
+fn istios_explicit_deny_task_becomes_one_header_match_plugin_for_the_workload() {
+    let input = explicit_deny_task();
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let t = translate(&input, &strict).unwrap_or_else(|e| panic!("{e}"));
+    assert!(t.services.is_empty());
+    let [authz] = t.authz.as_slice() else {
+        panic!("{:?}", t.authz)
+    };
+    assert_eq!(authz.namespace, "shop");
+    assert_eq!(authz.sources.len(), 2);
+    let policies = authz.config["policies"].as_array().unwrap();
+    assert_eq!(policies[0]["action"], "DENY");
+    assert_eq!(
+        policies[1]["rules"][0]["to"][0]["operation"]["paths"][0],
+        "/address"
+    );
+    // Placement is the WasmPlugin's, not the filter's.
+    assert!(policies.iter().all(|p| p.get("selector").is_none()));
+    AuthzPlan::from_json(authz.config.to_string().as_bytes()).unwrap();
+
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let [plugin] = docs.as_slice() else {
+        panic!("{docs:?}")
+    };
+    let spec = &plugin["spec"];
+    assert_eq!(plugin["metadata"]["name"], "meshwasm-header-match-catalog");
+    assert_eq!(plugin["metadata"]["namespace"], "shop");
+    assert_eq!(spec["selector"]["matchLabels"]["app"], "catalog");
+    assert_eq!(
+        (spec["phase"].as_str(), spec["priority"].as_i64()),
+        (Some("AUTHZ"), Some(10))
+    );
+    assert_eq!(spec["match"][0]["mode"], "SERVER");
+    assert_eq!(spec["pluginName"], "meshwasm.header-match");
+    assert_eq!(spec["pluginConfig"], authz.config);
+
+    // The EnvoyFilter form: the same config on the inbound listeners.
+    let form = EnvoyFilterForm::Inline(Code::Local {
+        filename: "/var/local/lib/wasm/{file}".into(),
+    });
+    let docs = render::envoy_filters(&t, &form, &IstioOptions::default());
+    let patch = &docs[0]["spec"]["configPatches"][0];
+    assert_eq!(
+        docs[0]["spec"]["workloadSelector"]["labels"]["app"],
+        "catalog"
+    );
+    assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+    let config = &patch["patch"]["value"]["typed_config"]["config"];
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"],
+        "/var/local/lib/wasm/meshwasm_header_match.wasm"
+    );
+    let carried: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(carried, authz.config);
+}
+
+#[test]
+fn plain_envoy_runs_the_access_rules_where_istios_authz_phase_is() {
+    // A rate limit inserted first is AUTHN, before AUTHZ; one before the
+    // router is STATS, after it.
+    let limit = |name: &str, operation: &str| {
+        example("local-rate-limit.yaml")
+            .split("---")
+            .next()
+            .unwrap()
+            .replace("filter-local-ratelimit-svc", name)
+            .replace(
+                "operation: INSERT_BEFORE",
+                &format!("operation: {operation}"),
+            )
+    };
+    let input = [
+        limit("first", "INSERT_FIRST"),
+        limit("later", "INSERT_BEFORE"),
+        example("deny-admin.yaml"),
+    ]
+    .join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+    let filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "meshwasm.rate-limit",
+            "meshwasm.header-match",
+            "meshwasm.rate-limit",
+            "meshwasm.router",
+            "envoy.filters.http.router"
+        ]
+    );
+    let config = &filters[1]["typed_config"]["config"];
+    assert_eq!(config["root_id"], "meshwasm.header-match");
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"],
+        "target/wasm32-wasip1/wasm/meshwasm_header_match.wasm"
+    );
+    let carried: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        carried["headerRules"][0]["request"]["set"]["x-client-class"],
+        "mobile"
+    );
+    AuthzPlan::from_json(carried.to_string().as_bytes()).unwrap();
+}
+
+#[test]
+fn unsupported_policy_fields_are_the_filters_errors_at_the_yaml_path_and_line() {
+    // The reference page's example (istio.io, Reference > Configuration >
+    // Security > Authorization Policy) checks a JWT claim, which the
+    // filter does not read; in values of our own.
+    let input = authorization_policy(
+        "partners",
+        "  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/shop/sa/front]\n    - source:\n        namespaces: [partners]\n    to:\n    - operation: {methods: [GET], paths: [/stock*]}\n    when:\n    - key: request.auth.claims[iss]\n      values: [https://issuer.example]\n",
+    );
+    let e = only_error(&input);
+    assert_eq!(e.path, "spec.rules[0].when[0].key", "{e}");
+    assert_eq!(e.line, Some(line_of(&input, "request.auth.claims")), "{e}");
+    assert!(e.message.contains("request.auth.claims"), "{e}");
+    assert_eq!(e.source.unwrap().name, "partners");
+
+    // JWT identities are refused by name.
+    let input = authorization_policy(
+        "jwt",
+        "  rules:\n  - from:\n    - source:\n        requestPrincipals: ['*']\n",
+    );
+    let e = only_error(&input);
+    assert_eq!(
+        e.path, "spec.rules[0].from[0].source.requestPrincipals",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "requestPrincipals")), "{e}");
+
+    // A misspelt field, in the second policy of a group: that policy's
+    // document and line.
+    let input = [
+        authorization_policy("one", "  selector: {matchLabels: {app: a}}\n  action: DENY\n  rules: [{}]\n"),
+        authorization_policy(
+            "two",
+            "  selector: {matchLabels: {app: a}}\n  rules:\n  - to:\n    - operation: {pathz: [/x]}\n",
+        ),
+    ]
+    .join("---\n");
+    let e = only_error(&input);
+    assert_eq!(e.source.as_ref().unwrap().name, "two");
+    assert!(e.path.starts_with("spec.rules[0].to[0].operation"), "{e}");
+    assert!(e.message.contains("pathz"), "{e}");
+    assert_eq!(e.line, Some(line_of(&input, "pathz")), "{e}");
+
+    // A header rule's bad regex: at its place under spec.meshwasm.
+    let input = authorization_policy(
+        "tags",
+        "  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n  meshwasm:\n    headerRules:\n    - match:\n      - headers:\n          user-agent: {regex: '(Mobile'}\n      request: {set: {x-client-class: mobile}}\n",
+    );
+    let e = only_error(&input);
+    assert_eq!(
+        e.path, "spec.meshwasm.headerRules[0].match[0].headers.user-agent.regex",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&input, "(Mobile")), "{e}");
+
+    // The wrong API group.
+    let e = only_error(
+        &authorization_policy("x", "  {}\n")
+            .replace("security.istio.io/v1", "networking.istio.io/v1"),
+    );
+    assert_eq!(e.path, "apiVersion", "{e}");
+    assert!(e.message.contains("security.istio.io/v1beta1"), "{e}");
+}
+
+#[test]
+fn custom_policies_pass_through_and_the_missing_provider_is_said() {
+    // Istio's external authorization task (istio.io, Tasks > Security >
+    // Authorization > External Authorization) sends one path to an HTTP
+    // authorizer of meshConfig; in values of our own.
+    let input = authorization_policy(
+        "ask-the-authorizer",
+        "  selector:\n    matchLabels: {app: catalog}\n  action: CUSTOM\n  provider:\n    name: shop-authz-http\n  rules:\n  - to:\n    - operation:\n        paths: [/orders]\n",
+    );
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let policy = &t.authz[0].config["policies"][0];
+    assert_eq!(policy["action"], "CUSTOM");
+    assert_eq!(policy["provider"]["name"], "shop-authz-http");
+    let [finding] = t.findings.as_slice() else {
+        panic!("{:?}", t.findings)
+    };
+    assert_eq!(finding.severity, Severity::Warning);
+    assert_eq!(finding.path, "spec.provider.name");
+    assert_eq!(finding.line, Some(line_of(&input, "shop-authz-http")));
+    assert!(finding.message.contains("extensionProviders"), "{finding}");
+    // Its rules are checked all the same.
+    let e = only_error(&input.replace("paths: [/orders]", "ports: [http]"));
+    assert!(
+        e.path.starts_with("spec.rules[0].to[0].operation.ports"),
+        "{e}"
+    );
+    // And strict refuses what would not load.
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    assert!(translate(&input, &strict).is_err());
+}
+
+#[test]
+fn a_root_namespace_policy_without_selector_applies_to_the_whole_mesh() {
+    let mesh = "apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: no-debug, namespace: istio-system}\nspec:\n  action: DENY\n  rules:\n  - to:\n    - operation: {paths: ['/debug/{**}']}\n";
+    let input = [mesh.to_owned(), explicit_deny_task()].join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.authz.len(), 2);
+    let wide = &t.authz[0];
+    assert!(wide.mesh_wide && wide.selector.is_empty());
+    let plugin = render::authz_plugin(wide, &IstioOptions::default());
+    assert_eq!(plugin["metadata"]["namespace"], "istio-system");
+    assert!(plugin["spec"].get("selector").is_none());
+    assert!(plugin["spec"].get("targetRefs").is_none());
+    let note = t
+        .findings
+        .iter()
+        .find(|f| f.path == "metadata.namespace")
+        .unwrap();
+    assert_eq!(note.severity, Severity::Note);
+    // Plain Envoy has one listener: one filter with every policy.
+    let everywhere = t.authz_config_everywhere().unwrap();
+    assert_eq!(everywhere["policies"].as_array().unwrap().len(), 3);
+    AuthzPlan::from_json(everywhere.to_string().as_bytes()).unwrap();
+
+    // A mesh-wide ALLOW beside a workload's ALLOW: two filters in a row
+    // would ask for both, so it is said.
+    let input = input.replace(
+        "action: DENY\n  rules:\n  - to:\n    - operation: {paths: ['/debug",
+        "action: ALLOW\n  rules:\n  - to:\n    - operation: {paths: ['/debug",
+    );
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let warning = t
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Warning && f.path == "spec.action")
+        .unwrap_or_else(|| panic!("{:?}", t.findings));
+    assert_eq!(warning.source.as_ref().unwrap().name, "refuse-reads");
+    assert!(
+        warning.message.contains("istio-system/no-debug"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn target_refs_become_the_plugins_and_a_gateways_policy_covers_its_listeners() {
+    let input = authorization_policy(
+        "edge",
+        "  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: shop-gateway}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/internal/*]}}]}]\n",
+    );
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let plugin = render::authz_plugin(&t.authz[0], &IstioOptions::default());
+    assert_eq!(plugin["spec"]["targetRefs"][0]["name"], "shop-gateway");
+    assert!(plugin["spec"].get("selector").is_none());
+    // Istio's gateway listeners are not SERVER ones.
+    assert!(plugin["spec"].get("match").is_none());
+    assert!(t.authz[0].config["policies"][0].get("targetRefs").is_none());
+
+    // A selector that is a Gateway's of the input: the gateway's pods.
+    let gateway = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: shop-gateway, namespace: shop}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n";
+    let policy = authorization_policy(
+        "edge",
+        "  selector:\n    matchLabels: {istio: ingressgateway}\n  action: DENY\n  rules:\n  - from:\n    - source: {remoteIpBlocks: [203.0.113.0/24]}\n",
+    );
+    let t = translate(
+        &[gateway.to_owned(), policy].join("---\n"),
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(t.authz[0].gateway);
+    let plugin = render::authz_plugin(&t.authz[0], &IstioOptions::default());
+    assert_eq!(
+        plugin["spec"]["selector"]["matchLabels"]["istio"],
+        "ingressgateway"
+    );
+    assert!(plugin["spec"].get("match").is_none());
+
+    // Labels and targets together: Istio refuses it.
+    let e = only_error(&input.replace(
+        "  targetRefs:",
+        "  selector: {matchLabels: {app: a}}\n  targetRefs:",
+    ));
+    assert_eq!(e.path, "spec.selector", "{e}");
+}
+
+#[test]
+fn policies_on_the_same_workloads_share_one_setting() {
+    let input = [
+        authorization_policy(
+            "one",
+            "  action: DENY\n  rules: [{}]\n  meshwasm: {pathNormalization: BASE}\n",
+        ),
+        authorization_policy(
+            "two",
+            "  action: AUDIT\n  rules: [{}]\n  meshwasm: {pathNormalization: NONE}\n",
+        ),
+    ]
+    .join("---\n");
+    let e = only_error(&input);
+    assert_eq!(e.source.as_ref().unwrap().name, "two");
+    assert_eq!(e.path, "spec.meshwasm.pathNormalization", "{e}");
+    assert_eq!(e.line, Some(line_of(&input, "NONE")), "{e}");
+    // The same setting twice is one setting; its note from the filter is
+    // at the policy that set it.
+    let t = translate(&input.replace("NONE", "BASE"), &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.authz[0].config["meshwasm"]["pathNormalization"], "BASE");
+    let note = t
+        .findings
+        .iter()
+        .find(|f| f.path == "spec.meshwasm.pathNormalization")
+        .unwrap_or_else(|| panic!("{:?}", t.findings));
+    assert_eq!(note.source.as_ref().unwrap().name, "one");
+    assert_eq!(note.severity, Severity::Warning);
 }

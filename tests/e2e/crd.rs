@@ -129,6 +129,15 @@ fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
             ));
         }
     }
+    // AuthorizationPolicies placed the other ways: by targetRefs, and
+    // mesh-wide from the root namespace.
+    let policies = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: edge, namespace: shop}\nspec:\n  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: shop-gateway}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/internal/*]}}]}]\n---\napiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: no-debug, namespace: istio-system}\nspec:\n  action: DENY\n  rules: [{to: [{operation: {paths: ['/debug/{**}']}}]}]\n";
+    let t = envoyfilter::translate::translate(policies, &Default::default()).unwrap();
+    assert_eq!(t.authz.len(), 2);
+    manifests.extend(labelled(
+        "authorization policies by targetRefs and mesh-wide",
+        istio_manifests(&t, &IstioOptions::default()),
+    ));
     let kinds: std::collections::BTreeSet<&str> = manifests
         .iter()
         .filter_map(|(_, m)| m["kind"].as_str())

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 8] = [
+pub(crate) const EXAMPLES: [&str; 9] = [
     "canary-split.yaml",
+    "deny-admin.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",
     "fault-jason-abort-v1alpha3.yaml",

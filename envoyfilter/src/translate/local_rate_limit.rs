@@ -348,7 +348,7 @@ fn join(prefix: &str, path: &str) -> String {
 
 /// The message of a filter error, without serde's JSON position (the
 /// finding gives the YAML line instead).
-fn message(error: &ConfigError) -> String {
+pub(super) fn message(error: &ConfigError) -> String {
     match &error.kind {
         ConfigErrorKind::Json { message, .. } => message.clone(),
         kind => kind.to_string(),

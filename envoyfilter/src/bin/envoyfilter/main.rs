@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Translate Istio VirtualService, DestinationRule and Gateway YAML into the
+/// Translate Istio VirtualService, DestinationRule, Gateway and AuthorizationPolicy YAML into the
 /// manifests that deploy the meshwasm filters: Istio WasmPlugins, EnvoyFilters
 /// or plain Envoy configuration. Warnings go to stderr; `--strict` makes them errors.
 #[derive(Parser)]
@@ -170,8 +170,12 @@ fn run(cli: Cli) -> Result<()> {
                 0 => String::new(),
                 n => format!(", {n} rate limits"),
             };
+            let authz = match t.authz.len() {
+                0 => String::new(),
+                n => format!(", {n} header-match filters for AuthorizationPolicies"),
+            };
             eprintln!(
-                "{} VirtualServices, {} placements{limits}, {warnings} warnings",
+                "{} VirtualServices, {} placements{limits}{authz}, {warnings} warnings",
                 t.services.len(),
                 t.placements().len(),
             );
@@ -196,6 +200,18 @@ fn run(cli: Cli) -> Result<()> {
                 filters.insert(Filter::RateLimit.plugin_name().into(), limit.config.clone());
                 out.insert(
                     format!("{}/{}", limit.namespace, limit.name),
+                    Value::Object(filters),
+                );
+            }
+            // And each set of AuthorizationPolicies: keyed by its namespace and name.
+            for authz in &t.authz {
+                let mut filters = serde_json::Map::new();
+                filters.insert(
+                    Filter::HeaderMatch.plugin_name().into(),
+                    authz.config.clone(),
+                );
+                out.insert(
+                    format!("{}/{}", authz.namespace, authz.name),
                     Value::Object(filters),
                 );
             }
@@ -318,7 +334,12 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
             "router" | "meshwasm-router" | "meshwasm.router" => Filter::Router,
             "fault" | "meshwasm-fault" | "meshwasm.fault" => Filter::Fault,
             "rate-limit" | "meshwasm-rate-limit" | "meshwasm.rate-limit" => Filter::RateLimit,
-            other => bail!("--sha256: unknown filter {other:?}; use router, fault or rate-limit"),
+            "header-match" | "meshwasm-header-match" | "meshwasm.header-match" => {
+                Filter::HeaderMatch
+            }
+            other => bail!(
+                "--sha256: unknown filter {other:?}; use router, fault, rate-limit or header-match"
+            ),
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
