@@ -108,6 +108,61 @@ where
     Ok(all)
 }
 
+/// A response to [`send_raw`]: its status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The body (after the blank line), as text.
+    pub body: String,
+}
+
+/// How long [`send_raw`] waits for the whole answer.
+const RAW_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends one HTTP/1.1 GET to `addr` with the request target exactly as
+/// given (`//admin`, `/admin/../admin`): an HTTP client library would
+/// normalize such a path before sending it, and a test of path
+/// normalization needs what a hostile client sends.
+///
+/// # Errors
+///
+/// Connection errors, an answer that is not HTTP, or no answer within 5 s.
+pub async fn send_raw(
+    addr: std::net::SocketAddr,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<RawResponse> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut request = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(RAW_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("GET {target}: no answer within {RAW_TIMEOUT:?}"))??;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("GET {target}: not an HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok(RawResponse { status, body })
+}
+
 /// The `q`-quantile (0.0..=1.0) of some durations, nearest rank.
 pub fn quantile(values: &[Duration], q: f64) -> Duration {
     let mut sorted = values.to_vec();

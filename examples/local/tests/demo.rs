@@ -16,6 +16,7 @@ fn the_local_demo_passes_every_scenario() {
     // Every Istio example file was played, from its rendered Envoy file.
     for example in [
         "canary-split.yaml",
+        "deny-admin.yaml",
         "fault-delay.yaml",
         "fault-jason-abort.yaml",
         "fault-jason-abort-v1alpha3.yaml",

@@ -8,7 +8,7 @@ use crate::{Line, line};
 use anyhow::Result;
 use meshwasm_local::envoy;
 use meshwasm_local::mesh::Mesh;
-use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send_many};
+use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send_many, send_raw};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -346,3 +346,74 @@ pub(crate) async fn local_rate_limit() -> Result<Vec<Line>> {
     }
     Ok(lines)
 }
+
+/// An AuthorizationPolicy that denies httpbin's admin pages, however the
+/// path is spelled, and a header rule that tags phones' requests.
+pub(crate) async fn deny_admin() -> Result<Vec<Line>> {
+    let mesh = start("deny-admin.yaml").await?;
+    let httpbin = mesh.upstream("httpbin");
+    let mut lines = Vec::new();
+    let admin = mesh.get("httpbin", "/admin", &[]).await?;
+    lines.push(line(
+        admin.status == 403 && admin.body == DENIED,
+        format!(
+            "/admin                 -> {} {:?}",
+            admin.status, admin.body
+        ),
+    ));
+    // Sent as written: a client library would clean these paths up first.
+    let before = httpbin.hits();
+    for target in ["/%61dmin", "//admin", "/admin/../admin", "/admin;x=1"] {
+        let answer = send_raw(mesh.envoy.listener(), "httpbin", target, &[]).await?;
+        lines.push(line(
+            answer.status == 403 && answer.body == DENIED,
+            format!("{target:<22} -> {} {:?}", answer.status, answer.body),
+        ));
+    }
+    let reached = httpbin.hits() - before;
+    lines.push(line(
+        reached == 0,
+        format!("denied requests that reached httpbin: {reached}"),
+    ));
+    for (path, why) in [
+        ("/status/200", ""),
+        ("/ADMIN", " (paths are case-sensitive, as in Istio)"),
+    ] {
+        let outcome = mesh.get("httpbin", path, &[]).await?;
+        lines.push(line(
+            outcome.status == 200 && outcome.upstream() == Some("httpbin"),
+            format!(
+                "{path:<22} -> {} from {}{why}",
+                outcome.status,
+                outcome.upstream().unwrap_or("-")
+            ),
+        ));
+    }
+    for (label, agent, want) in [
+        ("iPhone", IPHONE, Some("mobile")),
+        ("desktop", DESKTOP, None),
+    ] {
+        let outcome = mesh
+            .get("httpbin", "/headers", &[("user-agent", agent)])
+            .await?;
+        let seen = httpbin.seen();
+        let tag = seen
+            .last()
+            .and_then(|s| s.header("x-client-class"))
+            .map(str::to_owned);
+        lines.push(line(
+            outcome.status == 200 && tag.as_deref() == want,
+            format!(
+                "user-agent {label:<8} -> {}, httpbin saw x-client-class: {}",
+                outcome.status,
+                tag.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    Ok(lines)
+}
+
+/// The body of a denial, as Envoy's RBAC filter answers.
+const DENIED: &str = "RBAC: access denied";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";

@@ -1,4 +1,4 @@
-//! The local demo: Istio's routing, fault-injection and rate-limit scenarios on a real Envoy.
+//! The local demo: Istio's routing, fault-injection, rate-limit and access-rule scenarios on a real Envoy.
 //!
 //! The scenarios of Istio's examples run the Envoy files that envoyfilter
 //! renders from the Istio YAML in `examples/virtual-services/` (the files
@@ -141,6 +141,7 @@ enum Scenario {
     FaultJasonAbortV1alpha3,
     FaultDelay,
     LocalRateLimit,
+    DenyAdmin,
     Sticky,
     Shop,
     HeaderFaults,
@@ -148,7 +149,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 12] = [
         Scenario::CanarySplit,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
@@ -156,6 +157,7 @@ impl Scenario {
         Scenario::FaultJasonAbortV1alpha3,
         Scenario::FaultDelay,
         Scenario::LocalRateLimit,
+        Scenario::DenyAdmin,
         Scenario::Sticky,
         Scenario::Shop,
         Scenario::HeaderFaults,
@@ -191,6 +193,11 @@ impl Scenario {
                 "local-rate-limit.yaml",
                 "Istio's local rate limit task as a WasmPlugin, with a bucket per x-client",
             ),
+            Scenario::DenyAdmin => (
+                "deny-admin.yaml",
+                "an AuthorizationPolicy denies httpbin's /admin however it is spelled; \
+                 phones' requests are tagged x-client-class: mobile",
+            ),
             Scenario::Sticky => (
                 "web-sticky.json",
                 "router: an 80/20 split that keeps each user (cookie) on one version",
@@ -221,6 +228,7 @@ impl Scenario {
             }
             Scenario::FaultDelay => istio::fault_delay().await,
             Scenario::LocalRateLimit => istio::local_rate_limit().await,
+            Scenario::DenyAdmin => istio::deny_admin().await,
             Scenario::Sticky => routing::sticky().await,
             Scenario::Shop => routing::shop().await,
             Scenario::HeaderFaults => header_faults().await,
