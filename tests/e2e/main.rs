@@ -5,6 +5,7 @@
 // A test binary: helpers may fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod authz;
 mod compose;
 mod crd;
 mod envoyfilter;

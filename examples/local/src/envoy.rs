@@ -143,6 +143,8 @@ pub struct Bootstrap {
     wasm_log_level: String,
     /// A complete configuration made elsewhere (by `envoyfilter`), used as is.
     config: Option<Value>,
+    /// Fields set on the HTTP connection manager (`normalize_path`...).
+    connection_manager_options: serde_json::Map<String, Value>,
 }
 
 impl Bootstrap {
@@ -164,6 +166,7 @@ impl Bootstrap {
             callgrind: false,
             wasm_log_level: "info".into(),
             config: None,
+            connection_manager_options: serde_json::Map::new(),
         }
     }
 
@@ -248,6 +251,14 @@ impl Bootstrap {
         self
     }
 
+    /// Sets fields of the HTTP connection manager, e.g. Istio's path
+    /// normalization `{"normalize_path": true, "merge_slashes": true}`;
+    /// each key of `options` replaces the harness's own.
+    pub fn connection_manager_options(mut self, options: serde_json::Map<String, Value>) -> Self {
+        self.connection_manager_options.extend(options);
+        self
+    }
+
     /// Number of worker threads.
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
@@ -308,6 +319,20 @@ impl Bootstrap {
             });
             cluster
         }));
+        let mut connection_manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "early_header_mutation_extensions": early,
+            "route_config": {"virtual_hosts": [{
+                "name": "all",
+                "domains": ["*"],
+                "routes": routes,
+            }]},
+            "http_filters": http_filters,
+        });
+        if let Value::Object(fields) = &mut connection_manager {
+            fields.extend(self.connection_manager_options.clone());
+        }
         json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {
@@ -316,17 +341,7 @@ impl Bootstrap {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
                     "filter_chains": [{"filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "early_header_mutation_extensions": early,
-                            "route_config": {"virtual_hosts": [{
-                                "name": "all",
-                                "domains": ["*"],
-                                "routes": routes,
-                            }]},
-                            "http_filters": http_filters,
-                        },
+                        "typed_config": connection_manager,
                     }]}],
                 }],
                 "clusters": clusters,
