@@ -138,6 +138,13 @@ fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
         "authorization policies by targetRefs and mesh-wide",
         istio_manifests(&t, &IstioOptions::default()),
     ));
+    let inline = EnvoyFilterForm::Inline(Code::Local {
+        filename: "/var/local/lib/wasm/{file}".into(),
+    });
+    manifests.extend(labelled(
+        "authorization policies by targetRefs and mesh-wide (EnvoyFilter)",
+        envoy_filters(&t, &inline, &IstioOptions::default()),
+    ));
     let kinds: std::collections::BTreeSet<&str> = manifests
         .iter()
         .filter_map(|(_, m)| m["kind"].as_str())
