@@ -92,3 +92,46 @@ fn a_kubernetes_list_is_read_item_by_item() {
         "warning: list.yaml: document 1 (VirtualService web) spec.http[0].route[0].destination.subset (line 12): subset \"v3\" of web is not defined by DestinationRule web (it defines v1); Istio answers 503 for it\n1 VirtualServices, 1 placements, 1 warnings\n"
     );
 }
+
+/// An AuthorizationPolicy as a user runs it: its digest reaches the
+/// header-match WasmPlugin, and a field the filter refuses stops the
+/// output with the file, path and line.
+#[test]
+fn an_authorization_policy_becomes_a_plugin_or_an_error_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin, namespace: shop}\nspec:\n  selector:\n    matchLabels: {app: web}\n  action: DENY\n  rules:\n  - to:\n    - operation: {paths: [/admin, /admin/*]}\n";
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let digest = "ab".repeat(32);
+    let out = envoyfilter(
+        &[
+            "istio",
+            "policy.yaml",
+            "--strict",
+            "--sha256",
+            &format!("header-match=sha256:{digest}"),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("name: meshwasm-header-match-no-admin"),
+        "{yaml}"
+    );
+    assert!(yaml.contains(&format!("sha256: {digest}")), "{yaml}");
+    assert!(yaml.contains("phase: AUTHZ"), "{yaml}");
+
+    let jwt = policy.replace(
+        "  - to:",
+        "  - from:\n    - source: {requestPrincipals: ['*']}\n    to:",
+    );
+    std::fs::write(dir.path().join("jwt.yaml"), jwt).unwrap();
+    let out = envoyfilter(&["envoy", "jwt.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with("error: jwt.yaml: document 1 (AuthorizationPolicy no-admin) spec.rules[0].from[0].source.requestPrincipals (line 10): "),
+        "{message}"
+    );
+    assert!(out.stdout.is_empty());
+}
