@@ -1335,7 +1335,15 @@ pub fn check_upstreams(
             .map_or(c.name.clone(), |(h, _)| h.clone());
         (c.name.clone(), host)
     });
-    for (name, host) in destinations.chain(entries).chain(services) {
+    let authorizers = translation
+        .authz_clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.service.clone()));
+    for (name, host) in destinations
+        .chain(entries)
+        .chain(services)
+        .chain(authorizers)
+    {
         if !clusters.contains(&name) {
             clusters.push(name);
         }
@@ -1488,6 +1496,22 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             (None, None, None) => continue,
         };
         clusters.push(rendered);
+    }
+    // The HTTP authorizers' clusters, where CUSTOM policies' checks go:
+    // HTTP/1.1, as Envoy's ext_authz HTTP client speaks. Without a port,
+    // only from --upstream (said at translation).
+    for authorizer in &translation.authz_clusters {
+        let name = authorizer.name.as_str();
+        if clusters.iter().any(|c| c["name"] == name) {
+            continue;
+        }
+        let given = options
+            .upstreams
+            .get(name)
+            .or_else(|| options.upstreams.get(&authorizer.service));
+        if let Some(address) = given.or(authorizer.address.as_ref()) {
+            clusters.push(cluster(name, address));
+        }
     }
     // The route that follows the router's decision, only where a router runs.
     let mut routes = Vec::new();

@@ -21,7 +21,9 @@
 //! - an `AuthorizationPolicy` becomes the header-match filter's
 //!   configuration ([`AuthzFilter`]), the policies on the same workloads
 //!   read together, checked by the filter's own compiler (see
-//!   `authorization_policy.rs`).
+//!   `authorization_policy.rs`); meshConfig's `extensionProviders`, from an
+//!   `IstioOperator` or the `istio` ConfigMap, give CUSTOM policies their
+//!   authorizers, and the authorizers' clusters an [`AuthzCluster`].
 //!
 //! Whatever the filters cannot express is reported as a [`Finding`] with
 //! its document, resource, field path and line: a warning, or an error in
@@ -39,7 +41,7 @@ use std::fmt;
 mod authorization_policy;
 mod local_rate_limit;
 
-pub use authorization_policy::{AuthzFilter, ROOT_NAMESPACE};
+pub use authorization_policy::{AuthzCluster, AuthzFilter, ROOT_NAMESPACE};
 
 pub use local_rate_limit::{
     GLOBAL_RATE_LIMIT_FILTER, GLOBAL_RATE_LIMIT_TYPE, LOCAL_RATE_LIMIT_FILTER,
@@ -279,6 +281,9 @@ pub struct Translation {
     /// The header-match filters of the AuthorizationPolicies, one per set
     /// of workloads, in input order.
     pub authz: Vec<AuthzFilter>,
+    /// The clusters of the HTTP authorizers the CUSTOM policies call, each
+    /// once.
+    pub authz_clusters: Vec<AuthzCluster>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -442,6 +447,7 @@ pub fn translate_files(
     let mut passthrough = Vec::new();
     let mut envoy_filters = Vec::new();
     let mut authorization_policies = Vec::new();
+    let mut mesh_configs = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
         for doc in documents {
@@ -470,6 +476,9 @@ pub fn translate_files(
                 }
                 "EnvoyFilter" => envoy_filters.push((doc, source)),
                 "AuthorizationPolicy" => authorization_policies.push((doc, source)),
+                authorization_policy::ISTIO_OPERATOR | "ConfigMap" => {
+                    mesh_configs.push((doc, source));
+                }
                 _ => {}
             }
         }
@@ -479,7 +488,10 @@ pub fn translate_files(
     // Read together: Istio evaluates every policy on a workload at once.
     let gateway_selectors: Vec<BTreeMap<String, String>> =
         gateways.iter().map(|g| g.selector.clone()).collect();
-    let authz = cx.authorization_policies(&authorization_policies, &gateway_selectors);
+    // meshConfig's extensionProviders: the authorizers CUSTOM policies name.
+    let providers = cx.extension_providers(&mesh_configs);
+    let (authz, authz_clusters) =
+        cx.authorization_policies(&authorization_policies, &gateway_selectors, &providers);
     let mut out = Vec::with_capacity(services.len());
     for (doc, mut service) in services {
         cx.file = service.source.file.clone();
@@ -507,6 +519,7 @@ pub fn translate_files(
         rate_limits,
         service_clusters,
         authz,
+        authz_clusters,
         passthrough,
         findings,
     })
@@ -609,6 +622,10 @@ impl Context<'_> {
         };
         let security = authorization_policy::SECURITY_VERSIONS.contains(&api_version.as_str());
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
+        // meshConfig, for its extensionProviders: read with the policies.
+        if authorization_policy::is_mesh_config(&kind, &api_version, &doc.value) {
+            return Some(source);
+        }
         match kind.as_str() {
             "AuthorizationPolicy" if security => {}
             "AuthorizationPolicy" => {

@@ -135,3 +135,40 @@ fn an_authorization_policy_becomes_a_plugin_or_an_error_at_its_line() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A CUSTOM policy in one file and the IstioOperator holding its authorizer
+/// in another: plain Envoy gets the authorizer's cluster, where
+/// `--upstream` says.
+#[test]
+fn a_custom_policys_authorizer_becomes_a_cluster_of_plain_envoy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: cp, namespace: istio-system}\nspec:\n  meshConfig:\n    extensionProviders:\n    - name: gatekeeper\n      envoyExtAuthzHttp: {service: gatekeeper.shop.svc.cluster.local, port: 8300}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: gate, namespace: shop}\nspec:\n  action: CUSTOM\n  provider: {name: gatekeeper}\n  rules: [{to: [{operation: {paths: [/cart]}}]}]\n",
+    )
+    .unwrap();
+    let out = envoyfilter(
+        &[
+            "envoy",
+            "mesh.yaml",
+            "policy.yaml",
+            "--upstream",
+            "outbound|8300||gatekeeper.shop.svc.cluster.local=127.0.0.1:18300",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("outbound|8300||gatekeeper.shop.svc.cluster.local"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("18300"), "{stdout}");
+    assert!(!stdout.contains("http2_protocol_options"), "{stdout}");
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}

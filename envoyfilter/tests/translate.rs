@@ -1737,6 +1737,9 @@ fn custom_policies_pass_through_and_the_missing_provider_is_said() {
     assert_eq!(finding.path, "spec.provider.name");
     assert_eq!(finding.line, Some(line_of(&input, "shop-authz-http")));
     assert!(finding.message.contains("extensionProviders"), "{finding}");
+    assert!(finding.message.contains("IstioOperator"), "{finding}");
+    assert!(finding.message.contains("istio ConfigMap"), "{finding}");
+    assert!(t.authz[0].config.get("extensionProviders").is_none());
     // Its rules are checked all the same.
     let e = only_error(&input.replace("paths: [/orders]", "ports: [http]"));
     assert!(
@@ -1749,6 +1752,208 @@ fn custom_policies_pass_through_and_the_missing_provider_is_said() {
         ..Options::default()
     };
     assert!(translate(&input, &strict).is_err());
+}
+
+/// The CUSTOM policy of the external authorization task, in values of our
+/// own: `/orders` of the catalog asks the authorizer `shop-authz-http`.
+fn custom_policy() -> String {
+    authorization_policy(
+        "ask-the-authorizer",
+        "  selector:\n    matchLabels: {app: catalog}\n  action: CUSTOM\n  provider:\n    name: shop-authz-http\n  rules:\n  - to:\n    - operation:\n        paths: [/orders]\n",
+    )
+}
+
+/// meshConfig's extensionProviders (indented by `indent` spaces): the
+/// task's HTTP authorizer, and a tracing provider no policy names.
+fn providers(indent: usize) -> String {
+    let lines = [
+        "extensionProviders:",
+        "- name: shop-authz-http",
+        "  envoyExtAuthzHttp:",
+        "    service: order-checker.shop-auth.svc.cluster.local",
+        "    port: 9100",
+        "    timeout: 2s",
+        "    statusOnError: '503'",
+        "    includeRequestHeadersInCheck: [x-shop-user]",
+        "    headersToUpstreamOnAllow: [x-shop-verdict]",
+        "- name: traces",
+        "  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}",
+    ];
+    lines
+        .iter()
+        .map(|l| format!("{}{l}\n", " ".repeat(indent)))
+        .collect()
+}
+
+fn istio_operator() -> String {
+    format!(
+        "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {{name: control-plane, namespace: istio-system}}\nspec:\n  meshConfig:\n{}",
+        providers(4)
+    )
+}
+
+fn mesh_config_map() -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n    accessLogFile: /dev/stdout\n{}",
+        providers(4)
+    )
+}
+
+#[test]
+fn a_custom_policy_gets_the_provider_meshconfig_defines() {
+    for mesh in [istio_operator(), mesh_config_map()] {
+        let input = [mesh.clone(), custom_policy()].join("---\n");
+        let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+        let config = &t.authz[0].config;
+        // Only the provider the policy names.
+        let providers = config["extensionProviders"].as_array().unwrap();
+        assert_eq!(providers.len(), 1, "{config}");
+        assert_eq!(providers[0]["name"], "shop-authz-http");
+        assert_eq!(providers[0]["envoyExtAuthzHttp"]["port"], 9100);
+        let plan = AuthzPlan::from_json(config.to_string().as_bytes()).unwrap();
+        assert_eq!(plan.provider().map(|p| p.name()), Some("shop-authz-http"));
+        // The WasmPlugin carries it as it is.
+        let plugin = render::authz_plugin(&t.authz[0], &IstioOptions::default());
+        assert_eq!(plugin["spec"]["pluginConfig"], *config);
+        // meshConfig is read, not "not translated": one note, no warning.
+        let [note] = t.findings.as_slice() else {
+            panic!("{:?}", t.findings)
+        };
+        assert_eq!(note.severity, Severity::Note, "{note}");
+        assert!(note.message.contains("shop-authz-http, traces"), "{note}");
+        assert!(note.path.ends_with("extensionProviders"), "{note}");
+        assert_eq!(
+            note.line,
+            Some(line_of(&input, "extensionProviders:")),
+            "{note}"
+        );
+        // Plain Envoy: the authorizer's HTTP/1.1 cluster, Istio's name.
+        let name = "outbound|9100||order-checker.shop-auth.svc.cluster.local";
+        let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+        let clusters = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .unwrap();
+        let cluster = clusters.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(cluster["type"], "STRICT_DNS");
+        assert!(cluster.get("typed_extension_protocol_options").is_none());
+        let address =
+            &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(
+            address["socket_address"]["address"],
+            "order-checker.shop-auth.svc.cluster.local"
+        );
+        assert_eq!(address["socket_address"]["port_value"], 9100);
+        let header_match = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["http_filters"][0];
+        assert!(header_match.to_string().contains("shop-authz-http"));
+        // --upstream moves it, by cluster name or by service.
+        let mut options = EnvoyOptions::default();
+        options.upstreams.insert(
+            "order-checker.shop-auth.svc.cluster.local".into(),
+            ("127.0.0.1".into(), 18100),
+        );
+        render::check_upstreams(&t, &options).unwrap();
+        let bootstrap = render::envoy_bootstrap(&t, &options);
+        let moved = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone();
+        assert_eq!(moved["type"], "STATIC");
+        assert!(moved.to_string().contains("18100"));
+    }
+}
+
+#[test]
+fn a_bad_provider_is_an_error_at_its_own_path_and_line() {
+    let bad = |mesh: String| {
+        let input = [mesh.replace("'503'", "teapot"), custom_policy()].join("---\n");
+        (only_error(&input), line_of(&input, "teapot"))
+    };
+    let (e, line) = bad(istio_operator());
+    assert_eq!(
+        e.path, "spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp.statusOnError",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line), "{e}");
+    assert_eq!(e.source.as_ref().unwrap().kind, "IstioOperator");
+    assert!(e.message.contains("teapot"), "{e}");
+    assert!(e.message.contains("shop-authz-http"), "{e}");
+    // In the ConfigMap, the path and line inside data.mesh.
+    let (e, line) = bad(mesh_config_map());
+    assert_eq!(
+        e.path, "data.mesh.extensionProviders[0].envoyExtAuthzHttp.statusOnError",
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line), "{e}");
+    assert_eq!(e.source.as_ref().unwrap().name, "istio");
+    // A misspelt field of the provider, too.
+    let input = [
+        istio_operator().replace("timeout:", "timeuot:"),
+        custom_policy(),
+    ]
+    .join("---\n");
+    let e = only_error(&input);
+    assert!(
+        e.path.starts_with("spec.meshConfig.extensionProviders[0]"),
+        "{e}"
+    );
+    assert!(e.message.contains("timeuot"), "{e}");
+}
+
+#[test]
+fn a_provider_without_port_names_its_cluster_and_needs_an_upstream() {
+    let mesh: String = istio_operator()
+        .lines()
+        .filter(|l| l.trim() != "port: 9100")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let input = [mesh, custom_policy()].join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let warning = t
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Warning)
+        .unwrap();
+    assert_eq!(
+        warning.path, "spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp",
+        "{warning}"
+    );
+    assert!(warning.message.contains("--upstream"), "{warning}");
+    let service = "order-checker.shop-auth.svc.cluster.local";
+    let has = |options: &EnvoyOptions| {
+        render::envoy_bootstrap(&t, options)["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == service)
+    };
+    let mut options = EnvoyOptions::default();
+    assert!(!has(&options));
+    options
+        .upstreams
+        .insert(service.into(), ("127.0.0.1".into(), 18100));
+    render::check_upstreams(&t, &options).unwrap();
+    assert!(has(&options));
+}
+
+#[test]
+fn meshconfig_without_providers_is_not_translated_and_another_configmap_is_refused() {
+    let operator = "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: cp}\nspec:\n  profile: demo\n";
+    let input = [operator.to_owned(), custom_policy()].join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        t.findings
+            .iter()
+            .any(|f| f.message.contains("IstioOperator is not translated")),
+        "{:?}",
+        t.findings
+    );
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shop-settings}\ndata: {a: b}\n";
+    let e = only_error(other);
+    assert_eq!(e.path, "kind", "{e}");
 }
 
 #[test]

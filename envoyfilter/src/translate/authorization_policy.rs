@@ -16,11 +16,15 @@
 //!
 //! Each group is compiled by the filter's own code ([`AuthzPlan`]), so an
 //! error names the field by its path in the YAML and its line. CUSTOM
-//! policies are passed through; their authorizers are meshConfig's
-//! `extensionProviders`, which are not in the input, and that is said.
+//! policies name their authorizers in meshConfig's `extensionProviders`,
+//! read from an `IstioOperator` (`spec.meshConfig`) or the `istio`
+//! ConfigMap (`data.mesh`) of the input: a group gets the providers its
+//! CUSTOM policies name, and an error inside one is said at the provider's
+//! own path and line. A provider that is not in the input is a warning, and
+//! the group's rules are then checked as a DENY's.
 
-use super::{Context, Severity, Source, local_rate_limit::message};
-use crate::yaml::Document;
+use super::{Context, Finding, Severity, Source, local_rate_limit::message};
+use crate::yaml::{self, Document};
 use meshwasm_core::authz::AuthzPlan;
 use meshwasm_core::plan::Plan as _;
 use serde_json::{Map, Value, json};
@@ -33,6 +37,75 @@ pub(crate) const SECURITY_VERSIONS: [&str; 2] =
 /// Istio's default root namespace: a policy there without a selector
 /// applies to every workload of the mesh.
 pub const ROOT_NAMESPACE: &str = "istio-system";
+
+/// The kind whose `spec.meshConfig.extensionProviders` this module reads.
+pub(crate) const ISTIO_OPERATOR: &str = "IstioOperator";
+
+/// The IstioOperator's API version.
+const ISTIO_OPERATOR_VERSION: &str = "install.istio.io/v1alpha1";
+
+/// The ConfigMap istiod reads meshConfig from, as YAML in `data.mesh`
+/// (`istio-REVISION` for a revision).
+const MESH_CONFIG_MAP: &str = "istio";
+
+/// Whether a document is meshConfig this module reads: an IstioOperator,
+/// or the `istio` ConfigMap (or a revision's, `istio-REV`, with
+/// `data.mesh`).
+pub(crate) fn is_mesh_config(kind: &str, api_version: &str, value: &Value) -> bool {
+    let name = value["metadata"]["name"].as_str().unwrap_or_default();
+    match kind {
+        ISTIO_OPERATOR => api_version == ISTIO_OPERATOR_VERSION,
+        "ConfigMap" => {
+            api_version == "v1"
+                && (name == MESH_CONFIG_MAP
+                    || (name.starts_with("istio-") && value["data"]["mesh"].is_string()))
+        }
+        _ => false,
+    }
+}
+
+/// One entry of meshConfig's `extensionProviders`, and where it is written.
+pub(crate) struct MeshProvider {
+    /// Its `name`, which CUSTOM policies give as `provider.name`.
+    name: String,
+    /// The entry, as written.
+    value: Value,
+    /// The IstioOperator or ConfigMap that defines it.
+    source: Source,
+    /// The positions of its fields: its resource's, or for the ConfigMap
+    /// those of the YAML text in `data.mesh`.
+    positions: Document,
+    /// The entry's path in `positions`.
+    at: String,
+    /// What findings put before `at`: `data.mesh.` in the ConfigMap.
+    shown: &'static str,
+    /// Lines before the first of `positions`: `data.mesh`'s line in the
+    /// ConfigMap, whose text starts on the next line as a block scalar.
+    offset: usize,
+}
+
+impl MeshProvider {
+    /// The path findings give for `rest` (`.envoyExtAuthzHttp.port`) in
+    /// this entry, and its line.
+    fn locate(&self, rest: &str) -> (String, Option<usize>) {
+        let at = format!("{}{rest}", self.at);
+        let line = self.positions.position(&at).map(|p| p.line + self.offset);
+        (format!("{}{at}", self.shown), line)
+    }
+}
+
+/// The Envoy cluster of an HTTP authorizer a CUSTOM policy calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzCluster {
+    /// The name the filter calls: Istio's `outbound|PORT||SERVICE` for a
+    /// provider with `port`, else `service` itself.
+    pub name: String,
+    /// The provider's `service`.
+    pub service: String,
+    /// `service` and `port`, where plain Envoy finds it by DNS; `None`
+    /// without a port (the cluster must be given with `--upstream`).
+    pub address: Option<(String, u16)>,
+}
 
 /// The fields of a policy spec that say where it applies: the WasmPlugin's
 /// business, not the filter's.
@@ -92,6 +165,8 @@ struct Assembled {
     header_rules: Vec<Origin>,
     /// `meshwasm.KEY`.
     settings: BTreeMap<String, Origin>,
+    /// `extensionProviders[k]` → the mesh provider of that index.
+    providers: Vec<usize>,
 }
 
 /// The policy spec the filter gets: without placement and meshwasm fields.
@@ -105,9 +180,9 @@ fn filter_spec(spec: &Value) -> Value {
     spec
 }
 
-/// For validation: each CUSTOM policy as a DENY with the same rules, since
-/// the authorizer it names is not in the input (meshConfig's
-/// `extensionProviders`); everything else about it is still checked.
+/// For validation when a CUSTOM policy's authorizer is not in the input:
+/// each CUSTOM policy as a DENY with the same rules, so that everything
+/// else about it is still checked.
 fn custom_as_deny(config: &Value) -> Value {
     let mut config = config.clone();
     for policy in config["policies"].as_array_mut().into_iter().flatten() {
@@ -138,14 +213,157 @@ fn labels_of(value: &Value) -> BTreeMap<String, String> {
 }
 
 impl Context<'_> {
+    /// A finding at `rest` inside a mesh provider, with its line.
+    fn at_provider(
+        &mut self,
+        severity: Severity,
+        provider: &MeshProvider,
+        rest: &str,
+        message: String,
+    ) {
+        let (path, line) = provider.locate(rest);
+        self.findings.push(Finding {
+            severity,
+            source: Some(provider.source.clone()),
+            path,
+            line: line.or(Some(provider.source.line)),
+            message,
+        });
+    }
+
+    /// meshConfig's `extensionProviders` in the input's IstioOperators and
+    /// `istio` ConfigMaps, in input order; a resource without them is not
+    /// translated, as other kinds.
+    pub(super) fn extension_providers(
+        &mut self,
+        documents: &[(&Document, Source)],
+    ) -> Vec<MeshProvider> {
+        let mut out: Vec<MeshProvider> = Vec::new();
+        for (doc, source) in documents {
+            self.file = source.file.clone();
+            let (positions, at, shown, offset) = if source.kind == ISTIO_OPERATOR {
+                let at = "spec.meshConfig.extensionProviders";
+                if doc.value["spec"]["meshConfig"]
+                    .get("extensionProviders")
+                    .is_none()
+                {
+                    self.not_translated(doc, source);
+                    continue;
+                }
+                ((*doc).clone(), at, "", 0)
+            } else {
+                let mesh = &doc.value["data"]["mesh"];
+                let Some(text) = mesh.as_str() else {
+                    if mesh.is_null() {
+                        self.not_translated(doc, source);
+                    } else {
+                        self.error(
+                            Some(source),
+                            Some(doc),
+                            "data.mesh",
+                            "must be meshConfig as a YAML string".into(),
+                        );
+                    }
+                    continue;
+                };
+                let offset = doc.position("data.mesh").map_or(doc.line, |p| p.line);
+                let inner = match yaml::load(text) {
+                    Ok(mut docs) if !docs.is_empty() => docs.remove(0),
+                    Ok(_) => {
+                        self.not_translated(doc, source);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.findings.push(Finding {
+                            severity: Severity::Error,
+                            source: Some(source.clone()),
+                            path: "data.mesh".into(),
+                            line: Some(offset + e.position.line),
+                            message: format!(
+                                "meshConfig is not valid YAML at column {}: {}",
+                                e.position.column, e.message
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                if inner.value.get("extensionProviders").is_none() {
+                    self.not_translated(doc, source);
+                    continue;
+                }
+                (inner, "extensionProviders", "data.mesh.", offset)
+            };
+            let shown_at = format!("{shown}{at}");
+            let list = if source.kind == ISTIO_OPERATOR {
+                &positions.value["spec"]["meshConfig"]["extensionProviders"]
+            } else {
+                &positions.value["extensionProviders"]
+            };
+            let Some(list) = list.as_array().cloned() else {
+                let line = positions.position(at).map(|p| p.line + offset);
+                self.findings.push(Finding {
+                    severity: Severity::Error,
+                    source: Some(source.clone()),
+                    path: shown_at,
+                    line,
+                    message: "must be a list of providers, each with a name".into(),
+                });
+                continue;
+            };
+            let mut names = Vec::new();
+            for (i, entry) in list.into_iter().enumerate() {
+                let provider = MeshProvider {
+                    name: entry["name"].as_str().unwrap_or_default().to_owned(),
+                    value: entry,
+                    source: source.clone(),
+                    positions: positions.clone(),
+                    at: format!("{at}[{i}]"),
+                    shown,
+                    offset,
+                };
+                if provider.name.is_empty() {
+                    self.at_provider(
+                        Severity::Error,
+                        &provider,
+                        ".name",
+                        "is required: the name CUSTOM policies give as provider.name".into(),
+                    );
+                    continue;
+                }
+                if let Some(first) = out.iter().find(|p| p.name == provider.name) {
+                    let message = format!(
+                        "{:?} is defined again; the first, in {}, is used",
+                        provider.name, first.source
+                    );
+                    self.at_provider(Severity::Warning, &provider, ".name", message);
+                    continue;
+                }
+                names.push(provider.name.clone());
+                out.push(provider);
+            }
+            let kind = &source.kind;
+            let line = positions.position(at).map(|p| p.line + offset);
+            self.findings.push(Finding {
+                severity: Severity::Note,
+                source: Some(source.clone()),
+                path: shown_at,
+                line,
+                message: format!("meshConfig's extensionProviders ({}) are read for the CUSTOM AuthorizationPolicies that name them; the rest of this {kind} is Istio's, so keep applying it as it is", names.join(", ")),
+            });
+        }
+        out
+    }
+
     /// The header-match filters of the input's AuthorizationPolicies, one
-    /// per set of workloads; `gateway_selectors` are the labels of the
-    /// input's Gateways' pods.
+    /// per set of workloads, and the clusters of the authorizers their
+    /// CUSTOM policies call; `gateway_selectors` are the labels of the
+    /// input's Gateways' pods, `providers` meshConfig's.
     pub(super) fn authorization_policies(
         &mut self,
         policies: &[(&Document, Source)],
         gateway_selectors: &[BTreeMap<String, String>],
-    ) -> Vec<AuthzFilter> {
+        providers: &[MeshProvider],
+    ) -> (Vec<AuthzFilter>, Vec<AuthzCluster>) {
         let mut members: Vec<Member<'_>> = Vec::new();
         for (doc, source) in policies {
             self.file = source.file.clone();
@@ -167,12 +385,19 @@ impl Context<'_> {
         }
         let mut out = Vec::new();
         let mut allows: Vec<(bool, usize)> = Vec::new();
+        let mut used: Vec<usize> = Vec::new();
         for ((namespace, selector, _), list) in groups {
             let group: Vec<&Member<'_>> = list.iter().map(|&i| &members[i]).collect();
-            let Some(filter) = self.authz_group(&group, &namespace, &selector, gateway_selectors)
+            let Some((filter, named)) =
+                self.authz_group(&group, &namespace, &selector, gateway_selectors, providers)
             else {
                 continue;
             };
+            for j in named {
+                if !used.contains(&j) {
+                    used.push(j);
+                }
+            }
             let has_allow = group
                 .iter()
                 .any(|m| matches!(m.doc.value["spec"]["action"].as_str(), None | Some("ALLOW")));
@@ -181,7 +406,36 @@ impl Context<'_> {
         }
         self.check_overlapping_allows(&out, &allows, &members);
         self.check_plain_envoy_merge(&out, &members);
-        out
+        let clusters = used
+            .into_iter()
+            .filter_map(|j| self.authz_cluster(&providers[j]))
+            .collect();
+        (out, clusters)
+    }
+
+    /// The cluster an HTTP authorizer is called at, as the filter names it;
+    /// without a `port`, a warning that it must be given.
+    fn authz_cluster(&mut self, provider: &MeshProvider) -> Option<AuthzCluster> {
+        let http = &provider.value["envoyExtAuthzHttp"];
+        let service = http["service"].as_str()?.to_owned();
+        let port = http["port"].as_u64();
+        let cluster = match port {
+            Some(port) if !service.contains('|') => AuthzCluster {
+                name: format!("outbound|{port}||{service}"),
+                address: u16::try_from(port).ok().map(|p| (service.clone(), p)),
+                service,
+            },
+            _ => AuthzCluster {
+                name: service.clone(),
+                service,
+                address: None,
+            },
+        };
+        if cluster.address.is_none() {
+            let name = &cluster.name;
+            self.at_provider(Severity::Warning, provider, ".envoyExtAuthzHttp", format!("has no port, so the header-match filter calls the Envoy cluster {name:?} as named (Istio names a Service's cluster outbound|PORT||SERVICE): it must exist; plain Envoy output has it only from --upstream '{name}=HOST:PORT'"));
+        }
+        Some(cluster)
     }
 
     /// Plain Envoy has one listener, so it gets one header-match filter
@@ -248,14 +502,60 @@ impl Context<'_> {
         namespace: &str,
         selector: &BTreeMap<String, String>,
         gateway_selectors: &[BTreeMap<String, String>],
-    ) -> Option<AuthzFilter> {
-        let assembled = self.assemble(group)?;
+        providers: &[MeshProvider],
+    ) -> Option<(AuthzFilter, Vec<usize>)> {
+        let mut assembled = self.assemble(group)?;
         let target_refs = group[0].target_refs.clone();
         let mesh_wide =
             namespace == ROOT_NAMESPACE && selector.is_empty() && target_refs.is_empty();
-        let check = custom_as_deny(&assembled.config);
+        // The providers the CUSTOM policies name, each once.
+        let mut missing = false;
+        for m in group {
+            let spec = &m.doc.value["spec"];
+            if spec["action"] != "CUSTOM" {
+                continue;
+            }
+            // Without a name, the filter's own error says so.
+            let Some(name) = spec["provider"]["name"].as_str() else {
+                continue;
+            };
+            match providers.iter().position(|p| p.name == name) {
+                Some(j) if assembled.providers.contains(&j) => {}
+                Some(j) => assembled.providers.push(j),
+                None => {
+                    missing = true;
+                    self.file = m.source.file.clone();
+                    self.warn(&m.source, m.doc, "spec.provider.name", format!("CUSTOM names the authorizer {name:?}, which no extensionProviders entry of meshConfig in the input defines: the header-match filter refuses a CUSTOM policy without its provider, so put the IstioOperator (spec.meshConfig.extensionProviders) or the istio ConfigMap (data.mesh) that defines it in the input; the rules are checked as a DENY's"));
+                }
+            }
+        }
+        if !assembled.providers.is_empty()
+            && let Value::Object(config) = &mut assembled.config
+        {
+            let entries = assembled
+                .providers
+                .iter()
+                .map(|&j| providers[j].value.clone());
+            config.insert("extensionProviders".into(), entries.collect());
+        }
+        let check = if missing {
+            custom_as_deny(&assembled.config)
+        } else {
+            assembled.config.clone()
+        };
         match AuthzPlan::from_json(check.to_string().as_bytes()) {
             Err(e) => {
+                if let Some(provider) = provider_of(&assembled, providers, &e.path) {
+                    let (rest, provider) = provider;
+                    let message = format!(
+                        "{} (the provider {:?}, which AuthorizationPolicy {} names)",
+                        message(&e),
+                        provider.name,
+                        group[0].source.name
+                    );
+                    self.at_provider(Severity::Error, provider, rest, message);
+                    return None;
+                }
                 let (member, path) = locate(&assembled, &e.path);
                 let m = group[member];
                 self.file = m.source.file.clone();
@@ -264,14 +564,18 @@ impl Context<'_> {
             }
             Ok(plan) => {
                 for note in plan.notes() {
-                    let (member, path) = locate(&assembled, &note.path);
-                    let m = group[member];
-                    self.file = m.source.file.clone();
                     let severity = if note.deprecated {
                         Severity::Note
                     } else {
                         Severity::Warning
                     };
+                    if let Some((rest, provider)) = provider_of(&assembled, providers, &note.path) {
+                        self.at_provider(severity, provider, rest, note.message.to_owned());
+                        continue;
+                    }
+                    let (member, path) = locate(&assembled, &note.path);
+                    let m = group[member];
+                    self.file = m.source.file.clone();
                     self.push(
                         severity,
                         Some(&m.source),
@@ -284,16 +588,6 @@ impl Context<'_> {
         }
         for (i, m) in group.iter().enumerate() {
             self.file = m.source.file.clone();
-            let spec = &m.doc.value["spec"];
-            if spec["action"] == "CUSTOM" {
-                let path = if spec["provider"]["name"].is_string() {
-                    "spec.provider.name"
-                } else {
-                    "spec.provider"
-                };
-                let name = spec["provider"]["name"].as_str().unwrap_or_default();
-                self.warn(&m.source, m.doc, path, format!("CUSTOM names the authorizer {name:?} of meshConfig's extensionProviders, which are not in the input: the header-match filter must get that provider in its extensionProviders, or it refuses this configuration"));
-            }
             if mesh_wide && i == 0 {
                 self.push(Severity::Note, Some(&m.source), Some(m.doc), "metadata.namespace", format!("in the root namespace {ROOT_NAMESPACE} without selector: applies to every workload of the mesh, so its WasmPlugin stays in {ROOT_NAMESPACE} without selector, which Istio applies mesh-wide"));
             }
@@ -318,7 +612,7 @@ impl Context<'_> {
                 }
             }
         };
-        Some(AuthzFilter {
+        let filter = AuthzFilter {
             sources: group.iter().map(|m| m.source.clone()).collect(),
             namespace: namespace.to_owned(),
             name,
@@ -327,7 +621,8 @@ impl Context<'_> {
             mesh_wide,
             gateway,
             config: assembled.config,
-        })
+        };
+        Some((filter, assembled.providers))
     }
 
     /// The group's config: the specs, their header rules and settings; an
@@ -341,6 +636,7 @@ impl Context<'_> {
             policies: Vec::new(),
             header_rules: Vec::new(),
             settings: BTreeMap::new(),
+            providers: Vec::new(),
         };
         for (i, m) in group.iter().enumerate() {
             let spec = &m.doc.value["spec"];
@@ -433,6 +729,22 @@ impl Context<'_> {
     }
 }
 
+/// The mesh provider a path in a group's config is in
+/// (`extensionProviders[0].envoyExtAuthzHttp.port`), with the rest of the
+/// path (`.envoyExtAuthzHttp.port`).
+fn provider_of<'p, 'a>(
+    assembled: &Assembled,
+    providers: &'p [MeshProvider],
+    path: &'a str,
+) -> Option<(&'a str, &'p MeshProvider)> {
+    let (key, index, rest) = split_indexed(path)?;
+    if key != "extensionProviders" {
+        return None;
+    }
+    let j = *assembled.providers.get(index)?;
+    Some((rest, providers.get(j)?))
+}
+
 /// The member and document path of a path in a group's config.
 fn locate(assembled: &Assembled, path: &str) -> Origin {
     let fallback = (0, "spec".to_owned());
@@ -467,7 +779,17 @@ pub(super) fn merged_config(filters: &[AuthzFilter]) -> Option<Value> {
     let mut policies = Vec::new();
     let mut header_rules = Vec::new();
     let mut settings = Map::new();
+    let mut extension_providers: Vec<Value> = Vec::new();
     for f in filters {
+        for p in f.config["extensionProviders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if !extension_providers.iter().any(|e| e["name"] == p["name"]) {
+                extension_providers.push(p.clone());
+            }
+        }
         policies.extend(f.config["policies"].as_array().cloned().unwrap_or_default());
         header_rules.extend(
             f.config["headerRules"]
@@ -486,6 +808,12 @@ pub(super) fn merged_config(filters: &[AuthzFilter]) -> Option<Value> {
     }
     if !settings.is_empty() {
         config.insert("meshwasm".into(), Value::Object(settings));
+    }
+    if !extension_providers.is_empty() {
+        config.insert(
+            "extensionProviders".into(),
+            Value::Array(extension_providers),
+        );
     }
     Some(Value::Object(config))
 }
