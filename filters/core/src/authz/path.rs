@@ -148,6 +148,12 @@ fn decode(raw: &str, all: bool) -> Vec<u8> {
                 i += 3;
                 continue;
             }
+        } else if bytes[i] == b'%' && !all {
+            // A `%` that starts no escape reads as one, so that a decoded
+            // character after it cannot make one (`%6%61` is not `%6a`).
+            out.extend_from_slice(b"%25");
+            i += 1;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -208,6 +214,8 @@ mod tests {
             normalize("/%2561dmin", DecodeAndMergeSlashes).as_deref(),
             Ok("/%2561dmin")
         );
+        // Its second: in BASE, `%6%61` decoded to `%6a`, which is `j`.
+        assert_eq!(normalize("/%6%61", Base).as_deref(), Ok("/%256a"));
         for raw in [
             "/a/./b/../c//d;e",
             "/x/%41",
@@ -216,13 +224,13 @@ mod tests {
             "/a%3Fb",
             "/100%",
             "/a%23",
+            "/%6%61",
+            "/%2%2F",
         ] {
-            let once = normalize(raw, DecodeAndMergeSlashes).unwrap();
-            assert_eq!(
-                normalize(&once, DecodeAndMergeSlashes).unwrap(),
-                once,
-                "{raw}"
-            );
+            for mode in [Base, MergeSlashes, DecodeAndMergeSlashes] {
+                let once = normalize(raw, mode).unwrap();
+                assert_eq!(normalize(&once, mode).unwrap(), once, "{mode:?} {raw}");
+            }
         }
     }
 }
