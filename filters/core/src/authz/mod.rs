@@ -96,6 +96,8 @@ pub struct AuthzPlan {
     allow: Vec<CompiledPolicy>,
     audit: Vec<CompiledPolicy>,
     header_rules: Vec<CompiledHeaderRule>,
+    /// The header names the policies read, as rules name them.
+    headers_read: Vec<String>,
     normalization: Normalization,
     underscores: Underscores,
     deny_status: u16,
@@ -203,7 +205,8 @@ pub struct AuthzRequest {
     path: String,
     method: String,
     host: String,
-    authority_port: Option<u16>,
+    /// `host:port` when the authority has a port, for policy hosts with one.
+    host_port: Option<String>,
     port: Option<u32>,
     headers: Vec<(String, String)>,
     source_ip: Option<IpAddr>,
@@ -299,6 +302,7 @@ impl Plan for AuthzPlan {
             allow: Vec::new(),
             audit: Vec::new(),
             header_rules: Vec::new(),
+            headers_read: Vec::new(),
             normalization: Normalization::default(),
             underscores: Underscores::default(),
             deny_status: 403,
@@ -394,6 +398,27 @@ impl Plan for AuthzPlan {
                 ));
             }
         }
+        plan.headers_read = plan
+            .custom
+            .iter()
+            .chain(&plan.deny)
+            .chain(&plan.allow)
+            .chain(&plan.audit)
+            .flat_map(|p| &p.rules)
+            .flat_map(|r| {
+                r.from
+                    .iter()
+                    .flatten()
+                    .chain(r.to.iter().flatten())
+                    .chain(&r.when)
+            })
+            .filter_map(|c| match &c.attribute {
+                Attribute::Header(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        plan.headers_read.sort();
+        plan.headers_read.dedup();
         plan.notes = notes;
         Ok(plan)
     }
@@ -638,6 +663,15 @@ fn compile_condition(c: &policy::Condition, at: &FieldPath<'_>) -> Result<Vec<Ch
 }
 
 /// Header names as matched: lowercase, `_` read as `-`.
+/// Whether a header's name, as sent, is `wanted` (lowercase, `-` for `_`).
+fn same_header(name: &[u8], wanted: &str) -> bool {
+    name.len() == wanted.len()
+        && name.iter().zip(wanted.bytes()).all(|(n, w)| {
+            let n = n.to_ascii_lowercase();
+            n == w || (n == b'_' && w == b'-')
+        })
+}
+
 fn header_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
@@ -806,20 +840,27 @@ impl AuthzPlan {
         let mut method = String::new();
         let mut authorities: Vec<String> = Vec::new();
         let mut others = Vec::new();
+        let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
         for (name, value) in headers {
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            let value = String::from_utf8_lossy(value).trim().to_owned();
-            match name.as_str() {
-                ":path" => path = Some(value),
-                ":method" => method = value,
-                ":authority" | "host" => authorities.push(value),
-                n if n.starts_with(':') => {}
-                n => {
-                    if n.contains('_') && self.underscores == Underscores::Reject {
-                        return Err(Malformed::Underscore);
-                    }
-                    others.push((header_name(n), value));
+            if name.first() == Some(&b':') {
+                match name {
+                    b":path" => path = Some(text(value)),
+                    b":method" => method = text(value),
+                    b":authority" => authorities.push(text(value)),
+                    _ => {}
                 }
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"host") {
+                authorities.push(text(value));
+                continue;
+            }
+            if self.underscores == Underscores::Reject && name.contains(&b'_') {
+                return Err(Malformed::Underscore);
+            }
+            // Only the headers a policy reads are kept: each costs a copy.
+            if let Some(wanted) = self.headers_read.iter().find(|w| same_header(name, w)) {
+                others.push((wanted.clone(), text(value)));
             }
         }
         let mut target = path.ok_or(Malformed::NoPath)?;
@@ -860,8 +901,8 @@ impl AuthzPlan {
         Ok(AuthzRequest {
             path: normalize(&target, self.normalization).map_err(Malformed::Path)?,
             method,
+            host_port: authority_port.map(|p| format!("{host}:{p}")),
             host,
-            authority_port,
             port: peer.destination_port,
             headers: others,
             source_ip: peer.source_address.as_deref().and_then(ip_of),
@@ -1018,12 +1059,11 @@ impl Check {
     /// or by every reading (ALLOW); an absent value satisfies only a
     /// negated check.
     fn holds(&self, req: &AuthzRequest, reading: Reading) -> bool {
-        let host_port = req.authority_port.map(|p| format!("{}:{p}", req.host));
         let one = |value: &str| {
             let matched = self
                 .values
                 .iter()
-                .any(|p| p.matches(value, host_port.as_deref()));
+                .any(|p| p.matches(value, req.host_port.as_deref()));
             matched != self.negated
         };
         let single = |value: Option<&str>| value.map_or(self.negated, one);
