@@ -399,19 +399,7 @@ impl Plan for AuthzPlan {
             }
         }
         plan.headers_read = plan
-            .custom
-            .iter()
-            .chain(&plan.deny)
-            .chain(&plan.allow)
-            .chain(&plan.audit)
-            .flat_map(|p| &p.rules)
-            .flat_map(|r| {
-                r.from
-                    .iter()
-                    .flatten()
-                    .chain(r.to.iter().flatten())
-                    .chain(&r.when)
-            })
+            .checks()
             .filter_map(|c| match &c.attribute {
                 Attribute::Header(name) => Some(name.clone()),
                 _ => None,
@@ -913,12 +901,9 @@ impl AuthzPlan {
         })
     }
 
-    /// Which connection properties the policies read, so that the filter
-    /// asks the host for those only.
-    pub fn needs(&self) -> Needs {
-        let mut needs = Needs::default();
-        let checks = self
-            .custom
+    /// Every condition of every policy.
+    fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.custom
             .iter()
             .chain(&self.deny)
             .chain(&self.allow)
@@ -930,8 +915,14 @@ impl AuthzPlan {
                     .flatten()
                     .chain(r.to.iter().flatten())
                     .chain(&r.when)
-            });
-        for check in checks {
+            })
+    }
+
+    /// Which connection properties the policies read, so that the filter
+    /// asks the host for those only.
+    pub fn needs(&self) -> Needs {
+        let mut needs = Needs::default();
+        for check in self.checks() {
             match check.attribute {
                 Attribute::SourceIp => needs.source_address = true,
                 Attribute::DestinationIp => needs.destination_address = true,
