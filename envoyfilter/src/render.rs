@@ -856,20 +856,9 @@ pub fn envoy_filters(
             let config = qualify_for_istio(filter, config, translation, &placement, options);
             let (context, namespace, selector) = envoy_filter_target(&placement, options);
             let (_, priority) = filter.default_order();
-            let insert = |value: Value| {
-                json!({
-                    "applyTo": "HTTP_FILTER",
-                    "match": {
-                        "context": context.to_string(),
-                        "listener": {"filterChain": {"filter": {
-                            "name": "envoy.filters.network.http_connection_manager",
-                            "subFilter": {"name": "envoy.filters.http.router"},
-                        }}},
-                    },
-                    "patch": {"operation": "INSERT_BEFORE", "value": value},
-                })
-            };
-            let patches = form_patches(filter, &config, form, insert);
+            let patches = form_patches(filter, &config, form, |value| {
+                insert_before_router(&context, value)
+            });
             let mut spec = Map::new();
             if let Some(labels) = &selector {
                 spec.insert("workloadSelector".into(), json!({ "labels": labels }));
@@ -919,19 +908,6 @@ pub fn authz_envoy_filter(authz: &AuthzFilter, form: &EnvoyFilterForm) -> Value 
     } else {
         PatchContext::SidecarInbound
     };
-    let insert = |value: Value| {
-        json!({
-            "applyTo": "HTTP_FILTER",
-            "match": {
-                "context": context.to_string(),
-                "listener": {"filterChain": {"filter": {
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "subFilter": {"name": "envoy.filters.http.router"},
-                }}},
-            },
-            "patch": {"operation": "INSERT_BEFORE", "value": value},
-        })
-    };
     let mut spec = Map::new();
     if !authz.target_refs.is_empty() {
         spec.insert("targetRefs".into(), json!(authz.target_refs));
@@ -944,7 +920,9 @@ pub fn authz_envoy_filter(authz: &AuthzFilter, form: &EnvoyFilterForm) -> Value 
     spec.insert("priority".into(), json!(-filter.default_order().1));
     spec.insert(
         "configPatches".into(),
-        Value::Array(form_patches(filter, &authz.config, form, insert)),
+        Value::Array(form_patches(filter, &authz.config, form, |value| {
+            insert_before_router(&context, value)
+        })),
     );
     json!({
         "apiVersion": "networking.istio.io/v1alpha3",
@@ -1011,6 +989,22 @@ pub fn rate_limit_envoy_filter(limit: &RateLimitFilter, form: &EnvoyFilterForm) 
 /// The patches that put one filter in a chain in the given form: the
 /// filter inline, or an `EXTENSION_CONFIG` and a filter that discovers it.
 /// `insert` wraps the filter entry in the `HTTP_FILTER` patch.
+/// An `HTTP_FILTER` patch that inserts `value` before Envoy's router on
+/// the listeners of `context`.
+fn insert_before_router(context: &impl std::fmt::Display, value: Value) -> Value {
+    json!({
+        "applyTo": "HTTP_FILTER",
+        "match": {
+            "context": context.to_string(),
+            "listener": {"filterChain": {"filter": {
+                "name": "envoy.filters.network.http_connection_manager",
+                "subFilter": {"name": "envoy.filters.http.router"},
+            }}},
+        },
+        "patch": {"operation": "INSERT_BEFORE", "value": value},
+    })
+}
+
 fn form_patches(
     filter: Filter,
     config: &Value,
