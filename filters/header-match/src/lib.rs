@@ -14,7 +14,9 @@
 //! `meshwasm.header_match.ext_authz.{ok,denied,error,failure_mode_allowed}`.
 
 use meshwasm_core::authz::custom::CheckOutcome;
-use meshwasm_core::authz::{AuthzPlan, AuthzRequest, DENIED_BODY, Peer, Verdict, metric};
+use meshwasm_core::authz::{
+    AuthzPlan, AuthzRequest, DENIED_BODY, Peer, ResponseEdits, Verdict, metric,
+};
 use meshwasm_core::header_ops::HeaderOp;
 use meshwasm_core::properties::{Attribute, attributes};
 use meshwasm_plugin::headers::{HeaderMapKind, HostRequest, apply_edits, header_map};
@@ -62,7 +64,7 @@ impl Filter for HeaderMatch {
         HeaderMatchStream {
             log: plugin.log(),
             config,
-            response_edits: Vec::new(),
+            response: ResponseEdits::default(),
             pending: None,
         }
     }
@@ -72,8 +74,8 @@ impl Filter for HeaderMatch {
 pub struct HeaderMatchStream {
     log: Log,
     config: Rc<Configured>,
-    /// Header rule edits for the response, owned.
-    response_edits: Vec<(String, Option<String>, bool)>,
+    /// The response edits owed to the request.
+    response: ResponseEdits,
     /// The token of the authorizer's check, and the request read for
     /// matching, while the check is out.
     pending: Option<(u32, AuthzRequest)>,
@@ -191,13 +193,9 @@ impl HttpContext for HeaderMatchStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let edits = std::mem::take(&mut self.response_edits);
-        let ops = edits.iter().map(|(n, v, add)| match (v, add) {
-            (None, _) => HeaderOp::Remove(n),
-            (Some(v), false) => HeaderOp::Set(n, v.as_str().into()),
-            (Some(v), true) => HeaderOp::Add(n, v.as_str().into()),
-        });
-        if let Err(e) = apply_edits(HeaderMapKind::HttpResponseHeaders, ops) {
+        let owed = std::mem::take(&mut self.response);
+        let edits = self.config.plan.response_edits(&owed);
+        if let Err(e) = apply_edits(HeaderMapKind::HttpResponseHeaders, edits) {
             self.log.line(LogLevel::Warn, &e);
         }
         Action::Continue
@@ -259,8 +257,7 @@ impl HeaderMatchStream {
                     self.log.line(LogLevel::Warn, &e);
                 }
                 req.apply_check(&set, &remove);
-                self.response_edits
-                    .extend(response_add.into_iter().map(|(n, v)| (n, Some(v), true)));
+                self.response.add(response_add);
             }
         }
         self.decide(req, &mut HostRequest::new(self.log))
@@ -291,12 +288,7 @@ impl HeaderMatchStream {
                 {
                     self.log.line(LogLevel::Warn, &e);
                 }
-                self.response_edits
-                    .extend(decision.response_edits.into_iter().map(|op| match op {
-                        HeaderOp::Remove(n) => (n.to_owned(), None, false),
-                        HeaderOp::Set(n, v) => (n.to_owned(), Some(v.into_owned()), false),
-                        HeaderOp::Add(n, v) => (n.to_owned(), Some(v.into_owned()), true),
-                    }));
+                self.response.extend(decision.response);
                 Action::Continue
             }
         }

@@ -254,8 +254,31 @@ pub struct Decision<'p> {
     pub audited: bool,
     /// Header rule edits of the request (allowed requests only).
     pub request_edits: Vec<HeaderOp<'p>>,
-    /// Header rule edits of the response (allowed requests only).
-    pub response_edits: Vec<HeaderOp<'p>>,
+    /// What to edit in the response (allowed requests only): keep it for
+    /// the response and ask [`AuthzPlan::response_edits`].
+    pub response: ResponseEdits,
+}
+
+/// The response edits owed to one request, owned so that a stream can keep
+/// them until its response: the header rules that matched, and the
+/// headers an allowing check adds (`headersToDownstreamOnAllow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseEdits {
+    added: Vec<(String, String)>,
+    rules: Vec<usize>,
+}
+
+impl ResponseEdits {
+    /// Adds an allowing check's headers for the client.
+    pub fn add(&mut self, headers: Vec<(String, String)>) {
+        self.added.extend(headers);
+    }
+
+    /// Adds the edits of a later decision.
+    pub fn extend(&mut self, other: ResponseEdits) {
+        self.added.extend(other.added);
+        self.rules.extend(other.rules);
+    }
 }
 
 /// How rules read repeated headers.
@@ -961,11 +984,6 @@ impl AuthzPlan {
         self.deny_status
     }
 
-    /// Whether any header rule edits responses.
-    pub fn edits_responses(&self) -> bool {
-        self.header_rules.iter().any(|r| !r.response.is_empty())
-    }
-
     /// Decides a request read by [`Self::read`]; `raw` is the same request
     /// for the header rules' VirtualService matches.
     pub fn decide(&self, req: &AuthzRequest, raw: &mut impl RequestAttributes) -> Decision<'_> {
@@ -974,7 +992,7 @@ impl AuthzPlan {
             verdict: Verdict::Allow,
             audited,
             request_edits: Vec::new(),
-            response_edits: Vec::new(),
+            response: ResponseEdits::default(),
         };
         if let Some(p) = self.deny.iter().find(|p| p.matches(req, Reading::Any)) {
             decision.verdict = Verdict::Deny {
@@ -988,13 +1006,30 @@ impl AuthzPlan {
             };
             return decision;
         }
-        for rule in &self.header_rules {
+        for (i, rule) in self.header_rules.iter().enumerate() {
             if rule.matches.is_empty() || rule.matches.iter().any(|m| m.matches(raw)) {
                 decision.request_edits.extend(rule.request.edits());
-                decision.response_edits.extend(rule.response.edits());
+                if !rule.response.is_empty() {
+                    decision.response.rules.push(i);
+                }
             }
         }
         decision
+    }
+
+    /// The response's header edits a request's decisions left: the
+    /// check's added headers, then the matched header rules' edits.
+    pub fn response_edits<'p>(&'p self, owed: &'p ResponseEdits) -> Vec<HeaderOp<'p>> {
+        let added = owed
+            .added
+            .iter()
+            .map(|(n, v)| HeaderOp::Add(n, v.as_str().into()));
+        let rules = owed
+            .rules
+            .iter()
+            .filter_map(|&i| self.header_rules.get(i))
+            .flat_map(|r| r.response.edits());
+        added.chain(rules).collect()
     }
 
     /// The metric a decision counts.
