@@ -93,25 +93,15 @@ impl Context for HeaderMatchStream {
         // Envoy answers a failed call (reset, timeout) with no headers.
         let answer = (headers > 0)
             .then(|| header_map(HeaderMapKind::HttpCallResponseHeaders))
-            .and_then(|map| match map {
-                Ok(map) => Some(
-                    map.iter()
-                        .map(|(n, v)| {
-                            (
-                                String::from_utf8_lossy(n).into_owned(),
-                                String::from_utf8_lossy(v).into_owned(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                Err(e) => {
+            .and_then(|map| {
+                map.map_err(|e| {
                     self.log
                         .line(LogLevel::Warn, &format!("reading the check's answer: {e}"));
-                    None
-                }
+                })
+                .ok()
             });
         let body = http_call_response_body(body_size).unwrap_or_default();
-        let outcome = provider.outcome(answer.as_deref(), &body);
+        let outcome = provider.outcome(answer.as_ref().map(|m| m.iter()), &body);
         if self.after_check(req, outcome) == Action::Continue {
             let _ = hostcalls::resume_http_request();
         }
@@ -184,8 +174,7 @@ impl HttpContext for HeaderMatchStream {
                             check.cluster
                         ),
                     );
-                    let outcome = provider.outcome(None, b"");
-                    return self.after_check(req, outcome);
+                    return self.after_check(req, provider.failed());
                 }
             }
         }

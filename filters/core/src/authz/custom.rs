@@ -66,8 +66,9 @@ const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 /// let req = plan.read(raw(), Peer::default()).unwrap();
 /// let (provider, check) = plan.check(&req, raw()).unwrap();
 /// assert_eq!(check.cluster, "authz");
-/// let answer = [(":status".to_owned(), "200".to_owned()), ("x-user".to_owned(), "alice".to_owned())];
-/// match provider.outcome(Some(&answer), b"") {
+/// let answer = [(":status", "200"), ("x-user", "alice")];
+/// let answer = answer.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+/// match provider.outcome(Some(answer), b"") {
 ///     CheckOutcome::Allow { set, .. } => assert_eq!(set, [("x-user".to_owned(), "alice".to_owned())]),
 ///     other => panic!("{other:?}"),
 /// }
@@ -281,8 +282,24 @@ impl ExtAuthz {
     }
 
     /// What the answer means: `None` when no answer came (a timeout, a
-    /// reset, no such cluster); else its headers, `:status` among them.
-    pub fn outcome(&self, answer: Option<&[(String, String)]>, body: &[u8]) -> CheckOutcome {
+    /// reset, no such cluster); else its headers as the host gives them,
+    /// `:status` among them.
+    pub fn outcome<'a>(
+        &self,
+        answer: Option<impl Iterator<Item = (&'a [u8], &'a [u8])>>,
+        body: &[u8],
+    ) -> CheckOutcome {
+        let answer: Option<Vec<(String, String)>> = answer.map(|headers| {
+            headers
+                .map(|(n, v)| {
+                    (
+                        String::from_utf8_lossy(n).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect()
+        });
+        let answer = answer.as_deref();
         let status = answer.and_then(|headers| {
             headers
                 .iter()
@@ -339,7 +356,9 @@ impl ExtAuthz {
         }
     }
 
-    fn failed(&self) -> CheckOutcome {
+    /// The outcome of a check that got no usable answer (no answer, or a
+    /// 5xx): through with `failOpen`, else `statusOnError`.
+    pub fn failed(&self) -> CheckOutcome {
         if self.fail_open {
             return CheckOutcome::FailedOpen;
         }
