@@ -19,6 +19,8 @@
 //!   backend would serve, with header rules.
 //! - [`rate_limit`]: Envoy's local rate limiting: token buckets shared by
 //!   every worker, descriptors from route rate-limit actions.
+//! - [`telemetry`]: Istio's standard metrics and labels, peer metadata
+//!   exchange, access logs and trace context, from a Telemetry spec.
 //! - [`handoff`]: the request headers filters hand on to Envoy, which no
 //!   client may send.
 //! - [`properties`], [`metrics`]: Envoy's attributes, typed; counters,
@@ -50,6 +52,7 @@ pub mod route_table;
 pub mod router;
 pub mod shared_counter;
 pub mod string_match;
+pub mod telemetry;
 pub mod virtual_service;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigNote, FieldPath};

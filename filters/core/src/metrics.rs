@@ -265,6 +265,11 @@ impl MetricTable {
         }
     }
 
+    /// How many updates of every metric went to overflow series.
+    pub fn total_overflowed(&self) -> u64 {
+        self.families.iter().map(|f| f.overflowed).sum()
+    }
+
     /// How many updates of `metric` went to its overflow series.
     pub fn overflowed(&self, metric: MetricRef) -> u64 {
         self.families.get(metric.0).map_or(0, |f| f.overflowed)

@@ -109,4 +109,9 @@ impl Rng {
     pub fn below_million(&mut self) -> u32 {
         self.0.u32(0..MILLION)
     }
+
+    /// 64 uniform random bits (request ids, trace and span ids).
+    pub fn bits(&mut self) -> u64 {
+        self.0.u64(..)
+    }
 }

@@ -107,6 +107,11 @@ impl Metrics {
         }
     }
 
+    /// How many updates of every metric went to overflow series.
+    pub fn total_overflowed(&self) -> u64 {
+        self.0.try_borrow().map_or(0, |t| t.total_overflowed())
+    }
+
     /// Records `value` in the series of a histogram with these label values.
     pub fn record_series(&self, metric: MetricRef, labels: &[&str], value: u64) {
         if let Ok(mut table) = self.0.try_borrow_mut() {

@@ -4,8 +4,8 @@ use crate::host::{Log, Metrics, entropy_seed};
 use meshwasm_core::percent::Rng;
 use meshwasm_core::plan::Plan;
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
 use std::cell::{RefCell, RefMut};
 use std::ops::Deref;
 use std::rc::Rc;
@@ -36,6 +36,33 @@ pub trait Filter: Default + 'static {
 
     /// The root context's tick, if the filter sets a tick period.
     fn on_tick(_plugin: &Plugin<Self>) {}
+
+    /// Whether `config` makes the module Envoy's network (TCP) filter
+    /// rather than an HTTP one: Envoy's streams are then connections,
+    /// given to [`connection`](Self::connection).
+    fn is_network(_config: &Self::Config) -> bool {
+        false
+    }
+
+    /// The stream context for a new TCP connection, when
+    /// [`is_network`](Self::is_network) says so; `None` passes it through.
+    fn connection(
+        _plugin: &Rc<Plugin<Self>>,
+        _config: Rc<Self::Config>,
+        _context_id: u32,
+    ) -> Option<Box<dyn StreamContext>> {
+        None
+    }
+
+    /// The answer to an HTTP call the root context made (from
+    /// [`on_tick`](Self::on_tick)), with its header, body and trailer counts.
+    fn on_root_http_call_response(
+        _plugin: &Plugin<Self>,
+        _token: u32,
+        _headers: usize,
+        _body_size: usize,
+    ) {
+    }
 }
 
 /// What [`Filter::configure`] gets besides the plan.
@@ -121,7 +148,11 @@ impl<F: Filter> PluginRoot<F> {
     }
 }
 
-impl<F: Filter> Context for PluginRoot<F> {}
+impl<F: Filter> Context for PluginRoot<F> {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
+        F::on_root_http_call_response(&self.plugin, token, headers, body_size);
+    }
+}
 
 impl<F: Filter> RootContext for PluginRoot<F> {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -167,8 +198,74 @@ impl<F: Filter> RootContext for PluginRoot<F> {
         Some(Box::new(Stream(stream)))
     }
 
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        let connection = self
+            .plugin
+            .config()
+            .and_then(|config| F::connection(&self.plugin, config, context_id));
+        Some(Box::new(Connection(connection)))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        let network = self.plugin.config().is_some_and(|c| F::is_network(&c));
+        Some(if network {
+            ContextType::StreamContext
+        } else {
+            ContextType::HttpContext
+        })
+    }
+}
+
+/// A filter's TCP connection, or a pass-through.
+struct Connection(Option<Box<dyn StreamContext>>);
+
+impl Context for Connection {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        if let Some(c) = &mut self.0 {
+            c.on_http_call_response(token, headers, body, trailers);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.0.as_mut().is_none_or(|c| c.on_done())
+    }
+}
+
+impl StreamContext for Connection {
+    fn on_new_connection(&mut self) -> Action {
+        self.0
+            .as_mut()
+            .map_or(Action::Continue, |c| c.on_new_connection())
+    }
+
+    fn on_downstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |c| {
+            c.on_downstream_data(size, end_of_stream)
+        })
+    }
+
+    fn on_downstream_close(&mut self, peer: PeerType) {
+        if let Some(c) = &mut self.0 {
+            c.on_downstream_close(peer);
+        }
+    }
+
+    fn on_upstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.0.as_mut().map_or(Action::Continue, |c| {
+            c.on_upstream_data(size, end_of_stream)
+        })
+    }
+
+    fn on_upstream_close(&mut self, peer: PeerType) {
+        if let Some(c) = &mut self.0 {
+            c.on_upstream_close(peer);
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Some(c) = &mut self.0 {
+            c.on_log();
+        }
     }
 }
 

@@ -1,0 +1,491 @@
+//! meshwasm telemetry filter: Istio's standard metrics with Istio's
+//! labels, the HTTP peer metadata exchange, access logs (to Envoy's log or
+//! an OpenTelemetry collector) and trace context, from an Istio Telemetry
+//! `spec`, in any Envoy.
+//!
+//! As an HTTP filter, each request's header map is read once, when it
+//! arrives: the peer's metadata is taken and removed (inbound) or this
+//! workload's is added (outbound), and trace headers are added where
+//! missing. When the request is over (`on_log`), its properties give the
+//! labels and measures, and `meshwasm_core::telemetry::TelemetryPlan`
+//! says which series to update. With `"meshwasm": {"filter": "network"}`
+//! the same module is a network filter and reports Istio's TCP metrics.
+//!
+//! Metrics: Istio's `istio_*` families, and
+//! `meshwasm.telemetry.{series_overflow,peer_metadata_invalid}`,
+//! `meshwasm.telemetry.access_log.{dropped,exported,export_failed}`.
+
+mod attrs;
+mod connection;
+mod export;
+
+use attrs::{Attrs, Kept, keep};
+use meshwasm_core::properties::{Attribute, PropertyValue, attributes};
+use meshwasm_core::telemetry::access_log::Entry;
+use meshwasm_core::telemetry::grpc::MessageCounter;
+use meshwasm_core::telemetry::labels::{Facts, Protocol, Reporter, Service};
+use meshwasm_core::telemetry::peer::{self, Exchange, PeerCache};
+use meshwasm_core::telemetry::trace::{Arrived, headers_to_add};
+use meshwasm_core::telemetry::workload::Workload;
+use meshwasm_core::telemetry::{Change, HttpMeasures, Report, TelemetryPlan, metric, otlp};
+use meshwasm_plugin::headers::{HeaderMapKind, header_map};
+use meshwasm_plugin::host::{HostProperties, request_body, set_tick};
+use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, StreamContext};
+use proxy_wasm::types::{Action, BufferType, LogLevel};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+meshwasm_plugin::main!(Telemetry);
+
+/// The filter keeps no VM state beyond its configuration.
+#[derive(Default)]
+pub struct Telemetry;
+
+/// The most clusters whose service is remembered.
+const MAX_CLUSTERS: usize = 256;
+
+/// The configuration in force, and what it caches per VM.
+pub struct Configured {
+    plan: TelemetryPlan,
+    metrics: Metrics,
+    local: Workload,
+    /// This workload's exchange headers, encoded once.
+    exchange: Exchange,
+    peers: RefCell<PeerCache>,
+    /// The service of each cluster seen, by name.
+    services: RefCell<HashMap<String, Option<Rc<Service>>>>,
+    /// Series overflows already counted.
+    overflowed: Cell<u64>,
+    export: Option<export::Exporter>,
+}
+
+impl Filter for Telemetry {
+    const NAME: &'static str = "meshwasm telemetry";
+    type Plan = TelemetryPlan;
+    type Config = Configured;
+    type Stream = TelemetryStream;
+
+    fn configure(plugin: &Plugin<Self>, plan: TelemetryPlan, setup: Setup<'_>) -> Configured {
+        let local = Workload::from_node(&mut HostProperties);
+        let node_id = attributes::NODE_ID
+            .read(&mut HostProperties)
+            .unwrap_or_default();
+        if local.workload.is_empty() && local.namespace.is_empty() {
+            plugin.log().line(
+                LogLevel::Info,
+                "the node metadata names no workload (WORKLOAD_NAME, NAMESPACE, LABELS): local labels are unknown",
+            );
+        }
+        let export = plan.otlp().map(|o| export::Exporter::new(o, &local));
+        set_tick(plan.otlp().map(|o| o.flush_interval));
+        Configured {
+            exchange: Exchange::new(&local, &node_id),
+            peers: RefCell::new(PeerCache::new(plan.peer_cache_size())),
+            services: RefCell::new(HashMap::new()),
+            overflowed: Cell::new(0),
+            metrics: setup.metrics,
+            local,
+            export,
+            plan,
+        }
+    }
+
+    fn stream(plugin: &Rc<Plugin<Self>>, config: Rc<Configured>, _id: u32) -> TelemetryStream {
+        TelemetryStream {
+            plugin: Rc::clone(plugin),
+            config,
+            reporter: Reporter::Destination,
+            request: Kept::default(),
+            response: Kept::default(),
+            peer: None,
+            peer_sent: false,
+            grpc: false,
+            request_messages: MessageCounter::default(),
+            response_messages: MessageCounter::default(),
+        }
+    }
+
+    fn is_network(config: &Configured) -> bool {
+        config.plan.network()
+    }
+
+    fn connection(
+        _plugin: &Rc<Plugin<Self>>,
+        config: Rc<Configured>,
+        _id: u32,
+    ) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(connection::TcpStream::new(config)))
+    }
+
+    fn on_tick(plugin: &Plugin<Self>) {
+        if let Some(config) = plugin.config()
+            && let Some(export) = &config.export
+        {
+            export.flush(&config.metrics, plugin.log());
+        }
+    }
+
+    fn on_root_http_call_response(plugin: &Plugin<Self>, token: u32, headers: usize, _: usize) {
+        if let Some(config) = plugin.config()
+            && let Some(export) = &config.export
+        {
+            export.answered(&config.metrics, token, headers);
+        }
+    }
+}
+
+impl Configured {
+    /// Carries a report out on the host, counting overflowed updates.
+    fn apply(&self, report: &Report) {
+        let sets: Vec<Vec<&str>> = report
+            .label_sets
+            .iter()
+            .map(|set| set.iter().map(String::as_str).collect())
+            .collect();
+        for (metric, set, change) in &report.updates {
+            let labels = sets.get(*set).map_or(&[][..], Vec::as_slice);
+            match change {
+                Change::Add(n) => self.metrics.add_series(*metric, labels, *n),
+                Change::Record(v) => self.metrics.record_series(*metric, labels, *v),
+            }
+        }
+        let overflowed = self.metrics.total_overflowed();
+        let before = self.overflowed.replace(overflowed);
+        if overflowed > before {
+            self.metrics.add(
+                metric::SERIES_OVERFLOW,
+                i64::try_from(overflowed - before).unwrap_or(i64::MAX),
+            );
+        }
+    }
+
+    /// The service of the request's cluster: Istio's cluster metadata,
+    /// Istio's named clusters, else the request's host.
+    fn service(&self, cluster: Option<&str>, authority: Option<&str>) -> Option<Rc<Service>> {
+        if let Some(cluster) = cluster
+            && let Ok(mut services) = self.services.try_borrow_mut()
+        {
+            if let Some(known) = services.get(cluster) {
+                if let Some(service) = known {
+                    return Some(Rc::clone(service));
+                }
+            } else {
+                let found = Service::from_cluster_name(cluster)
+                    .or_else(|| {
+                        let bytes = read::<Vec<u8>>(&["xds", "cluster_metadata"])?;
+                        Service::from_cluster_metadata(&bytes).ok().flatten()
+                    })
+                    .map(Rc::new);
+                if services.len() < MAX_CLUSTERS {
+                    services.insert(cluster.to_owned(), found.clone());
+                }
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        authority.map(|a| Rc::new(self.plan.service_from_authority(a)))
+    }
+}
+
+/// A property, read with a host call that cannot trap.
+fn read<T: PropertyValue>(path: &'static [&'static str]) -> Option<T> {
+    Attribute::<T>::new(path).read(&mut HostProperties)
+}
+
+/// One HTTP request.
+pub struct TelemetryStream {
+    plugin: Rc<Plugin<Telemetry>>,
+    config: Rc<Configured>,
+    reporter: Reporter,
+    /// The request headers the plan reads.
+    request: Kept,
+    /// The response headers the plan reads.
+    response: Kept,
+    /// The other side's workload, if it sent its metadata.
+    peer: Option<Rc<Workload>>,
+    /// The client sent its metadata, so the server answers with its own.
+    peer_sent: bool,
+    grpc: bool,
+    request_messages: MessageCounter,
+    response_messages: MessageCounter,
+}
+
+impl TelemetryStream {
+    fn log(&self) -> Log {
+        self.plugin.log()
+    }
+
+    /// Takes the peer's exchange headers out of a map, reading the peer.
+    fn take_peer(&mut self, kind: HeaderMapKind, metadata: Option<&str>, id: Option<&str>) {
+        let Some(metadata) = metadata else {
+            return;
+        };
+        let config = &self.config;
+        let peer = config
+            .peers
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut cache| cache.peer(id, metadata));
+        if peer.is_none() {
+            config.metrics.add(metric::PEER_INVALID, 1);
+        }
+        self.peer = peer;
+        for name in [peer::METADATA_HEADER, peer::ID_HEADER] {
+            let _ = hostcalls::set_map_value_bytes(kind, name, None);
+        }
+    }
+
+    /// Adds this workload's exchange headers to a map.
+    fn send_own(&self, kind: HeaderMapKind) {
+        let exchange = &self.config.exchange;
+        for (name, value) in [
+            (peer::METADATA_HEADER, exchange.metadata()),
+            (peer::ID_HEADER, exchange.id()),
+        ] {
+            if let Err(status) = hostcalls::set_map_value_bytes(kind, name, Some(value.as_bytes()))
+            {
+                self.log()
+                    .line(LogLevel::Warn, &format!("adding {name}: {status:?}"));
+            }
+        }
+    }
+
+    fn count_messages(&mut self, body: BufferType, size: usize) {
+        if !self.grpc || size == 0 {
+            return;
+        }
+        let chunk = match body {
+            BufferType::HttpRequestBody => request_body(size),
+            _ => hostcalls::get_buffer(body, 0, size).map(Option::unwrap_or_default),
+        };
+        if let Ok(chunk) = chunk {
+            match body {
+                BufferType::HttpRequestBody => self.request_messages.feed(&chunk),
+                _ => self.response_messages.feed(&chunk),
+            }
+        }
+    }
+
+    /// The access log entry of the request, from its properties.
+    fn entry(&self) -> Entry {
+        let text = |path: &'static [&'static str]| read::<String>(path).filter(|s| !s.is_empty());
+        let header = |name: &str| self.request.get(name).map(str::to_owned);
+        Entry {
+            start_time_nanos: read::<i64>(&["request", "time"]),
+            method: header(":method"),
+            path: header("x-envoy-original-path").or_else(|| header(":path")),
+            protocol: text(&["request", "protocol"]),
+            response_code: read::<i64>(&["response", "code"]),
+            response_flags: read::<u64>(&["response", "flags"]).unwrap_or(0),
+            response_code_details: text(&["response", "code_details"]),
+            connection_termination_details: text(&["connection", "termination_details"]),
+            upstream_transport_failure_reason: text(&["upstream", "transport_failure_reason"]),
+            bytes_received: read::<i64>(&["request", "size"]),
+            bytes_sent: read::<i64>(&["response", "size"]),
+            duration_ms: read::<i64>(&["request", "duration"]).map(|ns| ns / 1_000_000),
+            upstream_service_time: self
+                .response
+                .get("x-envoy-upstream-service-time")
+                .map(str::to_owned),
+            x_forwarded_for: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: header("x-request-id"),
+            authority: header(":authority"),
+            upstream_host: text(&["upstream", "address"]),
+            upstream_cluster: text(&["xds", "cluster_name"]),
+            upstream_local_address: text(&["upstream", "local_address"]),
+            downstream_local_address: text(&["destination", "address"]),
+            downstream_remote_address: text(&["source", "address"]),
+            requested_server_name: text(&["connection", "requested_server_name"]),
+            route_name: text(&["xds", "route_name"]),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl Context for TelemetryStream {}
+
+impl HttpContext for TelemetryStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let config = Rc::clone(&self.config);
+        let plan = &config.plan;
+        self.reporter = plan.reporter(
+            plan.needs_direction()
+                .then(|| attributes::LISTENER_DIRECTION.read(&mut HostProperties))
+                .flatten(),
+        );
+        let map = match header_map(HeaderMapKind::HttpRequestHeaders) {
+            Ok(map) => map,
+            Err(e) => {
+                self.log()
+                    .line(LogLevel::Warn, &format!("reading request headers: {e}"));
+                return Action::Continue;
+            }
+        };
+        self.request = keep(&map, &plan.needs().request_headers);
+        self.grpc = Protocol::of_request(self.request.get("content-type")) == Protocol::Grpc;
+        if plan.peer_exchange() {
+            match self.reporter {
+                Reporter::Destination => {
+                    let metadata = self.request.get(peer::METADATA_HEADER).map(str::to_owned);
+                    let id = self.request.get(peer::ID_HEADER).map(str::to_owned);
+                    self.peer_sent = metadata.is_some();
+                    self.take_peer(
+                        HeaderMapKind::HttpRequestHeaders,
+                        metadata.as_deref(),
+                        id.as_deref(),
+                    );
+                }
+                Reporter::Source => self.send_own(HeaderMapKind::HttpRequestHeaders),
+            }
+        }
+        if let Some(sampling) = plan.trace_sampling() {
+            let arrived = Arrived {
+                request_id: self.request.get("x-request-id").is_some(),
+                traceparent: self.request.get("traceparent").is_some(),
+                b3: self.request.get("x-b3-traceid").is_some() || self.request.get("b3").is_some(),
+            };
+            let added = headers_to_add(arrived, &mut self.plugin.rng(), sampling);
+            for (name, value) in added {
+                if let Err(status) = hostcalls::set_map_value_bytes(
+                    HeaderMapKind::HttpRequestHeaders,
+                    name,
+                    Some(value.as_bytes()),
+                ) {
+                    self.log()
+                        .line(LogLevel::Warn, &format!("adding {name}: {status:?}"));
+                }
+                self.request.set(name, value);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.count_messages(BufferType::HttpRequestBody, body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let config = Rc::clone(&self.config);
+        let wanted = &config.plan.needs().response_headers;
+        self.response = Kept::read(HeaderMapKind::HttpResponseHeaders, wanted);
+        if config.plan.peer_exchange() {
+            match self.reporter {
+                Reporter::Source => {
+                    let metadata = self.response.get(peer::METADATA_HEADER).map(str::to_owned);
+                    let id = self.response.get(peer::ID_HEADER).map(str::to_owned);
+                    self.take_peer(
+                        HeaderMapKind::HttpResponseHeaders,
+                        metadata.as_deref(),
+                        id.as_deref(),
+                    );
+                }
+                Reporter::Destination if self.peer_sent => {
+                    self.send_own(HeaderMapKind::HttpResponseHeaders);
+                }
+                Reporter::Destination => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.count_messages(BufferType::HttpResponseBody, body_size);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let config = Rc::clone(&self.config);
+        let plan = &config.plan;
+        let inbound = self.reporter == Reporter::Destination;
+        let mtls = inbound
+            && attributes::CONNECTION_MTLS
+                .read(&mut HostProperties)
+                .unwrap_or(false);
+        let (local_principal, peer_principal) = if mtls {
+            (
+                read::<String>(&["connection", "uri_san_local_certificate"]),
+                attributes::URI_SAN_PEER_CERTIFICATE.read(&mut HostProperties),
+            )
+        } else {
+            (None, None)
+        };
+        let cluster = attributes::CLUSTER_NAME.read(&mut HostProperties);
+        let service = config.service(cluster.as_deref(), self.request.get(":authority"));
+        let response_code = attributes::RESPONSE_CODE.read(&mut HostProperties);
+        let facts = Facts {
+            reporter: self.reporter,
+            local: &config.local,
+            peer: self.peer.as_deref(),
+            local_principal: local_principal.as_deref(),
+            peer_principal: peer_principal.as_deref(),
+            mtls,
+            protocol: if self.grpc {
+                Protocol::Grpc
+            } else {
+                Protocol::Http
+            },
+            response_code,
+            grpc_status: if self.grpc {
+                attributes::RESPONSE_GRPC_STATUS.read(&mut HostProperties)
+            } else {
+                None
+            },
+            flags: attributes::RESPONSE_FLAGS
+                .read(&mut HostProperties)
+                .unwrap_or(0),
+            service: service.as_deref(),
+        };
+        let size = |attribute: Attribute<i64>| {
+            attribute
+                .read(&mut HostProperties)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0)
+        };
+        let measures = HttpMeasures {
+            duration_ms: attributes::REQUEST_DURATION
+                .read(&mut HostProperties)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            request_bytes: size(attributes::REQUEST_TOTAL_SIZE),
+            response_bytes: size(attributes::RESPONSE_TOTAL_SIZE),
+            request_messages: self.request_messages.messages(),
+            response_messages: self.response_messages.messages(),
+        };
+        let (downstream, upstream) = match self.reporter {
+            Reporter::Destination => (self.peer.as_deref(), None),
+            Reporter::Source => (None, self.peer.as_deref()),
+        };
+        let mut attrs = Attrs::new(&self.request, &self.response, downstream, upstream);
+        let report = plan.http_report(&facts, &measures, &mut attrs);
+        config.apply(&report);
+        if !plan.logs(self.reporter) {
+            return;
+        }
+        let (to_log, to_otlp) = plan.log_targets(self.reporter, &mut attrs);
+        if !to_log && !to_otlp {
+            return;
+        }
+        let mut entry = self.entry();
+        entry.extra = plan.custom_tags(&mut attrs);
+        let line = plan.render(&entry);
+        if to_log {
+            // The entry alone, so that the line after Envoy's prefix parses.
+            let _ = hostcalls::log(LogLevel::Info, &line);
+        }
+        if let (true, Some(export)) = (to_otlp, &config.export) {
+            let trace = self.request.get("traceparent").and_then(otlp::trace_of);
+            let record = otlp::log_record(
+                entry.start_time_nanos.unwrap_or(0),
+                &line,
+                &entry.attributes(),
+                trace,
+            );
+            export.push(&config.metrics, record);
+        }
+    }
+}
