@@ -5,6 +5,8 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
+pub mod stats;
+
 use crate::translate::{AuthzFilter, Placement, RateLimitFilter, Translation, Upstream, fqdn};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};

@@ -17,4 +17,5 @@ mod rate_limit;
 mod rls;
 mod router;
 mod scenarios;
+mod telemetry;
 mod wasmhub;

@@ -540,6 +540,11 @@ impl Envoy {
         format!("http://{}{path}", self.listener)
     }
 
+    /// The admin interface's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
     /// The listener's address.
     pub fn listener(&self) -> SocketAddr {
         self.listener
