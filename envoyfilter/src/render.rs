@@ -7,7 +7,9 @@
 
 pub mod stats;
 
-use crate::translate::{AuthzFilter, Placement, RateLimitFilter, Translation, Upstream, fqdn};
+use crate::translate::{
+    AuthzFilter, Placement, RateLimitFilter, TelemetryFilter, Translation, Upstream, fqdn,
+};
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
 use serde_json::{Map, Value, json};
@@ -16,12 +18,18 @@ use std::fmt;
 
 /// The Envoy type of a Wasm HTTP filter's configuration.
 pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The Envoy type of a Wasm network filter's configuration.
+pub const WASM_NETWORK_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 /// Label put on every generated resource, so they can be listed and pruned.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meshwasm-envoyfilter");
 
 /// A meshwasm filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Filter {
+    /// Istio's standard metrics, access logs and trace context, from an
+    /// Istio Telemetry.
+    Telemetry,
     /// Istio AuthorizationPolicy access rules and header rules.
     HeaderMatch,
     /// Envoy's local rate limit, from an EnvoyFilter that inserts
@@ -58,10 +66,13 @@ impl fmt::Display for Phase {
 }
 
 impl Filter {
-    /// Every filter, in the order they run: the access rules first, where
-    /// Istio's RBAC runs, then the rate limit, a cheap pre-filter that
-    /// refuses a request before the others work on it.
-    pub const ALL: [Filter; 4] = [
+    /// Every filter, in the order they run in plain Envoy: the telemetry
+    /// first, so it measures every request, including those the others
+    /// refuse; the access rules, where Istio's RBAC runs; then the rate
+    /// limit, a cheap pre-filter that refuses a request before the others
+    /// work on it.
+    pub const ALL: [Filter; 5] = [
+        Filter::Telemetry,
         Filter::HeaderMatch,
         Filter::RateLimit,
         Filter::Fault,
@@ -71,6 +82,7 @@ impl Filter {
     /// The filter's name in Envoy and its root id (`meshwasm.router`).
     pub fn plugin_name(self) -> &'static str {
         match self {
+            Filter::Telemetry => "meshwasm.telemetry",
             Filter::HeaderMatch => "meshwasm.header-match",
             Filter::RateLimit => "meshwasm.rate-limit",
             Filter::Fault => "meshwasm.fault",
@@ -81,6 +93,7 @@ impl Filter {
     /// The crate, the image repository and the base of Kubernetes names.
     pub fn crate_name(self) -> &'static str {
         match self {
+            Filter::Telemetry => "meshwasm-telemetry",
             Filter::HeaderMatch => "meshwasm-header-match",
             Filter::RateLimit => "meshwasm-rate-limit",
             Filter::Fault => "meshwasm-fault",
@@ -91,6 +104,7 @@ impl Filter {
     /// The built module's file name.
     pub fn wasm_file(self) -> &'static str {
         match self {
+            Filter::Telemetry => "meshwasm_telemetry.wasm",
             Filter::HeaderMatch => "meshwasm_header_match.wasm",
             Filter::RateLimit => "meshwasm_rate_limit.wasm",
             Filter::Fault => "meshwasm_fault.wasm",
@@ -113,9 +127,13 @@ impl Filter {
     /// it. An EnvoyFilter that inserts it first (`INSERT_FIRST`) gets
     /// AUTHN instead ([`rate_limit_order`]). The header-match filter runs
     /// in AUTHZ, where Istio's RBAC filter enforces AuthorizationPolicies:
-    /// after authentication, before everything above.
+    /// after authentication, before everything above. The telemetry filter
+    /// runs in STATS, where Istio's own stats filters are, above all the
+    /// others of the phase (40): it measures the rate limit's, the fault
+    /// filter's and the router's answers.
     pub fn default_order(self) -> (Phase, i32) {
         match self {
+            Filter::Telemetry => (Phase::Stats, 40),
             Filter::HeaderMatch => (Phase::Authz, 10),
             Filter::RateLimit => (Phase::Stats, 30),
             Filter::Fault => (Phase::Stats, 20),
@@ -124,12 +142,13 @@ impl Filter {
     }
 
     /// Its plugin configuration in a translation, at a placement. The rate
-    /// limit and the header-match filter have none at a VirtualService
-    /// placement: each of [`Translation::rate_limits`] and
-    /// [`Translation::authz`] has its own workloads.
+    /// limit, the header-match and the telemetry filter have none at a
+    /// VirtualService placement: each of [`Translation::rate_limits`],
+    /// [`Translation::authz`] and [`Translation::telemetry`] has its own
+    /// workloads.
     pub fn config(self, translation: &Translation, placement: &Placement) -> Option<Value> {
         match self {
-            Filter::RateLimit | Filter::HeaderMatch => None,
+            Filter::RateLimit | Filter::HeaderMatch | Filter::Telemetry => None,
             Filter::Fault => translation.fault_config(placement),
             Filter::Router => translation.router_config(placement),
         }
@@ -245,6 +264,9 @@ impl IstioOptions {
 /// ```
 pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
+    for telemetry in &translation.telemetry {
+        out.push(telemetry_plugin(telemetry, options));
+    }
     for authz in &translation.authz {
         out.push(authz_plugin(authz, options));
     }
@@ -266,13 +288,15 @@ pub fn istio_manifests(translation: &Translation, options: &IstioOptions) -> Vec
 }
 
 /// What Istio needs beside the filters, whichever way they are deployed:
-/// a companion VirtualService per VirtualService, then the DestinationRules
-/// and Gateways as they were given.
+/// a companion VirtualService per VirtualService, a companion Telemetry
+/// per Telemetry ([`companion_telemetry`]), then the DestinationRules and
+/// Gateways as they were given.
 pub fn istio_routing(translation: &Translation, options: &IstioOptions) -> Vec<Value> {
     translation
         .services
         .iter()
         .map(|service| companion_virtual_service(service, options))
+        .chain(translation.telemetry.iter().map(companion_telemetry))
         .chain(translation.passthrough.iter().cloned())
         .collect()
 }
@@ -433,6 +457,107 @@ pub fn authz_plugin(authz: &AuthzFilter, options: &IstioOptions) -> Value {
         authz.config.clone(),
         options,
     )
+}
+
+/// The WasmPlugin of a Telemetry: in its namespace, selecting its
+/// `selector.matchLabels` (or naming its `targetRefs`; neither for every
+/// workload of the namespace, or of the mesh from the root namespace), on
+/// all traffic (no `match`: the filter reports as `source` on outbound and
+/// `destination` on inbound listeners, as Istio does), in phase STATS
+/// priority 40, before meshwasm's other STATS filters, with the spec as
+/// `pluginConfig`; `type: NETWORK` for `meshwasm.filter: network`.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{telemetry_plugin, IstioOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let yaml = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: shop}\nspec:\n  selector: {matchLabels: {app: cart}}\n  accessLogging: [{providers: [{name: envoy}]}]\n";
+/// let t = translate(yaml, &Options::default()).unwrap();
+/// let plugin = telemetry_plugin(&t.telemetry[0], &IstioOptions::default());
+/// assert_eq!(plugin["metadata"]["name"], "meshwasm-telemetry-logs");
+/// assert_eq!((&plugin["spec"]["phase"], &plugin["spec"]["priority"]), (&"STATS".into(), &40.into()));
+/// assert_eq!(plugin["spec"]["type"], "HTTP");
+/// assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "cart");
+/// assert!(plugin["spec"]["pluginConfig"].get("selector").is_none());
+/// ```
+pub fn telemetry_plugin(telemetry: &TelemetryFilter, options: &IstioOptions) -> Value {
+    let filter = Filter::Telemetry;
+    let targets = match () {
+        _ if !telemetry.target_refs.is_empty() => Targets::Given(&telemetry.target_refs),
+        _ if !telemetry.selector.is_empty() => Targets::Labels(&telemetry.selector),
+        // A mesh-wide Telemetry stays mesh-wide, whatever --target-ref says.
+        _ if !telemetry.mesh_wide && !options.target_refs.is_empty() => Targets::Refs,
+        _ => Targets::Namespace,
+    };
+    let mut plugin = plugin_resource(
+        filter,
+        format!("{}-{}", filter.crate_name(), telemetry.name),
+        telemetry.namespace.clone(),
+        targets,
+        filter.default_order(),
+        None,
+        telemetry.config.clone(),
+        options,
+    );
+    if telemetry.network {
+        plugin["spec"]["type"] = json!("NETWORK");
+    }
+    plugin
+}
+
+/// The Telemetry that goes to Istio in place of the user's: the same name,
+/// namespace and workloads (so `kubectl apply` replaces it), with Istio's
+/// own metrics turned off there, since the telemetry filter reports the
+/// same `istio_*` families and Prometheus would get every series twice;
+/// Istio's access logs off too when the user's Telemetry configures
+/// `accessLogging` (the filter writes them); `tracing` as written, since
+/// Envoy's tracer, which Istio configures, still reports the spans.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::companion_telemetry;
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let yaml = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: shop}\nspec:\n  accessLogging: [{providers: [{name: envoy}]}]\n";
+/// let t = translate(yaml, &Options::default()).unwrap();
+/// let companion = companion_telemetry(&t.telemetry[0]);
+/// assert_eq!(companion["metadata"]["name"], "logs");
+/// assert_eq!(companion["spec"]["metrics"][0]["overrides"][0]["disabled"], true);
+/// assert_eq!(companion["spec"]["accessLogging"][0]["disabled"], true);
+/// ```
+pub fn companion_telemetry(telemetry: &TelemetryFilter) -> Value {
+    let mut spec = Map::new();
+    if !telemetry.target_refs.is_empty() {
+        spec.insert("targetRefs".into(), json!(telemetry.target_refs));
+    } else if !telemetry.selector.is_empty() {
+        spec.insert(
+            "selector".into(),
+            json!({ "matchLabels": telemetry.selector }),
+        );
+    }
+    spec.insert(
+        "metrics".into(),
+        json!([{"providers": [{"name": "prometheus"}], "overrides": [{"disabled": true}]}]),
+    );
+    if telemetry.config.get("accessLogging").is_some() {
+        spec.insert("accessLogging".into(), json!([{"disabled": true}]));
+    }
+    if let Some(tracing) = &telemetry.tracing {
+        spec.insert("tracing".into(), tracing.clone());
+    }
+    json!({
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {
+            "name": telemetry.name,
+            "namespace": telemetry.namespace,
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    })
 }
 
 /// The EnvoyFilter that keeps the `CLUSTER` patches of the EnvoyFilters a
@@ -840,10 +965,16 @@ pub fn envoy_filters(
     options: &IstioOptions,
 ) -> Vec<Value> {
     let mut out: Vec<Value> = translation
-        .authz
+        .telemetry
         .iter()
-        .map(|authz| authz_envoy_filter(authz, form))
+        .map(|telemetry| telemetry_envoy_filter(telemetry, form))
         .collect();
+    out.extend(
+        translation
+            .authz
+            .iter()
+            .map(|authz| authz_envoy_filter(authz, form)),
+    );
     out.extend(
         translation
             .rate_limits
@@ -938,6 +1069,69 @@ pub fn authz_envoy_filter(authz: &AuthzFilter, form: &EnvoyFilterForm) -> Value 
     })
 }
 
+/// The EnvoyFilter of a Telemetry: the telemetry filter on every listener
+/// (`context: ANY`: a sidecar's inbound and outbound ones, a gateway's),
+/// selecting what the Telemetry selects. The HTTP filter goes before
+/// Envoy's router with priority -40, so it is applied first and lands
+/// ahead of meshwasm's other filters; the network filter (`meshwasm.filter:
+/// network`) goes before `envoy.filters.network.tcp_proxy`.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{telemetry_envoy_filter, Code, EnvoyFilterForm};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let yaml = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tcp, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n  meshwasm: {filter: network}\n";
+/// let t = translate(yaml, &Options::default()).unwrap();
+/// let form = EnvoyFilterForm::Inline(Code::Local { filename: "/var/local/lib/wasm/{file}".into() });
+/// let doc = telemetry_envoy_filter(&t.telemetry[0], &form);
+/// let patch = &doc["spec"]["configPatches"][0];
+/// assert_eq!(patch["applyTo"], "NETWORK_FILTER");
+/// assert_eq!(patch["match"]["listener"]["filterChain"]["filter"]["name"], "envoy.filters.network.tcp_proxy");
+/// assert_eq!(patch["patch"]["value"]["typed_config"]["@type"], envoyfilter::render::WASM_NETWORK_FILTER_TYPE);
+/// ```
+pub fn telemetry_envoy_filter(telemetry: &TelemetryFilter, form: &EnvoyFilterForm) -> Value {
+    let filter = Filter::Telemetry;
+    let mut spec = Map::new();
+    if !telemetry.target_refs.is_empty() {
+        spec.insert("targetRefs".into(), json!(telemetry.target_refs));
+    } else if !telemetry.selector.is_empty() {
+        spec.insert(
+            "workloadSelector".into(),
+            json!({ "labels": telemetry.selector }),
+        );
+    }
+    spec.insert("priority".into(), json!(-filter.default_order().1));
+    let patches = if telemetry.network {
+        network_form_patches(filter, &telemetry.config, form, |value| {
+            json!({
+                "applyTo": "NETWORK_FILTER",
+                "match": {
+                    "context": "ANY",
+                    "listener": {"filterChain": {"filter": {"name": "envoy.filters.network.tcp_proxy"}}},
+                },
+                "patch": {"operation": "INSERT_BEFORE", "value": value},
+            })
+        })
+    } else {
+        form_patches(filter, &telemetry.config, form, |value| {
+            insert_before_router(&"ANY", value)
+        })
+    };
+    spec.insert("configPatches".into(), Value::Array(patches));
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {
+            "name": format!("{}-{}", filter.crate_name(), telemetry.name),
+            "namespace": telemetry.namespace,
+            "labels": labels(),
+        },
+        "spec": Value::Object(spec),
+    })
+}
+
 /// The EnvoyFilter that puts the rate-limit filter where the user's
 /// EnvoyFilter put Envoy's `local_ratelimit`: the same workloads, the same
 /// patch `match` and operation, the Wasm filter in its place.
@@ -1013,6 +1207,27 @@ fn form_patches(
     form: &EnvoyFilterForm,
     insert: impl Fn(Value) -> Value,
 ) -> Vec<Value> {
+    typed_form_patches(filter, WASM_FILTER_TYPE, config, form, insert)
+}
+
+/// [`form_patches`] for Envoy's network Wasm filter: the `NETWORK_FILTER`
+/// patch `insert` makes carries the filter inline, or discovers it.
+fn network_form_patches(
+    filter: Filter,
+    config: &Value,
+    form: &EnvoyFilterForm,
+    insert: impl Fn(Value) -> Value,
+) -> Vec<Value> {
+    typed_form_patches(filter, WASM_NETWORK_FILTER_TYPE, config, form, insert)
+}
+
+fn typed_form_patches(
+    filter: Filter,
+    type_url: &str,
+    config: &Value,
+    form: &EnvoyFilterForm,
+    insert: impl Fn(Value) -> Value,
+) -> Vec<Value> {
     match form {
         EnvoyFilterForm::Inline(code) => {
             let code = match code {
@@ -1029,7 +1244,13 @@ fn form_patches(
                     sha256: sha256.clone(),
                 },
             };
-            vec![insert(http_filter(filter, config, &code))]
+            vec![insert(json!({
+                "name": filter.plugin_name(),
+                "typed_config": {
+                    "@type": type_url,
+                    "config": plugin_config(filter, config, &code),
+                },
+            }))]
         }
         EnvoyFilterForm::Ecds { uri, sha256 } => {
             let uri = uri
@@ -1040,23 +1261,31 @@ fn form_patches(
                 remote["sha256"] = json!(sha.strip_prefix("sha256:").unwrap_or(sha));
             }
             let mut typed = json!({
-                "@type": WASM_FILTER_TYPE,
+                "@type": type_url,
                 "config": plugin_config(filter, config, &Code::Local { filename: String::new() }),
             });
             typed["config"]["vm_config"]["code"] = json!({ "remote": remote });
+            // A network filter's extension config has a name of its own:
+            // one proxy may discover both the HTTP and the network filter
+            // of one module.
+            let name = if type_url == WASM_NETWORK_FILTER_TYPE {
+                format!("{}.network", filter.plugin_name())
+            } else {
+                filter.plugin_name().to_owned()
+            };
             vec![
                 json!({
                     "applyTo": "EXTENSION_CONFIG",
                     "patch": {"operation": "ADD", "value": {
-                        "name": filter.plugin_name(),
+                        "name": name,
                         "typed_config": typed,
                     }},
                 }),
                 insert(json!({
-                    "name": filter.plugin_name(),
+                    "name": name,
                     "config_discovery": {
                         "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
-                        "type_urls": [WASM_FILTER_TYPE],
+                        "type_urls": [type_url],
                     },
                 })),
             ]
@@ -1410,7 +1639,19 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
     };
     let (first, later): (Vec<&RateLimitFilter>, Vec<&RateLimitFilter>) =
         translation.rate_limits.iter().partition(|l| l.first);
-    let mut http_filters: Vec<Value> = first.into_iter().map(rate_limit).collect();
+    // The telemetry first of all, so that it measures every request,
+    // those the other filters refuse included: the first HTTP one (plain
+    // Envoy has one listener, and no TCP proxy chain for a network one;
+    // both said at translation).
+    let telemetry = translation.telemetry.iter().find(|t| !t.network);
+    let mut http_filters: Vec<Value> = telemetry
+        .map(|t| {
+            let filename = wasm_file(Filter::Telemetry);
+            http_filter(Filter::Telemetry, &t.config, &Code::Local { filename })
+        })
+        .into_iter()
+        .collect();
+    http_filters.extend(first.into_iter().map(rate_limit));
     if let Some(config) = translation.authz_config_everywhere() {
         let filename = wasm_file(Filter::HeaderMatch);
         http_filters.push(http_filter(
@@ -1530,7 +1771,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             "direct_response": {"status": 404, "body": {"inline_string": "no VirtualService route\n"}},
         })),
     }
-    json!({
+    let mut bootstrap = json!({
         "admin": {"address": socket(&options.admin)},
         "static_resources": {
             "listeners": [{
@@ -1555,7 +1796,13 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             }],
             "clusters": clusters,
         },
-    })
+    });
+    // The stats tags that make the labels the telemetry filter encodes in
+    // its stat names Prometheus labels.
+    if let (Some(t), Value::Object(map)) = (telemetry, &mut bootstrap) {
+        map.insert("stats_config".into(), stats::stats_config(&t.labels));
+    }
+    bootstrap
 }
 
 /// The clusters of the ServiceEntries, by Istio's names

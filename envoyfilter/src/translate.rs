@@ -25,6 +25,10 @@
 //!   `IstioOperator` or the `istio` ConfigMap, give CUSTOM policies their
 //!   authorizers, and the authorizers' clusters an [`AuthzCluster`].
 //!
+//! - a `Telemetry` becomes the telemetry filter's configuration
+//!   ([`TelemetryFilter`]), one per resource, checked by the filter's own
+//!   compiler (see `telemetry.rs`).
+//!
 //! Whatever the filters cannot express is reported as a [`Finding`] with
 //! its document, resource, field path and line: a warning, or an error in
 //! strict mode. Nothing is dropped in silence.
@@ -40,8 +44,10 @@ use std::fmt;
 
 mod authorization_policy;
 mod local_rate_limit;
+mod telemetry;
 
 pub use authorization_policy::{AuthzCluster, AuthzFilter, ROOT_NAMESPACE};
+pub use telemetry::TelemetryFilter;
 
 pub use local_rate_limit::{
     GLOBAL_RATE_LIMIT_FILTER, GLOBAL_RATE_LIMIT_TYPE, LOCAL_RATE_LIMIT_FILTER,
@@ -284,6 +290,9 @@ pub struct Translation {
     /// The clusters of the HTTP authorizers the CUSTOM policies call, each
     /// once.
     pub authz_clusters: Vec<AuthzCluster>,
+    /// The telemetry filters of the Telemetry resources, one per resource,
+    /// in input order.
+    pub telemetry: Vec<TelemetryFilter>,
     /// Every Istio resource passed through untouched (Gateways, DestinationRules), for Istio output.
     pub passthrough: Vec<Value>,
     /// Warnings (never errors: with errors there is no translation).
@@ -448,6 +457,7 @@ pub fn translate_files(
     let mut envoy_filters = Vec::new();
     let mut authorization_policies = Vec::new();
     let mut mesh_configs = Vec::new();
+    let mut telemetries = Vec::new();
     for (file, documents) in &loaded {
         cx.file = file.clone();
         for doc in documents {
@@ -476,6 +486,7 @@ pub fn translate_files(
                 }
                 "EnvoyFilter" => envoy_filters.push((doc, source)),
                 "AuthorizationPolicy" => authorization_policies.push((doc, source)),
+                "Telemetry" => telemetries.push((doc, source)),
                 authorization_policy::ISTIO_OPERATOR | "ConfigMap" => {
                     mesh_configs.push((doc, source));
                 }
@@ -492,6 +503,7 @@ pub fn translate_files(
     let providers = cx.extension_providers(&mesh_configs);
     let (authz, authz_clusters) =
         cx.authorization_policies(&authorization_policies, &gateway_selectors, &providers);
+    let telemetry = cx.telemetries(&telemetries);
     let mut out = Vec::with_capacity(services.len());
     for (doc, mut service) in services {
         cx.file = service.source.file.clone();
@@ -520,6 +532,7 @@ pub fn translate_files(
         service_clusters,
         authz,
         authz_clusters,
+        telemetry,
         passthrough,
         findings,
     })
@@ -581,7 +594,7 @@ impl Context<'_> {
     /// The warning for an Istio resource the filters do not need.
     fn not_translated(&mut self, doc: &Document, source: &Source) {
         let kind = &source.kind;
-        self.push(Severity::Warning, Some(source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway, ServiceEntry and AuthorizationPolicy, so keep applying it to Istio as it is"));
+        self.push(Severity::Warning, Some(source), Some(doc), "kind", format!("{kind} is not translated; the filters only need VirtualService, DestinationRule, Gateway, ServiceEntry, AuthorizationPolicy and Telemetry, so keep applying it to Istio as it is"));
     }
 
     /// Kind, name and namespace; `None` (with an error) for a document this
@@ -622,12 +635,26 @@ impl Context<'_> {
         };
         let security = authorization_policy::SECURITY_VERSIONS.contains(&api_version.as_str());
         let istio = NETWORKING_VERSIONS.contains(&api_version.as_str());
+        let telemetry = telemetry::TELEMETRY_VERSIONS.contains(&api_version.as_str());
         // meshConfig, for its extensionProviders: read with the policies.
         if authorization_policy::is_mesh_config(&kind, &api_version, &doc.value) {
             return Some(source);
         }
         match kind.as_str() {
             "AuthorizationPolicy" if security => {}
+            "Telemetry" if telemetry => {}
+            "Telemetry" => {
+                self.error(
+                    Some(&source),
+                    Some(doc),
+                    "apiVersion",
+                    format!(
+                        "{api_version:?} is not an Istio telemetry version; use one of {}",
+                        telemetry::TELEMETRY_VERSIONS.join(", ")
+                    ),
+                );
+                return None;
+            }
             "AuthorizationPolicy" => {
                 self.error(
                     Some(&source),

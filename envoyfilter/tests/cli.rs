@@ -172,3 +172,38 @@ fn a_custom_policys_authorizer_becomes_a_cluster_of_plain_envoy() {
     assert!(!stdout.contains("http2_protocol_options"), "{stdout}");
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// A Telemetry as a user runs it: its digest reaches the telemetry
+/// WasmPlugin, and the plain Envoy bootstrap carries the stats tags.
+#[test]
+fn a_telemetry_becomes_a_plugin_and_the_bootstraps_stats_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tenants, namespace: shop}\nspec:\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      tagOverrides:\n        tenant: {value: \"request.headers['x-tenant']\"}\n";
+    std::fs::write(dir.path().join("telemetry.yaml"), telemetry).unwrap();
+    let digest = "cd".repeat(32);
+    let out = envoyfilter(
+        &[
+            "istio",
+            "telemetry.yaml",
+            "--strict",
+            "--sha256",
+            &format!("telemetry=sha256:{digest}"),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(yaml.contains("name: meshwasm-telemetry-tenants"), "{yaml}");
+    assert!(yaml.contains(&format!("sha256: {digest}")), "{yaml}");
+    assert!(yaml.contains("phase: STATS\n  priority: 40"), "{yaml}");
+    let out = envoyfilter(&["envoy", "telemetry.yaml"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(yaml.contains("stats_config:"), "{yaml}");
+    assert!(yaml.contains("tag_name: tenant"), "{yaml}");
+    let out = envoyfilter(&["check", "telemetry.yaml"], dir.path());
+    assert_eq!(
+        stderr(&out),
+        "0 VirtualServices, 0 placements, 1 telemetry filters for Telemetries, 0 warnings\n"
+    );
+}

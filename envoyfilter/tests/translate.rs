@@ -9,6 +9,7 @@ use meshwasm_core::fault::FaultPlan;
 use meshwasm_core::plan::Plan;
 use meshwasm_core::rate_limit::RateLimitPlan;
 use meshwasm_core::router::RouterPlan;
+use meshwasm_core::telemetry::TelemetryPlan;
 use serde_json::Value;
 
 fn example(name: &str) -> String {
@@ -2068,4 +2069,328 @@ fn policies_on_the_same_workloads_share_one_setting() {
         .unwrap_or_else(|| panic!("{:?}", t.findings));
     assert_eq!(note.source.as_ref().unwrap().name, "one");
     assert_eq!(note.severity, Severity::Warning);
+}
+
+fn telemetry_example() -> String {
+    let path = format!(
+        "{}/../examples/istio/telemetry.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn telemetry(name: &str, namespace: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}"
+    )
+}
+
+/// `examples/istio/telemetry.yaml`: Istio's tagOverrides example (istio.io,
+/// Customizing Istio Metrics with Telemetry API), its access log filter
+/// (`response.code >= 400`) on one workload, and a network filter.
+#[test]
+fn istios_telemetry_examples_become_telemetry_plugins_in_the_stats_phase() {
+    let strict = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let t = translate(&telemetry_example(), &strict).unwrap_or_else(|e| panic!("{e}"));
+    let [metrics, logs, tcp] = t.telemetry.as_slice() else {
+        panic!("{:?}", t.telemetry)
+    };
+    for filter in &t.telemetry {
+        TelemetryPlan::from_json(filter.config.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}", filter.name));
+        // Placement is the WasmPlugin's, not the filter's.
+        assert!(filter.config.get("selector").is_none(), "{}", filter.name);
+    }
+    assert_eq!(metrics.namespace, "default");
+    assert!(metrics.selector.is_empty() && !metrics.mesh_wide);
+    assert_eq!(metrics.labels.len(), 27);
+    assert_eq!(metrics.labels[0], "reporter");
+    assert_eq!(&metrics.labels[25..], ["destination_port", "request_host"]);
+    assert_eq!(logs.selector["app"], "cart");
+    assert!(tcp.network && !logs.network);
+
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "WasmPlugin",
+            "WasmPlugin",
+            "WasmPlugin",
+            "Telemetry",
+            "Telemetry",
+            "Telemetry"
+        ]
+    );
+    let spec = &docs[1]["spec"];
+    assert_eq!(
+        docs[1]["metadata"]["name"],
+        "meshwasm-telemetry-cart-exception-logging"
+    );
+    assert_eq!(docs[1]["metadata"]["namespace"], "shop");
+    assert_eq!(spec["selector"]["matchLabels"]["app"], "cart");
+    assert_eq!(
+        (spec["phase"].as_str(), spec["priority"].as_i64()),
+        (Some("STATS"), Some(40))
+    );
+    // Above the rate limit, the fault filter and the router of the phase.
+    assert!(spec["priority"].as_i64() > Some(render::Filter::RateLimit.default_order().1.into()));
+    assert_eq!(spec["type"], "HTTP");
+    assert!(spec.get("match").is_none(), "inbound and outbound: {spec}");
+    assert_eq!(spec["pluginName"], "meshwasm.telemetry");
+    assert_eq!(
+        spec["pluginConfig"]["accessLogging"][0]["filter"]["expression"],
+        "response.code >= 400"
+    );
+    assert_eq!(docs[2]["spec"]["type"], "NETWORK");
+    // Istio's own metrics and logs off where the filter reports them.
+    let companion = &docs[4];
+    assert_eq!(companion["metadata"]["name"], "cart-exception-logging");
+    assert_eq!(companion["spec"]["selector"]["matchLabels"]["app"], "cart");
+    assert_eq!(
+        companion["spec"]["metrics"][0]["overrides"][0]["disabled"],
+        true
+    );
+    assert_eq!(companion["spec"]["accessLogging"][0]["disabled"], true);
+    assert!(docs[3]["spec"].get("accessLogging").is_none());
+
+    // The EnvoyFilter form: every listener, before the router or tcp_proxy.
+    let form = EnvoyFilterForm::Inline(Code::Local {
+        filename: "/var/local/lib/wasm/{file}".into(),
+    });
+    let docs = render::envoy_filters(&t, &form, &IstioOptions::default());
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0]["spec"]["priority"], -40);
+    let http = &docs[1]["spec"]["configPatches"][0];
+    assert_eq!(docs[1]["spec"]["workloadSelector"]["labels"]["app"], "cart");
+    assert_eq!(
+        (http["applyTo"].as_str(), http["match"]["context"].as_str()),
+        (Some("HTTP_FILTER"), Some("ANY"))
+    );
+    assert_eq!(
+        http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
+    let config = &http["patch"]["value"]["typed_config"]["config"];
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"],
+        "/var/local/lib/wasm/meshwasm_telemetry.wasm"
+    );
+    let carried: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(carried, logs.config);
+    let network = &docs[2]["spec"]["configPatches"][0];
+    assert_eq!(network["applyTo"], "NETWORK_FILTER");
+    assert_eq!(
+        network["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.tcp_proxy"
+    );
+    assert_eq!(
+        network["patch"]["value"]["typed_config"]["@type"],
+        render::WASM_NETWORK_FILTER_TYPE
+    );
+    // ECDS: the discovered config has the network filter's type too.
+    let ecds = EnvoyFilterForm::Ecds {
+        uri: "oci://ghcr.io/meshwasm/{image}:latest".into(),
+        sha256: None,
+    };
+    let docs = render::envoy_filters(&t, &ecds, &IstioOptions::default());
+    let patches = &docs[2]["spec"]["configPatches"];
+    assert_eq!(
+        patches[0]["patch"]["value"]["typed_config"]["@type"],
+        render::WASM_NETWORK_FILTER_TYPE
+    );
+    assert_eq!(
+        patches[1]["patch"]["value"]["config_discovery"]["type_urls"][0],
+        render::WASM_NETWORK_FILTER_TYPE
+    );
+    // Apart from the HTTP filter's, which the same proxy may discover.
+    assert_eq!(
+        patches[0]["patch"]["value"]["name"],
+        "meshwasm.telemetry.network"
+    );
+    assert_eq!(
+        patches[1]["patch"]["value"]["name"],
+        "meshwasm.telemetry.network"
+    );
+}
+
+#[test]
+fn plain_envoy_measures_first_and_tags_every_label() {
+    let limit = example("local-rate-limit.yaml")
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("operation: INSERT_BEFORE", "operation: INSERT_FIRST");
+    let input = [limit, example("deny-admin.yaml"), telemetry_example()].join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+    let filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "meshwasm.telemetry",
+            "meshwasm.rate-limit",
+            "meshwasm.header-match",
+            "meshwasm.router",
+            "envoy.filters.http.router"
+        ]
+    );
+    let config = &filters[0]["typed_config"]["config"];
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"],
+        "target/wasm32-wasip1/wasm/meshwasm_telemetry.wasm"
+    );
+    // The first HTTP Telemetry: plain Envoy has one listener (a note says so).
+    let carried: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(carried, t.telemetry[0].config);
+    assert!(t.findings.iter().any(|f| f.severity == Severity::Note
+        && f.source.as_ref().unwrap().name == "orders-db-tcp"
+        && f.message.contains("HTTP listener only")));
+    // A stats tag per label, the added ones included.
+    let tags = bootstrap["stats_config"]["stats_tags"].as_array().unwrap();
+    let tag_names: Vec<&str> = tags
+        .iter()
+        .map(|t| t["tag_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tag_names, t.telemetry[0].labels);
+    assert_eq!(tags[26]["regex"], r"(request_host=\.=(.*?);\.;)");
+    assert_eq!(
+        bootstrap["stats_config"]["histogram_bucket_settings"][0]["buckets"][0],
+        0.5
+    );
+
+    // Without a Telemetry, the bootstrap is what it was.
+    let t = translate(&example("deny-admin.yaml"), &Options::default()).unwrap();
+    let bootstrap = render::envoy_bootstrap(&t, &EnvoyOptions::default());
+    assert!(bootstrap.get("stats_config").is_none());
+    assert!(!bootstrap.to_string().contains("meshwasm.telemetry"));
+}
+
+#[test]
+fn a_bad_telemetry_field_is_the_filters_error_at_the_yaml_path_and_line() {
+    // Misspelt.
+    let input = telemetry_example().replace("tagOverrides:", "tagOverides:");
+    let error = only_error(&input);
+    assert_eq!(error.path, "spec.metrics[0].overrides[0].tagOverides");
+    assert_eq!(error.line, Some(line_of(&input, "tagOverides:")));
+    assert_eq!(
+        error.message,
+        "unknown field `tagOverides`, expected one of `match`, `disabled`, `tagOverrides`"
+    );
+    // Istio's docs log to the `otel` provider; the filter's exporter is
+    // `meshwasm.otlp`, not meshConfig's.
+    let input = telemetry_example().replace("name: envoy", "name: otel");
+    let error = only_error(&input);
+    assert_eq!(error.path, "spec.accessLogging[0].providers[0].name");
+    assert_eq!(error.line, Some(line_of(&input, "name: otel")));
+    assert!(
+        error.message.starts_with("unknown provider \"otel\""),
+        "{}",
+        error.message
+    );
+    // An expression that does not parse.
+    let input = telemetry_example().replace("\"response.code >= 400\"", "\"response.code >=\"");
+    let error = only_error(&input);
+    assert_eq!(error.path, "spec.accessLogging[0].filter.expression");
+    assert_eq!(error.line, Some(line_of(&input, "expression:")));
+    // Placement Istio itself refuses, and another API version.
+    let error = only_error(&telemetry(
+        "both",
+        "shop",
+        "  selector: {matchLabels: {app: cart}}\n  targetRefs: [{kind: Service, group: '', name: cart}]\n",
+    ));
+    assert_eq!(
+        (error.path.as_str(), error.line),
+        ("spec.selector", Some(5))
+    );
+    let error = only_error(
+        &telemetry("v2", "shop", "  metrics: []\n")
+            .replace("telemetry.istio.io/v1", "telemetry.istio.io/v2"),
+    );
+    assert_eq!(error.path, "apiVersion");
+    assert_eq!(
+        error.message,
+        "\"telemetry.istio.io/v2\" is not an Istio telemetry version; use one of telemetry.istio.io/v1, telemetry.istio.io/v1alpha1"
+    );
+}
+
+#[test]
+fn telemetries_on_the_same_workloads_are_said_since_filters_do_not_merge() {
+    let mesh = telemetry(
+        "mesh-default",
+        "istio-system",
+        "  accessLogging: [{providers: [{name: envoy}]}]\n",
+    );
+    let cart = telemetry(
+        "cart",
+        "shop",
+        "  selector: {matchLabels: {app: cart}}\n  metrics: []\n",
+    );
+    let again = telemetry(
+        "cart-again",
+        "shop",
+        "  selector: {matchLabels: {app: cart}}\n  metrics: []\n",
+    );
+    let input = [mesh, cart, again].join("---\n");
+    let t = translate(&input, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = t.telemetry.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["mesh-default", "cart"]);
+    assert!(t.telemetry[0].mesh_wide);
+    let warnings: Vec<String> = t
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings[0].starts_with("warning: document 3 (Telemetry cart-again) spec (line 17): selects the same workloads as Telemetry shop/cart"), "{}", warnings[0]);
+    assert!(warnings[1].starts_with("warning: document 2 (Telemetry cart) spec (line 10): Telemetry istio-system/mesh-default applies mesh-wide too"), "{}", warnings[1]);
+    let docs = render::istio_manifests(&t, &IstioOptions::default());
+    assert_eq!(docs[0]["metadata"]["namespace"], "istio-system");
+    assert!(docs[0]["spec"].get("selector").is_none());
+    assert!(
+        translate(
+            &input,
+            &Options {
+                strict: true,
+                ..Options::default()
+            }
+        )
+        .is_err()
+    );
+
+    // A label a stats tag would find inside another one's.
+    let input = telemetry(
+        "tenant",
+        "shop",
+        "  metrics:\n  - overrides:\n    - tagOverrides:\n        version: {value: request.host}\n",
+    );
+    let t = translate(&input, &Options::default()).unwrap();
+    let [finding] = t.findings.as_slice() else {
+        panic!("{:?}", t.findings)
+    };
+    assert_eq!(
+        finding.path,
+        "spec.metrics[0].overrides[0].tagOverrides.version"
+    );
+    assert_eq!(finding.line, Some(8));
+    assert!(
+        finding
+            .message
+            .starts_with("the label \"version\" ends the label \"source_version\""),
+        "{}",
+        finding.message
+    );
 }

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Translate Istio VirtualService, DestinationRule, Gateway and AuthorizationPolicy YAML into the
+/// Translate Istio VirtualService, DestinationRule, Gateway, AuthorizationPolicy and Telemetry YAML into the
 /// manifests that deploy the meshwasm filters: Istio WasmPlugins, EnvoyFilters
 /// or plain Envoy configuration. Warnings go to stderr; `--strict` makes them errors.
 #[derive(Parser)]
@@ -174,8 +174,12 @@ fn run(cli: Cli) -> Result<()> {
                 0 => String::new(),
                 n => format!(", {n} header-match filters for AuthorizationPolicies"),
             };
+            let telemetry = match t.telemetry.len() {
+                0 => String::new(),
+                n => format!(", {n} telemetry filters for Telemetries"),
+            };
             eprintln!(
-                "{} VirtualServices, {} placements{limits}{authz}, {warnings} warnings",
+                "{} VirtualServices, {} placements{limits}{authz}{telemetry}, {warnings} warnings",
                 t.services.len(),
                 t.placements().len(),
             );
@@ -214,6 +218,20 @@ fn run(cli: Cli) -> Result<()> {
                     format!("{}/{}", authz.namespace, authz.name),
                     Value::Object(filters),
                 );
+            }
+            // And each Telemetry: keyed by its namespace and name (beside
+            // the header-match filter of a policy of the same name).
+            for telemetry in &t.telemetry {
+                let key = format!("{}/{}", telemetry.namespace, telemetry.name);
+                let entry = out
+                    .entry(key)
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(filters) = entry {
+                    filters.insert(
+                        Filter::Telemetry.plugin_name().into(),
+                        telemetry.config.clone(),
+                    );
+                }
             }
             let text = serde_json::to_string_pretty(&Value::Object(out))? + "\n";
             return write_output(&input, &text);
@@ -337,8 +355,9 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
             "header-match" | "meshwasm-header-match" | "meshwasm.header-match" => {
                 Filter::HeaderMatch
             }
+            "telemetry" | "meshwasm-telemetry" | "meshwasm.telemetry" => Filter::Telemetry,
             other => bail!(
-                "--sha256: unknown filter {other:?}; use router, fault, rate-limit or header-match"
+                "--sha256: unknown filter {other:?}; use router, fault, rate-limit, header-match or telemetry"
             ),
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
