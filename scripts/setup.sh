@@ -90,8 +90,9 @@ setup_debian_tools() {
     [[ -x "${MESHWASM_REGISTRY:-/usr/bin/docker-registry}" ]] || missing+=(docker-registry)
     command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     if ((${#missing[@]} == 0)); then
-        say "docker-registry, skopeo and docker-compose: present"
+        say "docker-registry, skopeo, docker-compose and prometheus: present"
         return
     fi
     need apt-get "Install ${missing[*]} with your package manager."
@@ -100,7 +101,7 @@ setup_debian_tools() {
         need sudo "Installing ${missing[*]} needs root: run as root, or install them first."
         sudo=(sudo)
     fi
-    say "Installing ${missing[*]} with apt-get (OCI registry and client for the wasmhub tests; compose file checks)"
+    say "Installing ${missing[*]} with apt-get (OCI registry and client for the wasmhub tests; compose file checks; the Prometheus that scrapes the telemetry filter's metrics)"
     "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"

@@ -15,7 +15,6 @@ use meshwasm_local::bench::{self, Case, Traffic};
 use meshwasm_local::envoy::{self, Bootstrap, WasmFilter};
 use meshwasm_local::upstream::Upstream;
 use serde_json::{Value, json};
-use std::io::Write;
 
 /// The AuthorizationPolicy: 5 DENY rules, none of which the traffic hits.
 fn deny_admin() -> Value {
@@ -97,34 +96,5 @@ async fn instructions_per_request() {
 }
 
 fn size() {
-    let raw = std::fs::read(HEADER_MATCH_WASM).unwrap();
-    println!("module size ({HEADER_MATCH_WASM})");
-    println!("  raw              {:>9} bytes", raw.len());
-    let optimized = std::env::temp_dir().join(format!("header-match-{}.wasm", std::process::id()));
-    let ran = std::process::Command::new("wasm-opt")
-        .args([
-            "-Oz",
-            "--enable-bulk-memory",
-            "--enable-sign-ext",
-            "--enable-nontrapping-float-to-int",
-        ])
-        .arg(HEADER_MATCH_WASM)
-        .arg("-o")
-        .arg(&optimized)
-        .status();
-    let shipped = match ran {
-        Ok(status) if status.success() => {
-            let bytes = std::fs::read(&optimized).unwrap();
-            let _ = std::fs::remove_file(&optimized);
-            println!("  wasm-opt -Oz     {:>9} bytes", bytes.len());
-            bytes
-        }
-        _ => {
-            println!("  wasm-opt -Oz     skipped (install binaryen)");
-            raw
-        }
-    };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&shipped).unwrap();
-    println!("  gzip -9 of that  {:>9} bytes", gz.finish().unwrap().len());
+    bench::module_size(HEADER_MATCH_WASM);
 }

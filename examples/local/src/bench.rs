@@ -145,3 +145,47 @@ pub async fn cpu_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> R
     }
     Ok(())
 }
+
+/// Prints a module's size raw, after `wasm-opt -Oz` (when binaryen is
+/// installed) and gzipped, as a registry serves it.
+///
+/// # Panics
+///
+/// If the module cannot be read: a benchmark of a module that was not built.
+#[allow(clippy::expect_used)]
+pub fn module_size(wasm: &str) {
+    use std::io::Write;
+    let raw = std::fs::read(wasm).expect("the module is built");
+    println!("module size ({wasm})");
+    println!("  raw              {:>9} bytes", raw.len());
+    let optimized = std::env::temp_dir().join(format!("meshwasm-size-{}.wasm", std::process::id()));
+    let ran = std::process::Command::new("wasm-opt")
+        .args([
+            "-Oz",
+            "--enable-bulk-memory",
+            "--enable-sign-ext",
+            "--enable-nontrapping-float-to-int",
+        ])
+        .arg(wasm)
+        .arg("-o")
+        .arg(&optimized)
+        .status();
+    let shipped = match ran {
+        Ok(status) if status.success() => {
+            let bytes = std::fs::read(&optimized).unwrap_or_default();
+            let _ = std::fs::remove_file(&optimized);
+            println!("  wasm-opt -Oz     {:>9} bytes", bytes.len());
+            bytes
+        }
+        _ => {
+            println!("  wasm-opt -Oz     skipped (install binaryen)");
+            raw
+        }
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zipped = gz.write_all(&shipped).and_then(|()| gz.finish());
+    println!(
+        "  gzip -9 of that  {:>9} bytes",
+        zipped.map_or(0, |z| z.len())
+    );
+}

@@ -145,6 +145,12 @@ pub struct Bootstrap {
     config: Option<Value>,
     /// Fields set on the HTTP connection manager (`normalize_path`...).
     connection_manager_options: serde_json::Map<String, Value>,
+    /// Envoy's `node` (id, metadata), as Istio's injector writes it.
+    node: Option<Value>,
+    /// The listener's `traffic_direction` (`INBOUND`, `OUTBOUND`).
+    direction: Option<String>,
+    /// The bootstrap's `stats_config`.
+    stats_config: Option<Value>,
 }
 
 impl Bootstrap {
@@ -167,7 +173,28 @@ impl Bootstrap {
             wasm_log_level: "info".into(),
             config: None,
             connection_manager_options: serde_json::Map::new(),
+            node: None,
+            direction: None,
+            stats_config: None,
         }
+    }
+
+    /// Sets Envoy's `node` (its id and metadata), as a mesh's sidecar has.
+    pub fn node(mut self, node: Value) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Sets the listener's `traffic_direction` (`INBOUND` or `OUTBOUND`).
+    pub fn direction(mut self, direction: &str) -> Self {
+        self.direction = Some(direction.to_owned());
+        self
+    }
+
+    /// Sets the bootstrap's `stats_config`.
+    pub fn stats_config(mut self, config: Value) -> Self {
+        self.stats_config = Some(config);
+        self
     }
 
     /// Lets the filters' logs through down to `level` (`trace`, `debug`,
@@ -333,20 +360,31 @@ impl Bootstrap {
         if let Value::Object(fields) = &mut connection_manager {
             fields.extend(self.connection_manager_options.clone());
         }
-        json!({
+        let mut listener = json!({
+            "name": "main",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": connection_manager,
+            }]}],
+        });
+        if let Some(direction) = &self.direction {
+            listener["traffic_direction"] = json!(direction);
+        }
+        let mut config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {
-                "listeners": [{
-                    "name": "main",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": connection_manager,
-                    }]}],
-                }],
+                "listeners": [listener],
                 "clusters": clusters,
             },
-        })
+        });
+        if let Some(node) = &self.node {
+            config["node"] = node.clone();
+        }
+        if let Some(stats) = &self.stats_config {
+            config["stats_config"] = stats.clone();
+        }
+        config
     }
 }
 
