@@ -9,6 +9,7 @@
 
 use meshwasm_artifacts::TELEMETRY_WASM;
 use meshwasm_local::envoy::{Bootstrap, Envoy, WasmFilter};
+use meshwasm_local::prometheus::{Series, parse as parse_prometheus, total};
 use meshwasm_local::traffic::{Outcome, send, send_many};
 use meshwasm_local::upstream::{Reply, Upstream};
 use serde_json::{Value, json};
@@ -211,57 +212,8 @@ async fn mesh(config: &Value) -> Mesh {
     }
 }
 
-/// One series of `/stats/prometheus`: labels and value.
-type Series = (BTreeMap<String, String>, f64);
-
-/// Parses Prometheus' text format: metric name to its series.
-fn parse_prometheus(text: &str) -> BTreeMap<String, Vec<Series>> {
-    let mut out: BTreeMap<String, Vec<Series>> = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (head, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match head.split_once('{') {
-            Some((name, rest)) => (name, rest.trim_end_matches('}')),
-            None => (head, ""),
-        };
-        let mut map = BTreeMap::new();
-        let mut rest = labels;
-        while let Some((key, after)) = rest.split_once("=\"") {
-            let end = after.find("\",").unwrap_or(after.len() - 1);
-            map.insert(
-                key.trim_start_matches(',').to_owned(),
-                after[..end].to_owned(),
-            );
-            rest = after.get(end + 2..).unwrap_or("");
-        }
-        out.entry(name.to_owned())
-            .or_default()
-            .push((map, value.parse().unwrap_or(f64::NAN)));
-    }
-    out
-}
-
 async fn prometheus_text(envoy: &Envoy) -> String {
     envoy.admin_get("/stats/prometheus").await.unwrap()
-}
-
-/// The sum of the series of `metric` whose labels include `want`.
-fn total(stats: &BTreeMap<String, Vec<Series>>, metric: &str, want: &[(&str, &str)]) -> f64 {
-    stats
-        .get(metric)
-        .map(|series| {
-            series
-                .iter()
-                .filter(|(l, _)| {
-                    want.iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-                })
-                .map(|(_, v)| v)
-                .sum()
-        })
-        .unwrap_or(0.0)
 }
 
 /// The stats once `requests` durations are in the histograms.

@@ -23,6 +23,7 @@
 pub mod bench;
 pub mod envoy;
 pub mod mesh;
+pub mod prometheus;
 pub mod registry;
 pub mod scenario;
 pub mod traffic;

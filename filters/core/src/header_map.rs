@@ -86,6 +86,12 @@ impl HeaderMap {
             .map(|(n, v)| (&self.buf[n.clone()], &self.buf[v.clone()]))
     }
 
+    /// The bytes of every name and value, as Envoy's `byteSize()` counts
+    /// a header map (and its `request.total_size` the request's headers).
+    pub fn byte_size(&self) -> usize {
+        self.iter().map(|(n, v)| n.len() + v.len()).sum()
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

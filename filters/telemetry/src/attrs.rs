@@ -4,7 +4,6 @@
 use meshwasm_core::header_map::HeaderMap;
 use meshwasm_core::telemetry::expr::{Attributes, PeerSide};
 use meshwasm_core::telemetry::workload::Workload;
-use meshwasm_plugin::headers::HeaderMapKind;
 use proxy_wasm::hostcalls;
 use std::collections::BTreeSet;
 
@@ -27,20 +26,6 @@ impl Kept {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
-    }
-
-    /// Reads each wanted header of a map with its own host call: cheaper
-    /// than the whole map for the few a response is read for.
-    pub(crate) fn read(kind: HeaderMapKind, wanted: &BTreeSet<String>) -> Kept {
-        Kept(
-            wanted
-                .iter()
-                .filter_map(|name| {
-                    let value = hostcalls::get_map_value_bytes(kind, name).ok()??;
-                    Some((name.clone(), String::from_utf8_lossy(&value).into_owned()))
-                })
-                .collect(),
-        )
     }
 }
 

@@ -29,7 +29,7 @@ use meshwasm_core::telemetry::trace::{Arrived, headers_to_add};
 use meshwasm_core::telemetry::workload::Workload;
 use meshwasm_core::telemetry::{Change, HttpMeasures, Report, TelemetryPlan, metric, otlp};
 use meshwasm_plugin::headers::{HeaderMapKind, header_map};
-use meshwasm_plugin::host::{HostProperties, request_body, set_tick};
+use meshwasm_plugin::host::{HostProperties, now_nanos, request_body, set_tick};
 use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
@@ -105,6 +105,10 @@ impl Filter for Telemetry {
             grpc: false,
             request_messages: MessageCounter::default(),
             response_messages: MessageCounter::default(),
+            started_nanos: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            response_code: None,
         }
     }
 
@@ -212,6 +216,15 @@ pub struct TelemetryStream {
     grpc: bool,
     request_messages: MessageCounter,
     response_messages: MessageCounter,
+    /// When the request's headers arrived, by the host clock.
+    started_nanos: u64,
+    /// Header and body bytes received from the client, as Envoy counts
+    /// `request.total_size`, counted as they pass instead of read back.
+    request_bytes: u64,
+    /// Header and body bytes sent to the client.
+    response_bytes: u64,
+    /// The response's `:status`, once its headers passed.
+    response_code: Option<i64>,
 }
 
 impl TelemetryStream {
@@ -219,11 +232,16 @@ impl TelemetryStream {
         self.plugin.log()
     }
 
-    /// Takes the peer's exchange headers out of a map, reading the peer.
-    fn take_peer(&mut self, kind: HeaderMapKind, metadata: Option<&str>, id: Option<&str>) {
+    /// Takes the peer's exchange headers out of a map, reading the peer;
+    /// the bytes the map lost.
+    fn take_peer(&mut self, kind: HeaderMapKind, metadata: Option<&str>, id: Option<&str>) -> u64 {
         let Some(metadata) = metadata else {
-            return;
+            return 0;
         };
+        let removed = [(peer::METADATA_HEADER, Some(metadata)), (peer::ID_HEADER, id)]
+            .iter()
+            .filter_map(|(name, value)| value.map(|v| (name.len() + v.len()) as u64))
+            .sum();
         let config = &self.config;
         let peer = config
             .peers
@@ -237,24 +255,32 @@ impl TelemetryStream {
         for name in [peer::METADATA_HEADER, peer::ID_HEADER] {
             let _ = hostcalls::set_map_value_bytes(kind, name, None);
         }
+        removed
     }
 
-    /// Adds this workload's exchange headers to a map.
-    fn send_own(&self, kind: HeaderMapKind) {
+    /// Adds this workload's exchange headers to a map; the bytes it gained.
+    fn send_own(&self, kind: HeaderMapKind) -> u64 {
         let exchange = &self.config.exchange;
+        let mut added = 0;
         for (name, value) in [
             (peer::METADATA_HEADER, exchange.metadata()),
             (peer::ID_HEADER, exchange.id()),
         ] {
-            if let Err(status) = hostcalls::set_map_value_bytes(kind, name, Some(value.as_bytes()))
-            {
-                self.log()
-                    .line(LogLevel::Warn, &format!("adding {name}: {status:?}"));
+            match hostcalls::set_map_value_bytes(kind, name, Some(value.as_bytes())) {
+                Ok(()) => added += (name.len() + value.len()) as u64,
+                Err(status) => self
+                    .log()
+                    .line(LogLevel::Warn, &format!("adding {name}: {status:?}")),
             }
         }
+        added
     }
 
-    fn count_messages(&mut self, body: BufferType, size: usize) {
+    fn count_body(&mut self, body: BufferType, size: usize) {
+        match body {
+            BufferType::HttpRequestBody => self.request_bytes += size as u64,
+            _ => self.response_bytes += size as u64,
+        }
         if !self.grpc || size == 0 {
             return;
         }
@@ -326,7 +352,9 @@ impl HttpContext for TelemetryStream {
                 return Action::Continue;
             }
         };
+        self.started_nanos = now_nanos();
         self.request = keep(&map, &plan.needs().request_headers);
+        self.request_bytes = map.byte_size() as u64;
         self.grpc = Protocol::of_request(self.request.get("content-type")) == Protocol::Grpc;
         if plan.peer_exchange() {
             match self.reporter {
@@ -334,13 +362,16 @@ impl HttpContext for TelemetryStream {
                     let metadata = self.request.get(peer::METADATA_HEADER).map(str::to_owned);
                     let id = self.request.get(peer::ID_HEADER).map(str::to_owned);
                     self.peer_sent = metadata.is_some();
-                    self.take_peer(
+                    let removed = self.take_peer(
                         HeaderMapKind::HttpRequestHeaders,
                         metadata.as_deref(),
                         id.as_deref(),
                     );
+                    self.request_bytes = self.request_bytes.saturating_sub(removed);
                 }
-                Reporter::Source => self.send_own(HeaderMapKind::HttpRequestHeaders),
+                Reporter::Source => {
+                    self.request_bytes += self.send_own(HeaderMapKind::HttpRequestHeaders);
+                }
             }
         }
         if let Some(sampling) = plan.trace_sampling() {
@@ -358,7 +389,9 @@ impl HttpContext for TelemetryStream {
                 ) {
                     self.log()
                         .line(LogLevel::Warn, &format!("adding {name}: {status:?}"));
+                    continue;
                 }
+                self.request_bytes += (name.len() + value.len()) as u64;
                 self.request.set(name, value);
             }
         }
@@ -366,27 +399,39 @@ impl HttpContext for TelemetryStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        self.count_messages(BufferType::HttpRequestBody, body_size);
+        self.count_body(BufferType::HttpRequestBody, body_size);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let config = Rc::clone(&self.config);
-        let wanted = &config.plan.needs().response_headers;
-        self.response = Kept::read(HeaderMapKind::HttpResponseHeaders, wanted);
+        // One read of the whole map: its size, its status and the headers
+        // wanted cost less than a property read each.
+        let map = match header_map(HeaderMapKind::HttpResponseHeaders) {
+            Ok(map) => map,
+            Err(e) => {
+                self.log()
+                    .line(LogLevel::Warn, &format!("reading response headers: {e}"));
+                return Action::Continue;
+            }
+        };
+        self.response = keep(&map, &config.plan.needs().response_headers);
+        self.response_bytes = map.byte_size() as u64;
+        self.response_code = map.get(":status").and_then(|s| s.parse().ok());
         if config.plan.peer_exchange() {
             match self.reporter {
                 Reporter::Source => {
                     let metadata = self.response.get(peer::METADATA_HEADER).map(str::to_owned);
                     let id = self.response.get(peer::ID_HEADER).map(str::to_owned);
-                    self.take_peer(
+                    let removed = self.take_peer(
                         HeaderMapKind::HttpResponseHeaders,
                         metadata.as_deref(),
                         id.as_deref(),
                     );
+                    self.response_bytes = self.response_bytes.saturating_sub(removed);
                 }
                 Reporter::Destination if self.peer_sent => {
-                    self.send_own(HeaderMapKind::HttpResponseHeaders);
+                    self.response_bytes += self.send_own(HeaderMapKind::HttpResponseHeaders);
                 }
                 Reporter::Destination => {}
             }
@@ -395,7 +440,7 @@ impl HttpContext for TelemetryStream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        self.count_messages(BufferType::HttpResponseBody, body_size);
+        self.count_body(BufferType::HttpResponseBody, body_size);
         Action::Continue
     }
 
@@ -417,7 +462,7 @@ impl HttpContext for TelemetryStream {
         };
         let cluster = attributes::CLUSTER_NAME.read(&mut HostProperties);
         let service = config.service(cluster.as_deref(), self.request.get(":authority"));
-        let response_code = attributes::RESPONSE_CODE.read(&mut HostProperties);
+        let response_code = self.response_code;
         let facts = Facts {
             reporter: self.reporter,
             local: &config.local,
@@ -441,18 +486,12 @@ impl HttpContext for TelemetryStream {
                 .unwrap_or(0),
             service: service.as_deref(),
         };
-        let size = |attribute: Attribute<i64>| {
-            attribute
-                .read(&mut HostProperties)
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0)
-        };
+        // Measured as the request passed: Envoy's properties for these cost
+        // tens of thousands of instructions each.
         let measures = HttpMeasures {
-            duration_ms: attributes::REQUEST_DURATION
-                .read(&mut HostProperties)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            request_bytes: size(attributes::REQUEST_TOTAL_SIZE),
-            response_bytes: size(attributes::RESPONSE_TOTAL_SIZE),
+            duration_ms: now_nanos().saturating_sub(self.started_nanos) / 1_000_000,
+            request_bytes: self.request_bytes,
+            response_bytes: self.response_bytes,
             request_messages: self.request_messages.messages(),
             response_messages: self.response_messages.messages(),
         };
