@@ -281,10 +281,24 @@ impl MetricTable {
         metric: MetricRef,
         labels: &[&str],
     ) -> Option<u32> {
-        let family = self.families.get_mut(metric.0)?;
+        self.resolve(host, metric, labels).0
+    }
+
+    /// The host id of the series of a labelled `metric` with these label
+    /// values, defined at its first use, and whether it is the family's
+    /// overflow series: what a caller that keeps ids across updates needs.
+    pub fn resolve(
+        &mut self,
+        host: &mut impl MetricHost,
+        metric: MetricRef,
+        labels: &[&str],
+    ) -> (Option<u32>, bool) {
+        let Some(family) = self.families.get_mut(metric.0) else {
+            return (None, false);
+        };
         let wanted = family.spec.labels.len();
         if wanted == 0 {
-            return family.id;
+            return (family.id, false);
         }
         let values = || (0..wanted).map(|i| labels.get(i).copied().unwrap_or(""));
         let hash = hash_values(values());
@@ -294,15 +308,16 @@ impl MetricTable {
                 .find(|(key, _)| key.iter().map(String::as_str).eq(values()))
         });
         if let Some((_, id)) = known {
-            return *id;
+            return (*id, false);
         }
         if family.count >= family.spec.max_series {
             family.overflowed += 1;
             let spec = &family.spec;
-            return *family.overflow.get_or_insert_with(|| {
+            let id = *family.overflow.get_or_insert_with(|| {
                 let other = vec![OVERFLOW_VALUE; wanted];
                 host.define(spec.kind, &spec.series_name(&other))
             });
+            return (id, true);
         }
         let key: Vec<&str> = values().collect();
         let id = host.define(family.spec.kind, &family.spec.series_name(&key));
@@ -312,7 +327,7 @@ impl MetricTable {
             .or_default()
             .push((key.into_iter().map(str::to_owned).collect(), id));
         family.count += 1;
-        id
+        (id, false)
     }
 }
 

@@ -107,6 +107,24 @@ impl Metrics {
         }
     }
 
+    /// The host id of the series of `metric` with these label values, and
+    /// whether it is the overflow series (see `MetricTable::resolve`).
+    pub fn resolve(&self, metric: MetricRef, labels: &[&str]) -> (Option<u32>, bool) {
+        self.0.try_borrow_mut().map_or((None, false), |mut t| {
+            t.resolve(&mut HostMetrics, metric, labels)
+        })
+    }
+
+    /// Adds `offset` to a counter by its host id.
+    pub fn add_id(&self, id: u32, offset: i64) {
+        HostMetrics.increment(id, offset);
+    }
+
+    /// Records `value` in a histogram by its host id.
+    pub fn record_id(&self, id: u32, value: u64) {
+        HostMetrics.record(id, value);
+    }
+
     /// How many updates of every metric went to overflow series.
     pub fn total_overflowed(&self) -> u64 {
         self.0.try_borrow().map_or(0, |t| t.total_overflowed())

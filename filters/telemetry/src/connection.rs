@@ -69,10 +69,9 @@ impl TcpStream {
         };
         let (request, response) = (Kept::default(), Kept::default());
         let mut attrs = Attrs::new(&request, &response, None, None);
-        let report = config
-            .plan
-            .tcp_report(&facts, &std::mem::take(&mut self.pending), &mut attrs);
-        config.apply(&report);
+        let measures = std::mem::take(&mut self.pending);
+        let changes = config.plan.tcp_changes(self.reporter, &measures);
+        config.record(&facts, &changes, &mut attrs);
     }
 }
 

@@ -20,6 +20,7 @@ mod connection;
 mod export;
 
 use attrs::{Attrs, Kept, keep};
+use meshwasm_core::metrics::MetricRef;
 use meshwasm_core::properties::{Attribute, PropertyValue, attributes};
 use meshwasm_core::telemetry::access_log::Entry;
 use meshwasm_core::telemetry::grpc::MessageCounter;
@@ -27,14 +28,14 @@ use meshwasm_core::telemetry::labels::{Facts, Protocol, Reporter, Service};
 use meshwasm_core::telemetry::peer::{self, Exchange, PeerCache};
 use meshwasm_core::telemetry::trace::{Arrived, headers_to_add};
 use meshwasm_core::telemetry::workload::Workload;
-use meshwasm_core::telemetry::{Change, HttpMeasures, Report, TelemetryPlan, metric, otlp};
+use meshwasm_core::telemetry::{Change, HttpMeasures, SeriesCache, TelemetryPlan, metric, otlp};
 use meshwasm_plugin::headers::{HeaderMapKind, header_map};
 use meshwasm_plugin::host::{HostProperties, now_nanos, request_body, set_tick};
 use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -46,6 +47,8 @@ pub struct Telemetry;
 
 /// The most clusters whose service is remembered.
 const MAX_CLUSTERS: usize = 256;
+/// The most distinct facts whose series ids are remembered.
+const SERIES_KEYS: usize = 4096;
 
 /// The configuration in force, and what it caches per VM.
 pub struct Configured {
@@ -57,8 +60,8 @@ pub struct Configured {
     peers: RefCell<PeerCache>,
     /// The service of each cluster seen, by name.
     services: RefCell<HashMap<String, Option<Rc<Service>>>>,
-    /// Series overflows already counted.
-    overflowed: Cell<u64>,
+    /// The host ids of the series of the facts seen so far.
+    series: RefCell<SeriesCache>,
     export: Option<export::Exporter>,
 }
 
@@ -85,7 +88,7 @@ impl Filter for Telemetry {
             exchange: Exchange::new(&local, &node_id),
             peers: RefCell::new(PeerCache::new(plan.peer_cache_size())),
             services: RefCell::new(HashMap::new()),
-            overflowed: Cell::new(0),
+            series: RefCell::new(SeriesCache::new(SERIES_KEYS)),
             metrics: setup.metrics,
             local,
             export,
@@ -142,27 +145,38 @@ impl Filter for Telemetry {
 }
 
 impl Configured {
-    /// Carries a report out on the host, counting overflowed updates.
-    fn apply(&self, report: &Report) {
-        let sets: Vec<Vec<&str>> = report
-            .label_sets
-            .iter()
-            .map(|set| set.iter().map(String::as_str).collect())
-            .collect();
-        for (metric, set, change) in &report.updates {
-            let labels = sets.get(*set).map_or(&[][..], Vec::as_slice);
-            match change {
-                Change::Add(n) => self.metrics.add_series(*metric, labels, *n),
-                Change::Record(v) => self.metrics.record_series(*metric, labels, *v),
-            }
+    /// Carries out the changes of one report: each series' host id from
+    /// the cache when these facts were seen before, else from labels
+    /// built now.
+    fn record(&self, facts: &Facts<'_>, changes: &[(MetricRef, Change)], attrs: &mut Attrs<'_>) {
+        if changes.is_empty() {
+            return;
         }
-        let overflowed = self.metrics.total_overflowed();
-        let before = self.overflowed.replace(overflowed);
-        if overflowed > before {
-            self.metrics.add(
-                metric::SERIES_OVERFLOW,
-                i64::try_from(overflowed - before).unwrap_or(i64::MAX),
-            );
+        let key = self.plan.report_key(facts, attrs);
+        let Ok(mut cache) = self.series.try_borrow_mut() else {
+            return;
+        };
+        let mut standard: Option<Vec<String>> = None;
+        for &(metric, change) in changes {
+            let (id, overflow) = match cache.get(&key, metric) {
+                Some(known) => known,
+                None => {
+                    let standard = standard.get_or_insert_with(|| facts.values());
+                    let values = self.plan.labels(metric, standard, attrs);
+                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                    let (id, overflow) = self.metrics.resolve(metric, &values);
+                    cache.insert(&key, metric, id, overflow);
+                    (id, overflow)
+                }
+            };
+            if overflow {
+                self.metrics.add(metric::SERIES_OVERFLOW, 1);
+            }
+            match (id, change) {
+                (Some(id), Change::Add(n)) => self.metrics.add_id(id, n),
+                (Some(id), Change::Record(v)) => self.metrics.record_id(id, v),
+                (None, _) => {}
+            }
         }
     }
 
@@ -238,10 +252,13 @@ impl TelemetryStream {
         let Some(metadata) = metadata else {
             return 0;
         };
-        let removed = [(peer::METADATA_HEADER, Some(metadata)), (peer::ID_HEADER, id)]
-            .iter()
-            .filter_map(|(name, value)| value.map(|v| (name.len() + v.len()) as u64))
-            .sum();
+        let removed = [
+            (peer::METADATA_HEADER, Some(metadata)),
+            (peer::ID_HEADER, id),
+        ]
+        .iter()
+        .filter_map(|(name, value)| value.map(|v| (name.len() + v.len()) as u64))
+        .sum();
         let config = &self.config;
         let peer = config
             .peers
@@ -448,6 +465,8 @@ impl HttpContext for TelemetryStream {
         let config = Rc::clone(&self.config);
         let plan = &config.plan;
         let inbound = self.reporter == Reporter::Destination;
+        // Read for every inbound request: `:scheme` does not tell, Envoy
+        // 1.40 keeps `http` on a TLS connection (tests/e2e/mtls.rs).
         let mtls = inbound
             && attributes::CONNECTION_MTLS
                 .read(&mut HostProperties)
@@ -500,8 +519,8 @@ impl HttpContext for TelemetryStream {
             Reporter::Source => (None, self.peer.as_deref()),
         };
         let mut attrs = Attrs::new(&self.request, &self.response, downstream, upstream);
-        let report = plan.http_report(&facts, &measures, &mut attrs);
-        config.apply(&report);
+        let changes = plan.http_changes(self.reporter, self.grpc, &measures);
+        config.record(&facts, &changes, &mut attrs);
         if !plan.logs(self.reporter) {
             return;
         }

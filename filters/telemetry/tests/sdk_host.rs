@@ -87,12 +87,16 @@ fn series(host: &Host, metric: &str) -> Vec<(BTreeMap<String, String>, MetricVal
         .collect()
 }
 
-/// One request through the filter; the upstream answers `status` with `response`.
+/// Headers as (name, value).
+type Headers = Vec<(String, String)>;
+
+/// One request through the filter, answered with `response`: the headers
+/// the upstream got and those the client got.
 fn exchange(
     host: &mut Host,
     request: &[(&str, &str)],
     response: &[(&str, &str)],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Headers, Headers) {
     let stream = host.new_http_stream().unwrap();
     let mut headers = vec![
         (":method", "GET"),

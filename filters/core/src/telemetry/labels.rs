@@ -302,3 +302,65 @@ impl Facts<'_> {
         values
     }
 }
+
+impl Facts<'_> {
+    /// Writes what the label values depend on, compactly, so that equal
+    /// keys mean equal [`values`](Self::values) for the same local
+    /// workload: a cache key that costs far less than the 25 values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use meshwasm_core::telemetry::labels::{Facts, Protocol, Reporter};
+    /// use meshwasm_core::telemetry::workload::Workload;
+    ///
+    /// let local = Workload::default();
+    /// let facts = |code| Facts {
+    ///     reporter: Reporter::Destination, local: &local, peer: None, local_principal: None,
+    ///     peer_principal: None, mtls: false, protocol: Protocol::Http, response_code: Some(code),
+    ///     grpc_status: None, flags: 0, service: None,
+    /// };
+    /// let key = |f: &Facts| { let mut k = Vec::new(); f.write_key(&mut k); k };
+    /// assert_eq!(key(&facts(200)), key(&facts(200)));
+    /// assert_ne!(key(&facts(200)), key(&facts(404)));
+    /// ```
+    pub fn write_key(&self, key: &mut Vec<u8>) {
+        let text = |key: &mut Vec<u8>, s: &str| {
+            key.extend_from_slice(s.as_bytes());
+            key.push(0xff);
+        };
+        key.push(match self.reporter {
+            Reporter::Source => 0,
+            Reporter::Destination => 1,
+        });
+        key.push(self.protocol as u8);
+        key.push(u8::from(self.mtls));
+        key.extend_from_slice(&self.response_code.unwrap_or(0).to_le_bytes());
+        key.extend_from_slice(&self.grpc_status.unwrap_or(-1).to_le_bytes());
+        key.extend_from_slice(&self.flags.to_le_bytes());
+        for principal in [self.local_principal, self.peer_principal] {
+            text(key, principal.unwrap_or("\u{0}"));
+        }
+        match self.service {
+            Some(s) => {
+                text(key, &s.host);
+                text(key, s.name.as_deref().unwrap_or("\u{0}"));
+                text(key, s.namespace.as_deref().unwrap_or("\u{0}"));
+            }
+            None => key.push(0),
+        }
+        match self.peer {
+            Some(p) => {
+                for field in [&p.workload, &p.namespace, &p.cluster] {
+                    text(key, field);
+                }
+                for field in [p.app(), p.version()] {
+                    text(key, field.unwrap_or("\u{0}"));
+                }
+                text(key, p.canonical_service());
+                text(key, p.canonical_revision());
+            }
+            None => key.push(0),
+        }
+    }
+}

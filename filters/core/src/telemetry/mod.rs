@@ -35,7 +35,7 @@ use access_log::{Entry, Format};
 use config::{CustomTag, Meshwasm, TelemetrySpec};
 use expr::{Attribute, Attributes, Expr};
 use labels::{Facts, Reporter, STANDARD_LABELS, Service, TCP_LABEL_COUNT};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Istio's standard metrics: the `IstioMetric` name, the metric, its
@@ -325,6 +325,9 @@ pub struct TelemetryPlan {
     peer_exchange: bool,
     trace_sampling: Option<PerMillion>,
     families: Vec<Family>,
+    /// The distinct label expressions of each reporter's families
+    /// (source, destination), for [`TelemetryPlan::report_key`].
+    expressions: [Vec<Expr>; 2],
     sinks: Vec<Sink>,
     log_format: Format,
     custom_tags: Vec<(String, TagSource)>,
@@ -494,9 +497,26 @@ fn compile(spec: TelemetrySpec) -> Result<TelemetryPlan, ConfigError> {
         }
     };
     let (trace_sampling, custom_tags) = compile_tracing(&spec, meshwasm, &mut needs, &mut notes)?;
+    let expressions = [Reporter::Source, Reporter::Destination].map(|reporter| {
+        let mut exprs: Vec<Expr> = Vec::new();
+        for family in families
+            .iter()
+            .filter(|f| f.reporter == reporter && f.enabled)
+        {
+            for (_, source) in &family.labels {
+                if let LabelSource::Expr(expr) = source
+                    && !exprs.contains(expr)
+                {
+                    exprs.push(expr.clone());
+                }
+            }
+        }
+        exprs
+    });
     let plan = TelemetryPlan {
         network,
         reporter,
+        expressions,
         max_label_length: meshwasm.max_label_length.unwrap_or(64).max(1),
         max_series: meshwasm
             .max_series
@@ -969,15 +989,16 @@ impl TelemetryPlan {
         Service::from_authority(&self.cap(authority))
     }
 
-    /// The metric updates for one finished HTTP request.
-    pub fn http_report(
+    /// The metric changes of one finished HTTP request, before labels:
+    /// the four HTTP metrics, and gRPC's message counts for gRPC, of the
+    /// families `reporter` reports and the spec leaves enabled.
+    pub fn http_changes(
         &self,
-        facts: &Facts<'_>,
+        reporter: Reporter,
+        grpc: bool,
         measures: &HttpMeasures,
-        attrs: &mut dyn Attributes,
-    ) -> Report {
+    ) -> Vec<(MetricRef, Change)> {
         use istio_metric::*;
-        let grpc = facts.protocol == labels::Protocol::Grpc;
         let mut changes = vec![
             (REQUESTS, Change::Add(1)),
             (DURATION, Change::Record(measures.duration_ms)),
@@ -994,16 +1015,15 @@ impl TelemetryPlan {
                 }
             }
         }
-        self.report(facts, &changes, attrs)
+        self.enabled(reporter, changes)
     }
 
-    /// The metric updates for what a TCP connection did.
-    pub fn tcp_report(
+    /// The metric changes of what a TCP connection did, before labels.
+    pub fn tcp_changes(
         &self,
-        facts: &Facts<'_>,
+        reporter: Reporter,
         measures: &TcpMeasures,
-        attrs: &mut dyn Attributes,
-    ) -> Report {
+    ) -> Vec<(MetricRef, Change)> {
         use istio_metric::*;
         let mut changes = Vec::new();
         if measures.opened {
@@ -1017,13 +1037,99 @@ impl TelemetryPlan {
         if measures.closed {
             changes.push((TCP_CLOSED, Change::Add(1)));
         }
+        self.enabled(reporter, changes)
+    }
+
+    /// The enabled families of `reporter` for Istio metrics, as refs.
+    fn enabled(
+        &self,
+        reporter: Reporter,
+        changes: Vec<(usize, Change)>,
+    ) -> Vec<(MetricRef, Change)> {
+        changes
+            .into_iter()
+            .filter_map(|(metric, change)| {
+                let index = self
+                    .families
+                    .iter()
+                    .position(|f| f.metric == metric && f.reporter == reporter)?;
+                self.families[index]
+                    .enabled
+                    .then_some((MetricRef(OWN_METRICS.len() + index), change))
+            })
+            .collect()
+    }
+
+    /// The label values of `metric` (a ref from the changes), from the
+    /// facts' standard values and the spec's expressions.
+    pub fn labels(
+        &self,
+        metric: MetricRef,
+        standard: &[String],
+        attrs: &mut dyn Attributes,
+    ) -> Vec<String> {
+        let Some(family) = metric
+            .0
+            .checked_sub(OWN_METRICS.len())
+            .and_then(|i| self.families.get(i))
+        else {
+            return Vec::new();
+        };
+        family
+            .labels
+            .iter()
+            .map(|(_, source)| match source {
+                LabelSource::Standard(i) => standard.get(*i).cloned().unwrap_or_default(),
+                LabelSource::Expr(expr) => self.cap(&expr.eval(attrs).to_label()),
+            })
+            .collect()
+    }
+
+    /// A key for the label values of every metric `facts.reporter`
+    /// reports: equal keys, equal labels. It holds the facts and the
+    /// values of the spec's expressions, so a filter may keep each
+    /// series' host id by it instead of building 25 values per request.
+    pub fn report_key(&self, facts: &Facts<'_>, attrs: &mut dyn Attributes) -> Vec<u8> {
+        let mut key = Vec::with_capacity(160);
+        facts.write_key(&mut key);
+        let exprs = match facts.reporter {
+            Reporter::Source => &self.expressions[0],
+            Reporter::Destination => &self.expressions[1],
+        };
+        for expr in exprs {
+            key.extend_from_slice(self.cap(&expr.eval(attrs).to_label()).as_bytes());
+            key.push(0xff);
+        }
+        key
+    }
+
+    /// The metric updates for one finished HTTP request, with their labels.
+    pub fn http_report(
+        &self,
+        facts: &Facts<'_>,
+        measures: &HttpMeasures,
+        attrs: &mut dyn Attributes,
+    ) -> Report {
+        let grpc = facts.protocol == labels::Protocol::Grpc;
+        let changes = self.http_changes(facts.reporter, grpc, measures);
+        self.report(facts, &changes, attrs)
+    }
+
+    /// The metric updates for what a TCP connection did, with their labels.
+    pub fn tcp_report(
+        &self,
+        facts: &Facts<'_>,
+        measures: &TcpMeasures,
+        attrs: &mut dyn Attributes,
+    ) -> Report {
+        let changes = self.tcp_changes(facts.reporter, measures);
         self.report(facts, &changes, attrs)
     }
 
     fn report(
         &self,
         facts: &Facts<'_>,
-        changes: &[(usize, Change)],
+        changes: &[(MetricRef, Change)],
         attrs: &mut dyn Attributes,
     ) -> Report {
         let mut report = Report::default();
@@ -1031,41 +1137,16 @@ impl TelemetryPlan {
             return report;
         }
         let standard = facts.values();
-        // Families with the same label sources share one list of values.
-        let mut layouts: Vec<&[(String, LabelSource)]> = Vec::new();
         for &(metric, change) in changes {
-            let Some((index, family)) = self
-                .families
-                .iter()
-                .enumerate()
-                .find(|(_, f)| f.metric == metric && f.reporter == facts.reporter)
-            else {
-                continue;
-            };
-            if !family.enabled {
-                continue;
-            }
-            let set = match layouts.iter().position(|l| *l == family.labels.as_slice()) {
+            let values = self.labels(metric, &standard, attrs);
+            let set = match report.label_sets.iter().position(|s| *s == values) {
                 Some(set) => set,
                 None => {
-                    let values = family
-                        .labels
-                        .iter()
-                        .map(|(_, source)| match source {
-                            LabelSource::Standard(i) => {
-                                standard.get(*i).cloned().unwrap_or_default()
-                            }
-                            LabelSource::Expr(expr) => self.cap(&expr.eval(attrs).to_label()),
-                        })
-                        .collect();
-                    layouts.push(&family.labels);
                     report.label_sets.push(values);
-                    layouts.len() - 1
+                    report.label_sets.len() - 1
                 }
             };
-            report
-                .updates
-                .push((MetricRef(OWN_METRICS.len() + index), set, change));
+            report.updates.push((metric, set, change));
         }
         report
     }
@@ -1107,154 +1188,60 @@ impl TelemetryPlan {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::telemetry::labels::Protocol;
-    use crate::telemetry::workload::Workload;
+/// The host ids of the series each [report key](TelemetryPlan::report_key)
+/// names, so that a request like one seen before updates its series
+/// without building label values. Bounded: past `capacity` keys it starts
+/// over (the metrics keep their series; only the shortcut is lost).
+///
+/// # Examples
+///
+/// ```
+/// use meshwasm_core::metrics::MetricRef;
+/// use meshwasm_core::telemetry::SeriesCache;
+///
+/// let mut cache = SeriesCache::new(1);
+/// cache.insert(b"200", MetricRef(5), Some(7), false);
+/// assert_eq!(cache.get(b"200", MetricRef(5)), Some((Some(7), false)));
+/// assert_eq!(cache.get(b"200", MetricRef(6)), None);
+/// cache.insert(b"404", MetricRef(5), Some(8), false);
+/// assert_eq!(cache.get(b"200", MetricRef(5)), None, "over capacity: started over");
+/// ```
+#[derive(Debug)]
+pub struct SeriesCache {
+    capacity: usize,
+    entries: HashMap<Vec<u8>, Vec<CachedSeries>>,
+}
 
-    struct NoAttrs;
-    impl Attributes for NoAttrs {
-        fn request_header(&mut self, name: &str) -> Option<String> {
-            (name == "x-tenant").then(|| "t".repeat(500))
-        }
-        fn response_header(&mut self, _: &str) -> Option<String> {
-            None
-        }
-        fn peer(&mut self, _: expr::PeerSide) -> Option<&Workload> {
-            None
-        }
-        fn property(&mut self, _: &[String]) -> Option<Vec<u8>> {
-            None
+/// A metric, its series' host id, and whether that is the overflow series.
+type CachedSeries = (MetricRef, Option<u32>, bool);
+
+impl SeriesCache {
+    /// A cache of at most `capacity` keys.
+    pub fn new(capacity: usize) -> SeriesCache {
+        SeriesCache {
+            capacity,
+            entries: HashMap::new(),
         }
     }
 
-    fn facts<'a>(local: &'a Workload, protocol: Protocol) -> Facts<'a> {
-        Facts {
-            reporter: Reporter::Destination,
-            local,
-            peer: None,
-            local_principal: None,
-            peer_principal: None,
-            mtls: false,
-            protocol,
-            response_code: Some(200),
-            grpc_status: Some(0),
-            flags: 0,
-            service: None,
-        }
-    }
-
-    #[test]
-    fn defaults_report_the_four_http_metrics_with_one_label_set() {
-        let plan = TelemetryPlan::from_json(b"{}").unwrap();
-        let local = Workload::default();
-        let report = plan.http_report(
-            &facts(&local, Protocol::Http),
-            &HttpMeasures::default(),
-            &mut NoAttrs,
-        );
-        assert_eq!(report.label_sets.len(), 1);
-        assert_eq!(report.label_sets[0].len(), 25);
-        let names: Vec<&str> = report
-            .updates
+    /// The host id of `metric`'s series under `key`, and whether it is the
+    /// overflow series, if known.
+    pub fn get(&self, key: &[u8], metric: MetricRef) -> Option<(Option<u32>, bool)> {
+        self.entries
+            .get(key)?
             .iter()
-            .map(|(m, _, _)| plan.metrics()[m.0].name().to_owned())
-            .map(|n| ISTIO_METRICS.iter().find(|m| m.1 == n).map_or("?", |m| m.1))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "istio_requests_total",
-                "istio_request_duration_milliseconds",
-                "istio_request_bytes",
-                "istio_response_bytes"
-            ]
-        );
-        let grpc = plan.http_report(
-            &facts(&local, Protocol::Grpc),
-            &HttpMeasures {
-                request_messages: 2,
-                response_messages: 3,
-                ..HttpMeasures::default()
-            },
-            &mut NoAttrs,
-        );
-        assert_eq!(grpc.updates.len(), 6);
+            .find(|(m, _, _)| *m == metric)
+            .map(|(_, id, overflow)| (*id, *overflow))
     }
 
-    #[test]
-    fn overrides_disable_and_add_capped_labels() {
-        let plan = TelemetryPlan::from_json(
-            br#"{"metrics": [{"overrides": [
-                {"match": {"metric": "REQUEST_DURATION"}, "disabled": true},
-                {"match": {"metric": "REQUEST_COUNT"},
-                 "tagOverrides": {"tenant": {"value": "request.headers['x-tenant']"}}}
-            ]}], "meshwasm": {"maxLabelLength": 8}}"#,
-        )
-        .unwrap();
-        let local = Workload::default();
-        let report = plan.http_report(
-            &facts(&local, Protocol::Http),
-            &HttpMeasures::default(),
-            &mut NoAttrs,
-        );
-        assert_eq!(report.updates.len(), 3, "duration is disabled");
-        assert_eq!(
-            report.label_sets.len(),
-            2,
-            "requests_total has its own labels"
-        );
-        assert_eq!(
-            report.label_sets[0].last().map(String::as_str),
-            Some("tttttttt")
-        );
-    }
-
-    #[test]
-    fn bad_fields_are_refused_by_path() {
-        for (json, path) in [
-            (
-                r#"{"metrics": [{"overrides": [{"tagOverrides": {"bad-name": {"value": "'x'"}}}]}]}"#,
-                "metrics[0].overrides[0].tagOverrides.bad-name",
-            ),
-            (
-                r#"{"metrics": [{"overrides": [{"tagOverrides": {"x": {"operation": "REMOVE", "value": "'x'"}}}]}]}"#,
-                "metrics[0].overrides[0].tagOverrides.x.value",
-            ),
-            (
-                r#"{"metrics": [{"overrides": [{"tagOverrides": {"x": {"value": "node.id"}}}]}]}"#,
-                "metrics[0].overrides[0].tagOverrides.x.value",
-            ),
-            (
-                r#"{"metrics": [{"overrides": [{"match": {"mode": "BOTH"}}]}]}"#,
-                "metrics[0].overrides[0].match.mode",
-            ),
-            (
-                r#"{"accessLogging": [{"providers": [{"name": "stackdriver"}]}]}"#,
-                "accessLogging[0].providers[0].name",
-            ),
-            (
-                r#"{"accessLogging": [{"filter": {"expression": "response.code >"}}]}"#,
-                "accessLogging[0].filter.expression",
-            ),
-            (
-                r#"{"tracing": [{"randomSamplingPercentage": 101}]}"#,
-                "tracing[0].randomSamplingPercentage",
-            ),
-            (
-                r#"{"tracing": [{"customTags": {"a": {"literal": {"value": "x"}, "header": {"name": "y"}}}}]}"#,
-                "tracing[0].customTags.a",
-            ),
-            (r#"{"meshwasm": {"filter": "tcp"}}"#, "meshwasm.filter"),
-            (
-                r#"{"meshwasm": {"otlp": {"cluster": "otel", "flushInterval": "soon"}}}"#,
-                "meshwasm.otlp.flushInterval",
-            ),
-            (r#"{"metrics": [{"overides": []}]}"#, "metrics[0].overides"),
-        ] {
-            let err = TelemetryPlan::from_json(json.as_bytes()).unwrap_err();
-            assert_eq!(err.path, path, "{json}: {err}");
+    /// Remembers `metric`'s series under `key`.
+    pub fn insert(&mut self, key: &[u8], metric: MetricRef, id: Option<u32>, overflow: bool) {
+        if !self.entries.contains_key(key) && self.entries.len() >= self.capacity {
+            self.entries.clear();
         }
+        self.entries
+            .entry(key.to_vec())
+            .or_default()
+            .push((metric, id, overflow));
     }
 }

@@ -59,11 +59,11 @@ impl Workload {
         for (key, value) in fields {
             w.set(key, value);
         }
-        w.labels = labels
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        w.labels.sort();
+        w.labels = label_map(
+            labels
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
         w
     }
 
@@ -95,19 +95,17 @@ impl Workload {
         for (key, value) in map.iter() {
             if key == b"LABELS" {
                 if let Ok(inner) = HeaderMap::parse(value.to_vec()) {
-                    labels = inner
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
-                        })
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect();
+                    labels = label_map(inner.iter().filter_map(|(k, v)| {
+                        Some((
+                            std::str::from_utf8(k).ok()?.to_owned(),
+                            std::str::from_utf8(v).ok()?.to_owned(),
+                        ))
+                    }));
                 }
             } else if let (Ok(k), Ok(v)) = (std::str::from_utf8(key), std::str::from_utf8(value)) {
                 w.set(k, v);
             }
         }
-        labels.sort();
         w.labels = labels;
         w
     }
@@ -118,11 +116,11 @@ impl Workload {
         for (key, value) in fields {
             match (key.as_str(), value) {
                 ("LABELS", ProtoValue::Struct(labels)) => {
-                    w.labels = labels
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                        .collect();
-                    w.labels.sort();
+                    w.labels = label_map(
+                        labels
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))),
+                    );
                 }
                 (key, ProtoValue::String(value)) => w.set(key, value),
                 _ => {}
@@ -194,4 +192,12 @@ impl Workload {
             .or_else(|| self.version())
             .unwrap_or("latest")
     }
+}
+
+/// Labels as a map: sorted by name, the last value of a repeated name kept.
+fn label_map(labels: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    labels
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
 }
