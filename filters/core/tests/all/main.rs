@@ -17,6 +17,7 @@ mod ports;
 mod rate_limit;
 mod routing;
 mod shared_counter;
+mod telemetry;
 
 use meshwasm_core::request::StaticRequest;
 
