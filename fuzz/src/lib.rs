@@ -81,3 +81,71 @@ pub fn authz(data: &[u8]) {
         }
     }
 }
+
+/// The telemetry filter's parsers on arbitrary bytes: a Telemetry spec, an
+/// attribute expression, a peer's metadata header and `Struct`, a gRPC
+/// body. None panics; a refused spec names where; a workload survives its
+/// own exchange; gRPC messages count the same however the body is cut.
+pub fn telemetry(data: &[u8]) {
+    use meshwasm_core::telemetry::TelemetryPlan;
+    use meshwasm_core::telemetry::expr::{Attributes, Expr, PeerSide};
+    use meshwasm_core::telemetry::grpc::MessageCounter;
+    use meshwasm_core::telemetry::peer::{Exchange, decode};
+    use meshwasm_core::telemetry::proto::decode_struct;
+    use meshwasm_core::telemetry::workload::Workload;
+
+    if let Err(e) = TelemetryPlan::from_json(data) {
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&e.path) || shown.starts_with("configuration:"),
+            "{shown}"
+        );
+    }
+    let text = String::from_utf8_lossy(data);
+    struct Fixed;
+    impl Attributes for Fixed {
+        fn request_header(&mut self, name: &str) -> Option<String> {
+            Some(name.repeat(2))
+        }
+        fn response_header(&mut self, _: &str) -> Option<String> {
+            None
+        }
+        fn peer(&mut self, _: PeerSide) -> Option<&Workload> {
+            None
+        }
+        fn property(&mut self, path: &[String]) -> Option<Vec<u8>> {
+            (path.len() == 2).then(|| 200i64.to_le_bytes().to_vec())
+        }
+    }
+    if let Ok(expr) = Expr::parse(&text) {
+        let _ = expr.eval(&mut Fixed).to_label();
+    }
+    let _ = decode(&text);
+    let _ = decode_struct(data);
+    // A workload made of the input's lines comes back from the exchange as sent.
+    let lines: Vec<&str> = text.split('\n').collect();
+    let field = |i: usize| lines.get(i).copied().unwrap_or_default();
+    let labels: Vec<(&str, &str)> = lines
+        .iter()
+        .skip(4)
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let sent = Workload::from_fields(
+        [
+            ("NAME", field(0)),
+            ("NAMESPACE", field(1)),
+            ("WORKLOAD_NAME", field(2)),
+            ("CLUSTER_ID", field(3)),
+        ],
+        labels.iter().copied(),
+    );
+    let exchanged = decode(Exchange::new(&sent, "id").metadata()).expect("our own header decodes");
+    assert_eq!(exchanged, sent);
+    let mut whole = MessageCounter::default();
+    whole.feed(data);
+    let mut cut = MessageCounter::default();
+    let at = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
+    cut.feed(&data[..at]);
+    cut.feed(&data[at..]);
+    assert_eq!(whole.messages(), cut.messages());
+}

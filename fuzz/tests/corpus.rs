@@ -18,3 +18,19 @@ fn the_authz_corpus_holds_its_properties() {
         dir.display()
     );
 }
+
+#[test]
+fn the_telemetry_corpus_holds_its_properties() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/telemetry");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("the corpus is kept in the repo") {
+        let input = std::fs::read(entry.expect("a corpus entry").path()).expect("a corpus file");
+        meshwasm_fuzz::telemetry(&input);
+        replayed += 1;
+    }
+    assert!(
+        replayed >= 10,
+        "only {replayed} inputs in {}",
+        dir.display()
+    );
+}
