@@ -6,8 +6,10 @@
 //! `connection.uri_san_peer_certificate`. The CA and certificates are made
 //! here, for every test.
 
-use meshwasm_artifacts::HEADER_MATCH_WASM;
+use meshwasm_artifacts::{HEADER_MATCH_WASM, TELEMETRY_WASM};
+use meshwasm_core::telemetry::labels::STANDARD_LABELS;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
+use meshwasm_local::prometheus;
 use meshwasm_local::traffic::{Outcome, send};
 use meshwasm_local::upstream::Upstream;
 use rcgen::{
@@ -121,10 +123,28 @@ impl Hop {
     /// CA and runs the filter with `policies`; the client-side Envoy has
     /// one cluster per caller to it, each with that caller's certificate.
     async fn start(policies: Value) -> Hop {
+        Self::start_with(policies, None).await
+    }
+
+    /// As [`start`](Self::start), with the telemetry filter first on the
+    /// server-side Envoy when `telemetry` gives its Telemetry spec.
+    async fn start_with(policies: Value, telemetry: Option<Value>) -> Hop {
         let certs = Certs::generate();
         let backend = Upstream::start("backend").await.unwrap();
 
-        let mut server = Bootstrap::new(backend.addr())
+        let mut server = Bootstrap::new(backend.addr());
+        if let Some(spec) = telemetry {
+            let labels: Vec<String> = STANDARD_LABELS.iter().map(|l| (*l).to_owned()).collect();
+            server = server
+                .filter(WasmFilter::new(
+                    "telemetry",
+                    TELEMETRY_WASM,
+                    spec.to_string(),
+                ))
+                .direction("INBOUND")
+                .stats_config(envoyfilter::render::stats::stats_config(&labels));
+        }
+        let mut server = server
             .filter(WasmFilter::new(
                 "header-match",
                 HEADER_MATCH_WASM,
@@ -291,4 +311,37 @@ async fn when_source_principal_and_namespace_read_the_peer_certificate() {
     hop.assert_allowed("crawler", "/jobs").await;
     hop.assert_allowed("frontend", "/public/logo.png").await;
     hop.assert_denied("frontend", "/jobs").await;
+}
+
+/// The telemetry filter, as the server's sidecar, reports the mTLS hop as
+/// Istio does: `connection_security_policy` `mutual_tls`, and each
+/// caller's SPIFFE id from its certificate as `source_principal`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_reports_mutual_tls_and_each_callers_spiffe_id() {
+    let allow_all = json!([{"action": "ALLOW", "rules": [{}]}]);
+    let hop = Hop::start_with(allow_all, Some(json!({}))).await;
+    for _ in 0..3 {
+        hop.assert_allowed("frontend", "/products").await;
+    }
+    hop.assert_allowed("crawler", "/jobs").await;
+    let text = hop.server.admin_get("/stats/prometheus").await.unwrap();
+    let stats = prometheus::parse(&text);
+    for (caller, requests) in [("frontend", 3.0), ("crawler", 1.0)] {
+        let id = CALLERS
+            .iter()
+            .find(|(n, _)| *n == caller)
+            .unwrap()
+            .1
+            .unwrap();
+        let counted = prometheus::total(
+            &stats,
+            "istio_requests_total",
+            &[
+                ("source_principal", id),
+                ("connection_security_policy", "mutual_tls"),
+                ("response_code", "200"),
+            ],
+        );
+        assert_eq!(counted, requests, "{caller}: {text}");
+    }
 }
