@@ -147,6 +147,21 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
                 "{example}: no filter crate builds {module}"
             );
         }
+        // Prometheus scrapes the admin address of every Envoy file, from
+        // inside Envoy's network.
+        let prometheus = &services["prometheus"];
+        assert_eq!(prometheus["network_mode"], "service:envoy");
+        let admin = &config["admin"]["address"]["socket_address"];
+        let target = format!(
+            "{}:{}",
+            admin["address"].as_str().unwrap(),
+            admin["port_value"].as_u64().unwrap()
+        );
+        let scrape = std::fs::read_to_string(examples().join("prometheus/prometheus.yml")).unwrap();
+        assert!(
+            scrape.contains(&format!("[\"{target}\"]")),
+            "{example}: Prometheus does not scrape {target}"
+        );
         let depends = envoy["depends_on"].as_object().unwrap();
         for cluster in config["static_resources"]["clusters"].as_array().unwrap() {
             for endpoint in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
@@ -173,6 +188,23 @@ fn the_compose_demo_runs_each_envoy_file_the_local_demo_runs() {
             }
         }
     }
+}
+
+/// Prometheus' own checker accepts the compose demo's scrape configuration.
+#[test]
+fn prometheus_accepts_the_compose_demos_scrape_config() {
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(examples().join("prometheus/prometheus.yml"))
+        .output()
+        .expect("promtool (Debian's prometheus package; ./scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The parser is strict enough to matter: a misspelt option and a

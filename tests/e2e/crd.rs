@@ -155,6 +155,7 @@ fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
             "DestinationRule",
             "EnvoyFilter",
             "Gateway",
+            "Telemetry",
             "VirtualService",
             "WasmPlugin"
         ]

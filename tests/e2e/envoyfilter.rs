@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 9] = [
+pub(crate) const EXAMPLES: [&str; 10] = [
     "canary-split.yaml",
     "deny-admin.yaml",
     "fault-delay.yaml",
@@ -26,6 +26,7 @@ pub(crate) const EXAMPLES: [&str; 9] = [
     "global-rate-limit.yaml",
     "header-routing.yaml",
     "local-rate-limit.yaml",
+    "telemetry.yaml",
 ];
 
 /// An example, translated with the default options.

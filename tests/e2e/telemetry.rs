@@ -800,7 +800,7 @@ async fn access_logs_go_to_envoys_log_and_an_otlp_collector_which_may_be_down() 
             "{record}"
         );
     }
-    let body = &collector.bodies.lock().unwrap()[0];
+    let body = collector.bodies.lock().unwrap()[0].clone();
     assert_eq!(
         body["resourceLogs"][0]["resource"]["attributes"][0]["value"]["stringValue"],
         "ratings"

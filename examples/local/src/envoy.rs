@@ -691,6 +691,12 @@ impl Envoy {
         }
         let (_, path) =
             newest.ok_or_else(|| anyhow!("callgrind wrote no dump in {}", dir.display()))?;
+        // To see where the instructions go: `callgrind_annotate --inclusive=yes FILE`.
+        if let Some(keep) = std::env::var_os("MESHWASM_CALLGRIND_KEEP") {
+            let kept = Path::new(&keep).join(format!("callgrind.{}.out", self.pid()));
+            std::fs::copy(&path, &kept)?;
+            eprintln!("callgrind dump kept in {}", kept.display());
+        }
         let text = std::fs::read_to_string(&path)?;
         let total = text
             .lines()

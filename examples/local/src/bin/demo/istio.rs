@@ -8,6 +8,7 @@ use crate::{Line, line};
 use anyhow::Result;
 use meshwasm_local::envoy;
 use meshwasm_local::mesh::Mesh;
+use meshwasm_local::prometheus;
 use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send_many, send_raw};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -417,3 +418,84 @@ pub(crate) async fn deny_admin() -> Result<Vec<Line>> {
 const DENIED: &str = "RBAC: access denied";
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
 const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+
+/// Istio's standard metrics from a plain Envoy: the telemetry filter's
+/// `istio_requests_total` per response code, against what the clients got,
+/// and its access log of the failures.
+pub(crate) async fn telemetry() -> Result<Vec<Line>> {
+    let mesh = start("telemetry.yaml").await?;
+    let n = 500;
+    let outcomes = many(&mesh, n, "ratings", "/ratings/1", &[]).await?;
+    let mut seen: std::collections::BTreeMap<u16, usize> = std::collections::BTreeMap::new();
+    for o in &outcomes {
+        *seen.entry(o.status).or_default() += 1;
+    }
+    // Envoy writes a stream's stats when it is over; give the last ones a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = prometheus::parse(&mesh.envoy.admin_get("/stats/prometheus").await?);
+    let mut lines = vec![line(
+        true,
+        format!(
+            "{:<14} {:<15} {:>22} {:>14}",
+            "response_code", "response_flags", "istio_requests_total", "clients got"
+        ),
+    )];
+    let mut rows: Vec<(String, String, f64)> = stats
+        .get("istio_requests_total")
+        .into_iter()
+        .flatten()
+        .map(|(labels, value)| {
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            (label("response_code"), label("response_flags"), *value)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let mut counted = 0.0;
+    for (code, flags, value) in &rows {
+        counted += value;
+        let got = code
+            .parse()
+            .ok()
+            .and_then(|c| seen.get(&c))
+            .copied()
+            .unwrap_or(0);
+        lines.push(line(
+            *value == got as f64,
+            format!("{code:<14} {flags:<15} {value:>22} {got:>14}"),
+        ));
+    }
+    lines.push(line(
+        counted == n as f64,
+        format!("every request counted once: {counted} of {n}"),
+    ));
+    let failed = seen.get(&503).copied().unwrap_or(0);
+    let logged = mesh
+        .envoy
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"response_code\":503"))
+        .count();
+    lines.push(line(
+        logged == failed && failed > 0,
+        format!(
+            "access log (filter response.code >= 500): {logged} JSON lines for {failed} failures"
+        ),
+    ));
+    if let Some((labels, _)) = stats.get("istio_requests_total").and_then(|s| s.first()) {
+        let show = [
+            "reporter",
+            "destination_service",
+            "request_protocol",
+            "request_method",
+        ];
+        let shown: Vec<String> = show
+            .iter()
+            .map(|k| format!("{k}=\"{}\"", labels.get(*k).map_or("", String::as_str)))
+            .collect();
+        lines.push(line(
+            labels.len() == 26,
+            format!("{} labels, among them {}", labels.len(), shown.join(" ")),
+        ));
+    }
+    Ok(lines)
+}

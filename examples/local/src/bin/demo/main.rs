@@ -1,4 +1,4 @@
-//! The local demo: Istio's routing, fault-injection, rate-limit and access-rule scenarios on a real Envoy.
+//! The local demo: Istio's routing, fault-injection, rate-limit, access-rule and telemetry scenarios on a real Envoy.
 //!
 //! The scenarios of Istio's examples run the Envoy files that envoyfilter
 //! renders from the Istio YAML in `examples/virtual-services/` (the files
@@ -142,6 +142,7 @@ enum Scenario {
     FaultDelay,
     LocalRateLimit,
     DenyAdmin,
+    Telemetry,
     Sticky,
     Shop,
     HeaderFaults,
@@ -149,7 +150,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 12] = [
+    const ALL: [Scenario; 13] = [
         Scenario::CanarySplit,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
@@ -158,6 +159,7 @@ impl Scenario {
         Scenario::FaultDelay,
         Scenario::LocalRateLimit,
         Scenario::DenyAdmin,
+        Scenario::Telemetry,
         Scenario::Sticky,
         Scenario::Shop,
         Scenario::HeaderFaults,
@@ -198,6 +200,11 @@ impl Scenario {
                 "an AuthorizationPolicy denies httpbin's /admin however it is spelled; \
                  phones' requests are tagged x-client-class: mobile",
             ),
+            Scenario::Telemetry => (
+                "telemetry.yaml",
+                "Istio's standard metrics and access log from a plain Envoy: \
+                 istio_requests_total per response code, a fifth of ratings' requests aborted",
+            ),
             Scenario::Sticky => (
                 "web-sticky.json",
                 "router: an 80/20 split that keeps each user (cookie) on one version",
@@ -229,6 +236,7 @@ impl Scenario {
             Scenario::FaultDelay => istio::fault_delay().await,
             Scenario::LocalRateLimit => istio::local_rate_limit().await,
             Scenario::DenyAdmin => istio::deny_admin().await,
+            Scenario::Telemetry => istio::telemetry().await,
             Scenario::Sticky => routing::sticky().await,
             Scenario::Shop => routing::shop().await,
             Scenario::HeaderFaults => header_faults().await,
