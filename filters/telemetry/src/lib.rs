@@ -112,6 +112,7 @@ impl Filter for Telemetry {
             request_bytes: 0,
             response_bytes: 0,
             response_code: None,
+            body_bytes: (0, 0),
         }
     }
 
@@ -239,6 +240,8 @@ pub struct TelemetryStream {
     response_bytes: u64,
     /// The response's `:status`, once its headers passed.
     response_code: Option<i64>,
+    /// Body bytes received and sent (Envoy's `%BYTES_RECEIVED%`, `%BYTES_SENT%`).
+    body_bytes: (u64, u64),
 }
 
 impl TelemetryStream {
@@ -295,8 +298,14 @@ impl TelemetryStream {
 
     fn count_body(&mut self, body: BufferType, size: usize) {
         match body {
-            BufferType::HttpRequestBody => self.request_bytes += size as u64,
-            _ => self.response_bytes += size as u64,
+            BufferType::HttpRequestBody => {
+                self.request_bytes += size as u64;
+                self.body_bytes.0 += size as u64;
+            }
+            _ => {
+                self.response_bytes += size as u64;
+                self.body_bytes.1 += size as u64;
+            }
         }
         if !self.grpc || size == 0 {
             return;
@@ -313,23 +322,25 @@ impl TelemetryStream {
         }
     }
 
-    /// The access log entry of the request, from its properties.
-    fn entry(&self) -> Entry {
+    /// The access log entry of the request: what the filter measured or
+    /// read already, and the properties it has no other source for.
+    fn entry(&self, facts: &Facts<'_>, cluster: Option<&str>, duration_ms: u64) -> Entry {
         let text = |path: &'static [&'static str]| read::<String>(path).filter(|s| !s.is_empty());
         let header = |name: &str| self.request.get(name).map(str::to_owned);
+        let signed = |n: u64| i64::try_from(n).ok();
         Entry {
-            start_time_nanos: read::<i64>(&["request", "time"]),
+            start_time_nanos: signed(self.started_nanos),
             method: header(":method"),
             path: header("x-envoy-original-path").or_else(|| header(":path")),
             protocol: text(&["request", "protocol"]),
-            response_code: read::<i64>(&["response", "code"]),
-            response_flags: read::<u64>(&["response", "flags"]).unwrap_or(0),
+            response_code: facts.response_code,
+            response_flags: facts.flags,
             response_code_details: text(&["response", "code_details"]),
             connection_termination_details: text(&["connection", "termination_details"]),
             upstream_transport_failure_reason: text(&["upstream", "transport_failure_reason"]),
-            bytes_received: read::<i64>(&["request", "size"]),
-            bytes_sent: read::<i64>(&["response", "size"]),
-            duration_ms: read::<i64>(&["request", "duration"]).map(|ns| ns / 1_000_000),
+            bytes_received: signed(self.body_bytes.0),
+            bytes_sent: signed(self.body_bytes.1),
+            duration_ms: signed(duration_ms),
             upstream_service_time: self
                 .response
                 .get("x-envoy-upstream-service-time")
@@ -339,7 +350,7 @@ impl TelemetryStream {
             request_id: header("x-request-id"),
             authority: header(":authority"),
             upstream_host: text(&["upstream", "address"]),
-            upstream_cluster: text(&["xds", "cluster_name"]),
+            upstream_cluster: cluster.map(str::to_owned),
             upstream_local_address: text(&["upstream", "local_address"]),
             downstream_local_address: text(&["destination", "address"]),
             downstream_remote_address: text(&["source", "address"]),
@@ -528,7 +539,7 @@ impl HttpContext for TelemetryStream {
         if !to_log && !to_otlp {
             return;
         }
-        let mut entry = self.entry();
+        let mut entry = self.entry(&facts, cluster.as_deref(), measures.duration_ms);
         entry.extra = plan.custom_tags(&mut attrs);
         let line = plan.render(&entry);
         if to_log {
