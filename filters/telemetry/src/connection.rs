@@ -1,7 +1,7 @@
 //! The module as Envoy's network filter: Istio's TCP metrics for each
 //! connection, reported as bytes flow and when it closes.
 
-use crate::{Configured, attrs::Attrs, attrs::Kept, read};
+use crate::{Configured, attrs::Attrs, attrs::Kept, reporter, security};
 use meshwasm_core::properties::attributes;
 use meshwasm_core::telemetry::TcpMeasures;
 use meshwasm_core::telemetry::labels::{Facts, Protocol, Reporter};
@@ -37,19 +37,7 @@ impl TcpStream {
             return;
         }
         let config = Rc::clone(&self.config);
-        let inbound = self.reporter == Reporter::Destination;
-        let mtls = inbound
-            && attributes::CONNECTION_MTLS
-                .read(&mut HostProperties)
-                .unwrap_or(false);
-        let (local_principal, peer_principal) = if mtls {
-            (
-                read::<String>(&["connection", "uri_san_local_certificate"]),
-                attributes::URI_SAN_PEER_CERTIFICATE.read(&mut HostProperties),
-            )
-        } else {
-            (None, None)
-        };
+        let (mtls, local_principal, peer_principal) = security(self.reporter);
         let cluster = attributes::CLUSTER_NAME.read(&mut HostProperties);
         let service = config.service(cluster.as_deref(), None);
         let facts = Facts {
@@ -79,12 +67,7 @@ impl Context for TcpStream {}
 
 impl StreamContext for TcpStream {
     fn on_new_connection(&mut self) -> Action {
-        let plan = &self.config.plan;
-        self.reporter = plan.reporter(
-            plan.needs_direction()
-                .then(|| attributes::LISTENER_DIRECTION.read(&mut HostProperties))
-                .flatten(),
-        );
+        self.reporter = reporter(&self.config.plan);
         self.pending.opened = true;
         Action::Continue
     }

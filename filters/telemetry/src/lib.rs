@@ -210,6 +210,34 @@ impl Configured {
     }
 }
 
+/// The reporter of the listener the stream came in on.
+fn reporter(plan: &TelemetryPlan) -> Reporter {
+    plan.reporter(
+        plan.needs_direction()
+            .then(|| attributes::LISTENER_DIRECTION.read(&mut HostProperties))
+            .flatten(),
+    )
+}
+
+/// Whether the downstream connection is mutual TLS, and the local and peer
+/// certificates' SPIFFE ids, as the destination reports them; the source
+/// side reports none. Read for every inbound stream: `:scheme` does not
+/// tell, since Envoy 1.40 keeps `http` on a TLS connection (tests/e2e/mtls.rs).
+fn security(reporter: Reporter) -> (bool, Option<String>, Option<String>) {
+    let mtls = reporter == Reporter::Destination
+        && attributes::CONNECTION_MTLS
+            .read(&mut HostProperties)
+            .unwrap_or(false);
+    if !mtls {
+        return (false, None, None);
+    }
+    (
+        true,
+        read::<String>(&["connection", "uri_san_local_certificate"]),
+        attributes::URI_SAN_PEER_CERTIFICATE.read(&mut HostProperties),
+    )
+}
+
 /// A property, read with a host call that cannot trap.
 fn read<T: PropertyValue>(path: &'static [&'static str]) -> Option<T> {
     Attribute::<T>::new(path).read(&mut HostProperties)
@@ -367,11 +395,7 @@ impl HttpContext for TelemetryStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let config = Rc::clone(&self.config);
         let plan = &config.plan;
-        self.reporter = plan.reporter(
-            plan.needs_direction()
-                .then(|| attributes::LISTENER_DIRECTION.read(&mut HostProperties))
-                .flatten(),
-        );
+        self.reporter = reporter(plan);
         let map = match header_map(HeaderMapKind::HttpRequestHeaders) {
             Ok(map) => map,
             Err(e) => {
@@ -475,21 +499,7 @@ impl HttpContext for TelemetryStream {
     fn on_log(&mut self) {
         let config = Rc::clone(&self.config);
         let plan = &config.plan;
-        let inbound = self.reporter == Reporter::Destination;
-        // Read for every inbound request: `:scheme` does not tell, Envoy
-        // 1.40 keeps `http` on a TLS connection (tests/e2e/mtls.rs).
-        let mtls = inbound
-            && attributes::CONNECTION_MTLS
-                .read(&mut HostProperties)
-                .unwrap_or(false);
-        let (local_principal, peer_principal) = if mtls {
-            (
-                read::<String>(&["connection", "uri_san_local_certificate"]),
-                attributes::URI_SAN_PEER_CERTIFICATE.read(&mut HostProperties),
-            )
-        } else {
-            (None, None)
-        };
+        let (mtls, local_principal, peer_principal) = security(self.reporter);
         let cluster = attributes::CLUSTER_NAME.read(&mut HostProperties);
         let service = config.service(cluster.as_deref(), self.request.get(":authority"));
         let response_code = self.response_code;
