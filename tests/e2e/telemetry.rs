@@ -296,6 +296,20 @@ async fn both_sidecars_report_istio_metrics_with_istio_labels() {
         .unwrap();
         assert_eq!(o.status, 200);
     }
+    // A trace the client did not start, the client's sidecar starts; one
+    // it started goes through both sidecars unchanged.
+    let given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let o = send(
+        meshwasm_local::envoy::client()
+            .unwrap()
+            .get(mesh.client.url("/app/traced"))
+            .header("host", "ratings:9080")
+            .header("traceparent", given)
+            .header("tracestate", "congo=t61rcWkgMzE"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.status, 200);
     // The application never sees the exchange headers.
     for seen in mesh.app.seen() {
         assert!(
@@ -305,11 +319,20 @@ async fn both_sidecars_report_istio_metrics_with_istio_labels() {
         );
         assert!(seen.header("x-envoy-peer-metadata-id").is_none());
         assert!(seen.header("x-request-id").is_some());
+        let traceparent = seen.header("traceparent").unwrap_or_default();
+        if seen.path == "/app/traced" {
+            assert_eq!(traceparent, given);
+            assert_eq!(seen.header("tracestate"), Some("congo=t61rcWkgMzE"));
+        } else {
+            let parts: Vec<&str> = traceparent.split('-').collect();
+            assert_eq!(parts.len(), 4, "{traceparent:?}");
+            assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("00", 32, 16));
+        }
     }
     let _ = (&mesh.missing, &mesh.grpc);
     // Envoy merges histograms at its next stats flush.
-    let server = flushed(&mesh.server, 47.0).await;
-    let client = flushed(&mesh.client, 47.0).await;
+    let server = flushed(&mesh.server, 48.0).await;
+    let client = flushed(&mesh.client, 48.0).await;
     for (side, stats, reporter) in [
         ("server", &server, "destination"),
         ("client", &client, "source"),
@@ -332,7 +355,8 @@ async fn both_sidecars_report_istio_metrics_with_istio_labels() {
         let mut expected: BTreeMap<(String, &str), f64> = BTreeMap::new();
         for (path, count, code, flags) in TRAFFIC {
             let flags = if side == "server" { flags } else { "-" };
-            let uploads = if path == "/app/ok" { 3.0 } else { 0.0 };
+            // The uploads and the traced request are 200s too.
+            let uploads = if path == "/app/ok" { 4.0 } else { 0.0 };
             *expected.entry((code.to_string(), flags)).or_default() += count as f64 + uploads;
         }
         for ((code, flags), count) in expected {
@@ -358,7 +382,7 @@ async fn both_sidecars_report_istio_metrics_with_istio_labels() {
         );
         assert_eq!(grpc, 2.0, "{side}: gRPC with status 7");
         let all = total(stats, "istio_requests_total", &[]);
-        assert_eq!(all, 47.0, "{side}");
+        assert_eq!(all, 48.0, "{side}");
         assert_eq!(
             total(stats, "istio_request_duration_milliseconds_count", &[]),
             all,
