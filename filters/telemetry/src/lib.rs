@@ -30,7 +30,7 @@ use meshwasm_core::telemetry::trace::{Arrived, headers_to_add};
 use meshwasm_core::telemetry::workload::Workload;
 use meshwasm_core::telemetry::{Change, HttpMeasures, SeriesCache, TelemetryPlan, metric, otlp};
 use meshwasm_plugin::headers::{HeaderMapKind, header_map};
-use meshwasm_plugin::host::{HostProperties, now_nanos, request_body, set_tick};
+use meshwasm_plugin::host::{HostProperties, now_nanos, set_tick};
 use meshwasm_plugin::{Filter, Log, Metrics, Plugin, Setup};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
@@ -109,10 +109,9 @@ impl Filter for Telemetry {
             request_messages: MessageCounter::default(),
             response_messages: MessageCounter::default(),
             started_nanos: 0,
-            request_bytes: 0,
-            response_bytes: 0,
-            response_code: None,
+            header_bytes: (0, 0),
             body_bytes: (0, 0),
+            response_code: None,
         }
     }
 
@@ -146,30 +145,16 @@ impl Filter for Telemetry {
 }
 
 impl Configured {
-    /// Carries out the changes of one report: each series' host id from
-    /// the cache when these facts were seen before, else from labels
-    /// built now.
+    /// Carries out the changes of one report on the host, with the
+    /// series ids core's cache gives.
     fn record(&self, facts: &Facts<'_>, changes: &[(MetricRef, Change)], attrs: &mut Attrs<'_>) {
-        if changes.is_empty() {
-            return;
-        }
-        let key = self.plan.report_key(facts, attrs);
         let Ok(mut cache) = self.series.try_borrow_mut() else {
             return;
         };
-        let mut standard: Option<Vec<String>> = None;
-        for &(metric, change) in changes {
-            let (id, overflow) = match cache.get(&key, metric) {
-                Some(known) => known,
-                None => {
-                    let standard = standard.get_or_insert_with(|| facts.values());
-                    let values = self.plan.labels(metric, standard, attrs);
-                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                    let (id, overflow) = self.metrics.resolve(metric, &values);
-                    cache.insert(&key, metric, id, overflow);
-                    (id, overflow)
-                }
-            };
+        let updates = cache.updates(&self.plan, facts, changes, attrs, |metric, labels| {
+            self.metrics.resolve(metric, labels)
+        });
+        for (id, change, overflow) in updates {
             if overflow {
                 self.metrics.add(metric::SERIES_OVERFLOW, 1);
             }
@@ -261,15 +246,15 @@ pub struct TelemetryStream {
     response_messages: MessageCounter,
     /// When the request's headers arrived, by the host clock.
     started_nanos: u64,
-    /// Header and body bytes received from the client, as Envoy counts
-    /// `request.total_size`, counted as they pass instead of read back.
-    request_bytes: u64,
-    /// Header and body bytes sent to the client.
-    response_bytes: u64,
-    /// The response's `:status`, once its headers passed.
-    response_code: Option<i64>,
+    /// Header bytes received and sent, as the maps' byte size counts them
+    /// after the filter's own edits: with the body bytes, Envoy's
+    /// `request.total_size` and `response.total_size`, counted as they
+    /// pass instead of read back.
+    header_bytes: (u64, u64),
     /// Body bytes received and sent (Envoy's `%BYTES_RECEIVED%`, `%BYTES_SENT%`).
     body_bytes: (u64, u64),
+    /// The response's `:status`, once its headers passed.
+    response_code: Option<i64>,
 }
 
 impl TelemetryStream {
@@ -325,28 +310,16 @@ impl TelemetryStream {
     }
 
     fn count_body(&mut self, body: BufferType, size: usize) {
-        match body {
-            BufferType::HttpRequestBody => {
-                self.request_bytes += size as u64;
-                self.body_bytes.0 += size as u64;
-            }
-            _ => {
-                self.response_bytes += size as u64;
-                self.body_bytes.1 += size as u64;
-            }
-        }
+        let (bytes, messages) = match body {
+            BufferType::HttpRequestBody => (&mut self.body_bytes.0, &mut self.request_messages),
+            _ => (&mut self.body_bytes.1, &mut self.response_messages),
+        };
+        *bytes += size as u64;
         if !self.grpc || size == 0 {
             return;
         }
-        let chunk = match body {
-            BufferType::HttpRequestBody => request_body(size),
-            _ => hostcalls::get_buffer(body, 0, size).map(Option::unwrap_or_default),
-        };
-        if let Ok(chunk) = chunk {
-            match body {
-                BufferType::HttpRequestBody => self.request_messages.feed(&chunk),
-                _ => self.response_messages.feed(&chunk),
-            }
+        if let Ok(Some(chunk)) = hostcalls::get_buffer(body, 0, size) {
+            messages.feed(&chunk);
         }
     }
 
@@ -406,7 +379,7 @@ impl HttpContext for TelemetryStream {
         };
         self.started_nanos = now_nanos();
         self.request = keep(&map, &plan.needs().request_headers);
-        self.request_bytes = map.byte_size() as u64;
+        self.header_bytes.0 = map.byte_size() as u64;
         self.grpc = Protocol::of_request(self.request.get("content-type")) == Protocol::Grpc;
         if plan.peer_exchange() {
             match self.reporter {
@@ -419,10 +392,10 @@ impl HttpContext for TelemetryStream {
                         metadata.as_deref(),
                         id.as_deref(),
                     );
-                    self.request_bytes = self.request_bytes.saturating_sub(removed);
+                    self.header_bytes.0 = self.header_bytes.0.saturating_sub(removed);
                 }
                 Reporter::Source => {
-                    self.request_bytes += self.send_own(HeaderMapKind::HttpRequestHeaders);
+                    self.header_bytes.0 += self.send_own(HeaderMapKind::HttpRequestHeaders);
                 }
             }
         }
@@ -443,7 +416,7 @@ impl HttpContext for TelemetryStream {
                         .line(LogLevel::Warn, &format!("adding {name}: {status:?}"));
                     continue;
                 }
-                self.request_bytes += (name.len() + value.len()) as u64;
+                self.header_bytes.0 += (name.len() + value.len()) as u64;
                 self.request.set(name, value);
             }
         }
@@ -468,7 +441,7 @@ impl HttpContext for TelemetryStream {
             }
         };
         self.response = keep(&map, &config.plan.needs().response_headers);
-        self.response_bytes = map.byte_size() as u64;
+        self.header_bytes.1 = map.byte_size() as u64;
         self.response_code = map.get(":status").and_then(|s| s.parse().ok());
         if config.plan.peer_exchange() {
             match self.reporter {
@@ -480,10 +453,10 @@ impl HttpContext for TelemetryStream {
                         metadata.as_deref(),
                         id.as_deref(),
                     );
-                    self.response_bytes = self.response_bytes.saturating_sub(removed);
+                    self.header_bytes.1 = self.header_bytes.1.saturating_sub(removed);
                 }
                 Reporter::Destination if self.peer_sent => {
-                    self.response_bytes += self.send_own(HeaderMapKind::HttpResponseHeaders);
+                    self.header_bytes.1 += self.send_own(HeaderMapKind::HttpResponseHeaders);
                 }
                 Reporter::Destination => {}
             }
@@ -530,8 +503,8 @@ impl HttpContext for TelemetryStream {
         // tens of thousands of instructions each.
         let measures = HttpMeasures {
             duration_ms: now_nanos().saturating_sub(self.started_nanos) / 1_000_000,
-            request_bytes: self.request_bytes,
-            response_bytes: self.response_bytes,
+            request_bytes: self.header_bytes.0 + self.body_bytes.0,
+            response_bytes: self.header_bytes.1 + self.body_bytes.1,
             request_messages: self.request_messages.messages(),
             response_messages: self.response_messages.messages(),
         };

@@ -234,15 +234,13 @@ pub struct OtlpExport {
     pub service_name: Option<String>,
 }
 
-/// The request and response headers, and peers, a plan reads.
+/// The request and response headers a plan reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
     /// Request headers, lower case.
     pub request_headers: BTreeSet<String>,
     /// Response headers, lower case.
     pub response_headers: BTreeSet<String>,
-    /// Properties the expressions read, by path.
-    pub properties: BTreeSet<Vec<String>>,
 }
 
 /// What an HTTP request measured, besides its labels.
@@ -702,10 +700,7 @@ fn note_needs(expr: &Expr, needs: &mut Needs) {
             Attribute::ResponseHeader(name) => {
                 needs.response_headers.insert(name.clone());
             }
-            Attribute::Property(path) => {
-                needs.properties.insert(path.clone());
-            }
-            Attribute::Peer(..) => {}
+            Attribute::Property(_) | Attribute::Peer(..) => {}
         }
     }
 }
@@ -1232,6 +1227,40 @@ impl SeriesCache {
             .iter()
             .find(|(m, _, _)| *m == metric)
             .map(|(_, id, overflow)| (*id, *overflow))
+    }
+
+    /// The series to update for `changes` of the request `facts` describe:
+    /// each series' host id, its change, and whether it is an overflow
+    /// series. Ids come from the cache when these facts were seen before;
+    /// otherwise the labels are built once and `resolve` gives the id (the
+    /// host's metric table, defining the series at its first use).
+    pub fn updates(
+        &mut self,
+        plan: &TelemetryPlan,
+        facts: &Facts<'_>,
+        changes: &[(MetricRef, Change)],
+        attrs: &mut dyn Attributes,
+        mut resolve: impl FnMut(MetricRef, &[&str]) -> (Option<u32>, bool),
+    ) -> Vec<(Option<u32>, Change, bool)> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let key = plan.report_key(facts, attrs);
+        let mut standard: Option<Vec<String>> = None;
+        changes
+            .iter()
+            .map(|&(metric, change)| {
+                let (id, overflow) = self.get(&key, metric).unwrap_or_else(|| {
+                    let standard = standard.get_or_insert_with(|| facts.values());
+                    let values = plan.labels(metric, standard, attrs);
+                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                    let (id, overflow) = resolve(metric, &values);
+                    self.insert(&key, metric, id, overflow);
+                    (id, overflow)
+                });
+                (id, change, overflow)
+            })
+            .collect()
     }
 
     /// Remembers `metric`'s series under `key`.
