@@ -22,4 +22,5 @@
 
 pub mod render;
 pub mod translate;
-pub mod yaml;
+/// YAML in and out, from the `yaml-doc` crate that sdk-host shares.
+pub use yaml_doc as yaml;

@@ -156,8 +156,7 @@ impl Filter {
 }
 
 /// WasmPlugin `failStrategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailStrategy {
     /// A VM that cannot load fails requests (503): no request skips the filter.
     FailClose,
@@ -167,13 +166,56 @@ pub enum FailStrategy {
     FailReload,
 }
 
-impl fmt::Display for FailStrategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl FailStrategy {
+    /// Every strategy, by the name Istio's `failStrategy` field takes.
+    ///
+    /// ```
+    /// use envoyfilter::render::FailStrategy;
+    /// assert_eq!(FailStrategy::ALL.map(FailStrategy::name), ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"]);
+    /// ```
+    pub const ALL: [FailStrategy; 3] = [
+        FailStrategy::FailClose,
+        FailStrategy::FailOpen,
+        FailStrategy::FailReload,
+    ];
+
+    /// The name Istio's `failStrategy` field takes.
+    ///
+    /// ```
+    /// assert_eq!(envoyfilter::render::FailStrategy::FailOpen.name(), "FAIL_OPEN");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
             FailStrategy::FailClose => "FAIL_CLOSE",
             FailStrategy::FailOpen => "FAIL_OPEN",
             FailStrategy::FailReload => "FAIL_RELOAD",
-        })
+        }
+    }
+}
+
+impl std::str::FromStr for FailStrategy {
+    type Err = String;
+
+    /// Istio's name for the strategy.
+    ///
+    /// ```
+    /// use envoyfilter::render::FailStrategy;
+    /// assert_eq!("FAIL_OPEN".parse(), Ok(FailStrategy::FailOpen));
+    /// assert!("open".parse::<FailStrategy>().unwrap_err().contains("FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD"));
+    /// ```
+    fn from_str(name: &str) -> Result<FailStrategy, String> {
+        FailStrategy::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!("{name:?} is not a failStrategy; use FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD")
+            })
+    }
+}
+
+impl fmt::Display for FailStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -894,8 +936,7 @@ fn plugin_config(filter: Filter, config: &Value, code: &Code) -> Value {
 }
 
 /// Which Istio listeners an EnvoyFilter patches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchContext {
     /// Sidecars' outbound listeners (VirtualService routing applies here).
     SidecarOutbound,

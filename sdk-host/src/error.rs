@@ -1,7 +1,7 @@
 //! Errors of loading a module and of driving a host.
 
-use crate::runtime::GuestTrap;
-use crate::state::LogRecord;
+use crate::records::LogRecord;
+use std::fmt;
 
 /// Why a module cannot be loaded.
 ///
@@ -56,9 +56,7 @@ pub enum LoadError {
 /// Why driving a host failed.
 ///
 /// ```
-/// # let wat = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
-/// #   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#;
-/// # let module = sdk_host::WasmModule::from_bytes("pass.wasm", &wat::parse_str(wat)?)?;
+/// # let module = sdk_host::doc_support::pass_through()?;
 /// use sdk_host::Error;
 /// let mut host = sdk_host::Host::builder().start(&module)?;
 /// let err = host.send_request_headers(999, &[(":path", "/")], true).unwrap_err();
@@ -107,4 +105,39 @@ fn last_error(logs: &[LogRecord]) -> String {
         .find(|r| r.level >= crate::types::LogLevel::Warn)
         .map(|r| format!(" (guest logged: {})", r.message))
         .unwrap_or_default()
+}
+
+/// The guest trapped (a panic under `panic = "abort"`, `unreachable`, an
+/// out-of-bounds access, `proc_exit`): Envoy marks such a VM failed.
+///
+/// ```
+/// # let module = sdk_host::doc_support::module("crash.wasm", r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32) unreachable)"#)?;
+/// let err = sdk_host::Host::builder().start(&module).unwrap_err();
+/// let sdk_host::Error::Trap(trap) = err else { panic!("not a trap: {err}") };
+/// assert_eq!(trap.export, "proxy_on_vm_start");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestTrap {
+    /// The export that was running.
+    pub export: &'static str,
+    /// The runtime's description, with the guest backtrace when there is one.
+    pub message: String,
+}
+
+impl GuestTrap {
+    pub(crate) fn new(export: &'static str, error: &dyn fmt::Display) -> GuestTrap {
+        GuestTrap {
+            export,
+            message: format!("{error:#}"),
+        }
+    }
+}
+
+impl std::error::Error for GuestTrap {}
+
+impl fmt::Display for GuestTrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the guest trapped in {}: {}", self.export, self.message)
+    }
 }

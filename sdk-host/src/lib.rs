@@ -29,32 +29,42 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-mod abi;
-mod attributes;
-mod error;
+// The layers, bottom first: a module uses only the layers above it
+// (`tests/all/layout.rs` checks it).
+// 1. The ABI's vocabulary and header maps.
 mod headers;
-mod host;
-#[cfg(feature = "native")]
-#[doc(hidden)]
-pub mod native;
+mod types;
+// 2. What a host records for a test, and the errors it returns.
+mod records;
+// (errors carry records)
+mod error;
+// 3. State outside one VM's model: properties, and what VMs share.
 mod properties;
 mod proxy;
+// 4. The host model, one `impl HostState` per ABI domain.
+mod model;
+// 5. The hostcalls, on guest memory, once for both front ends.
+mod hostcalls;
+// 6. The front ends: wasmtime and native.
 mod runtime;
+// 7. The test API, and scenario files on top of it.
+mod host;
 pub mod scenario;
-mod state;
-mod types;
-mod wasi;
-mod wasm;
 
-pub use error::{Error, LoadError};
+#[doc(hidden)]
+pub mod doc_support;
+
+pub use error::{Error, GuestTrap, LoadError};
 pub use headers::{HeaderMap, PairsError};
 pub use host::{CalloutResponse, ContextId, Host, HostBuilder, HttpView, TcpView};
+pub use model::DEFAULT_START_NANOS;
 pub use properties::PropertyValue;
 pub use proxy::{MetricValue, Proxy};
-pub use runtime::GuestTrap;
-pub use state::{
-    Callback, DEFAULT_START_NANOS, Forwarded, GrpcCall, HttpCall, LocalResponse, LogRecord,
-    Violation,
+pub use records::{Forwarded, GrpcCall, HttpCall, LocalResponse, LogRecord, Violation};
+#[cfg(feature = "native")]
+#[doc(hidden)]
+pub use runtime::native;
+pub use runtime::wasm::WasmModule;
+pub use types::{
+    Action, BufferType, Callback, LogLevel, MapType, MetricType, PeerType, Status, StreamType,
 };
-pub use types::{Action, BufferType, LogLevel, MapType, MetricType, PeerType, Status, StreamType};
-pub use wasm::WasmModule;

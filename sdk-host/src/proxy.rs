@@ -89,6 +89,30 @@ impl Proxy {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Queue notifications for VMs other than the one that enqueued: the
+    /// owner's host delivers them when its current call settles.
+    pub(crate) fn notify_queue(&self, vm: u64, root: u32, token: u32) {
+        self.lock().queue_notices.push((vm, root, token));
+    }
+
+    /// Takes the queue notifications addressed to `vm`, as (root, token).
+    pub(crate) fn take_queue_notices(&self, vm: u64) -> Vec<(u32, u32)> {
+        let mut state = self.lock();
+        if state.queue_notices.is_empty() {
+            return Vec::new();
+        }
+        let mut mine = Vec::new();
+        state.queue_notices.retain(|(owner, root, token)| {
+            if *owner == vm {
+                mine.push((*root, *token));
+                false
+            } else {
+                true
+            }
+        });
+        mine
+    }
+
     /// The value and CAS of `key` in the shared data of `vm_id`.
     ///
     /// ```
@@ -141,15 +165,13 @@ impl Proxy {
     /// appears as the counter, else the gauge).
     ///
     /// ```
-    /// # let wat = r#"(module
+    /// # let module = sdk_host::doc_support::module("count.wasm", r#"
     /// #   (import "env" "proxy_define_metric" (func $def (param i32 i32 i32 i32) (result i32)))
     /// #   (import "env" "proxy_increment_metric" (func $inc (param i32 i64) (result i32)))
-    /// #   (memory (export "memory") 1) (data (i32.const 64) "hits")
-    /// #   (func (export "proxy_abi_version_0_2_1")) (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+    /// #   (data (i32.const 64) "hits")
     /// #   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
     /// #     (drop (call $def (i32.const 0) (i32.const 64) (i32.const 4) (i32.const 128)))
-    /// #     (drop (call $inc (i32.load (i32.const 128)) (i64.const 3))) (i32.const 1)))"#;
-    /// # let module = sdk_host::WasmModule::from_bytes("count.wasm", &wat::parse_str(wat)?)?;
+    /// #     (drop (call $inc (i32.load (i32.const 128)) (i64.const 3))) (i32.const 1))"#)?;
     /// use sdk_host::MetricValue;
     /// // The guest defines counter "hits" and adds 3 to it in proxy_on_vm_start.
     /// let host = sdk_host::Host::builder().start(&module)?;

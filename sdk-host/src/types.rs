@@ -298,3 +298,72 @@ impl Action {
         self == Action::Continue
     }
 }
+
+/// Declares [`Callback`], [`Callback::ALL`] and [`Callback::export_name`]
+/// from one list of (variant, export) pairs.
+macro_rules! callbacks {
+    ($($variant:ident => $export:literal,)*) => {
+        /// A callback the host makes into the guest, as Envoy names it.
+        ///
+        /// ```
+        /// use sdk_host::Callback;
+        /// assert_eq!(Callback::RequestHeaders.export_name(), "proxy_on_request_headers");
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum Callback {
+            $($variant,)*
+        }
+
+        impl Callback {
+            /// Every callback, in declaration order (`ALL[c as usize] == c`).
+            ///
+            /// ```
+            /// use sdk_host::Callback;
+            /// assert!(Callback::ALL.iter().any(|c| c.export_name() == "proxy_on_tick"));
+            /// ```
+            pub const ALL: [Callback; [$(stringify!($variant)),*].len()] =
+                [$(Callback::$variant),*];
+
+            /// The export's name, e.g. `proxy_on_request_headers`.
+            ///
+            /// ```
+            /// assert_eq!(sdk_host::Callback::Log.export_name(), "proxy_on_log");
+            /// ```
+            pub fn export_name(self) -> &'static str {
+                match self {
+                    $(Callback::$variant => $export,)*
+                }
+            }
+        }
+    };
+}
+
+callbacks! {
+    Initialize => "_initialize",
+    ContextCreate => "proxy_on_context_create",
+    VmStart => "proxy_on_vm_start",
+    Configure => "proxy_on_configure",
+    Tick => "proxy_on_tick",
+    QueueReady => "proxy_on_queue_ready",
+    Done => "proxy_on_done",
+    Log => "proxy_on_log",
+    Delete => "proxy_on_delete",
+    NewConnection => "proxy_on_new_connection",
+    DownstreamData => "proxy_on_downstream_data",
+    UpstreamData => "proxy_on_upstream_data",
+    DownstreamConnectionClose => "proxy_on_downstream_connection_close",
+    UpstreamConnectionClose => "proxy_on_upstream_connection_close",
+    RequestHeaders => "proxy_on_request_headers",
+    RequestBody => "proxy_on_request_body",
+    RequestTrailers => "proxy_on_request_trailers",
+    ResponseHeaders => "proxy_on_response_headers",
+    ResponseBody => "proxy_on_response_body",
+    ResponseTrailers => "proxy_on_response_trailers",
+    HttpCallResponse => "proxy_on_http_call_response",
+    GrpcReceiveInitialMetadata => "proxy_on_grpc_receive_initial_metadata",
+    GrpcReceive => "proxy_on_grpc_receive",
+    GrpcReceiveTrailingMetadata => "proxy_on_grpc_receive_trailing_metadata",
+    GrpcClose => "proxy_on_grpc_close",
+    ForeignFunction => "proxy_on_foreign_function",
+}

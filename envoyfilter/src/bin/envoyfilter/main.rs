@@ -115,7 +115,7 @@ struct IstioArgs {
     #[arg(long, default_value = "istio-system")]
     gateway_namespace: String,
     /// What a plugin that cannot load does.
-    #[arg(long, value_enum, default_value = "FAIL_CLOSE")]
+    #[arg(long, default_value = "FAIL_CLOSE", value_parser = fail_strategy_parser())]
     fail_strategy: FailStrategy,
     /// `imagePullSecret` for a private registry.
     #[arg(long)]
@@ -129,6 +129,13 @@ struct IstioArgs {
     /// The mesh's DNS domain, for short service names made FQDNs.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+}
+
+/// Istio's names, listed in `--help` and checked by clap.
+fn fail_strategy_parser() -> impl clap::builder::TypedValueParser<Value = FailStrategy> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(FailStrategy::ALL.map(FailStrategy::name))
+        .try_map(|name| name.parse::<FailStrategy>())
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,4 +1,5 @@
 //! `sdk-host run` on real modules, and its one-line errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Output};
 

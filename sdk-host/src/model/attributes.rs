@@ -2,9 +2,46 @@
 //! `request.*` from the request headers, `response.*`, `plugin_*`, and the
 //! connection defaults a test can override with [`crate::HostBuilder::property`].
 
+use super::state::{HostState, HttpStream};
 use crate::headers::HeaderMap;
-use crate::properties::PropertyValue;
-use crate::state::{HostState, HttpStream};
+use crate::properties::{PropertyPath, PropertyValue};
+use crate::types::Status;
+
+impl HostState {
+    pub(crate) fn get_property(&self, path: &PropertyPath) -> Result<Vec<u8>, Status> {
+        let context = self.effective;
+        let stream_store = self
+            .http
+            .get(&context)
+            .map(|s| &s.properties)
+            .or_else(|| self.tcp.get(&context).map(|s| &s.properties));
+        if let Some(value) = stream_store.and_then(|store| store.get(path)) {
+            return Ok(value.encode());
+        }
+        if let Some(value) = derived(self, context, path) {
+            return Ok(value.encode());
+        }
+        self.properties
+            .get(path)
+            .map(|v| v.encode())
+            .ok_or(Status::NotFound)
+    }
+
+    pub(crate) fn set_property(&mut self, path: PropertyPath, value: &[u8]) -> Result<(), Status> {
+        let context = self.effective;
+        let value = PropertyValue::Bytes(value.to_vec());
+        if let Some(stream) = self.http.get_mut(&context) {
+            stream.properties.set(path, value);
+        } else if let Some(stream) = self.tcp.get_mut(&context) {
+            stream.properties.set(path, value);
+        } else {
+            // Envoy keeps these in the stream's filter state; a root
+            // context has none.
+            return Err(Status::NotFound);
+        }
+        Ok(())
+    }
+}
 
 /// The value Envoy would give `path` in `context`, if it derives one.
 pub(crate) fn derived(state: &HostState, context: u32, path: &[String]) -> Option<PropertyValue> {

@@ -4,6 +4,17 @@
 //! Errors found long after parsing (a weight sum of 0 at
 //! `spec.http[0].route`) still point at the user's line, because each
 //! [`Document`] keeps a map from field path to position.
+//!
+//! A leaf crate: envoyfilter reads Istio manifests with it and sdk-host
+//! its scenario files, so the test host does not link the code it tests.
+//!
+//! ```
+//! let docs = yaml_doc::load("kind: VirtualService\nspec:\n  hosts: [a]\n").unwrap();
+//! assert_eq!(docs[0].position("spec.hosts[0]").unwrap().line, 3);
+//! assert_eq!(yaml_doc::dump(&[docs[0].value.clone()]).lines().next(), Some("kind: VirtualService"));
+//! ```
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, Yaml, YamlData, YamlEmitter};
 use serde_json::{Map, Number, Value};
@@ -46,7 +57,7 @@ impl Document {
     ///
     /// ```
     /// let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Gateway\n  spec: {}\n- kind: VirtualService\n  spec:\n    hosts: [a]\n";
-    /// let docs = envoyfilter::yaml::load(text).unwrap().remove(0).list_items();
+    /// let docs = yaml_doc::load(text).unwrap().remove(0).list_items();
     /// assert_eq!(docs.len(), 2);
     /// assert_eq!(docs[1].value["kind"], "VirtualService");
     /// assert_eq!(docs[1].position("spec.hosts").unwrap().line, 8);
@@ -91,7 +102,7 @@ impl Document {
     /// # Examples
     ///
     /// ```
-    /// let docs = envoyfilter::yaml::load("kind: VirtualService\nspec:\n  http:\n  - route: []\n").unwrap();
+    /// let docs = yaml_doc::load("kind: VirtualService\nspec:\n  http:\n  - route: []\n").unwrap();
     /// assert_eq!(docs[0].position("spec.http[0].route").unwrap().line, 4);
     /// assert_eq!(docs[0].position("spec.hosts").unwrap().line, 2); // missing: its parent, `spec`
     /// ```
@@ -131,12 +142,12 @@ pub struct YamlError {
 /// # Examples
 ///
 /// ```
-/// let docs = envoyfilter::yaml::load("a: 1\n---\n# nothing\n---\nb: [x, 'y']\n").unwrap();
+/// let docs = yaml_doc::load("a: 1\n---\n# nothing\n---\nb: [x, 'y']\n").unwrap();
 /// assert_eq!(docs.len(), 2);
 /// assert_eq!((docs[1].number, docs[1].line), (2, 5));
 /// assert_eq!(docs[1].value["b"][1], "y");
 ///
-/// let err = envoyfilter::yaml::load("a: 1\nb: [1, 2\n").unwrap_err();
+/// let err = yaml_doc::load("a: 1\nb: [1, 2\n").unwrap_err();
 /// assert_eq!(err.position.line, 2); // where the `[` that is never closed opens
 /// assert!(err.message.starts_with("this `[` is never closed (the parser stopped at line 3"), "{}", err.message);
 /// ```
@@ -302,9 +313,9 @@ fn scalar_to_json(scalar: &Scalar<'_>) -> Result<Value, String> {
 /// ```
 /// use serde_json::json;
 ///
-/// let text = envoyfilter::yaml::dump(&[json!({"kind": "WasmPlugin", "spec": {"url": "oci://r/f:1", "priority": 10}})]);
+/// let text = yaml_doc::dump(&[json!({"kind": "WasmPlugin", "spec": {"url": "oci://r/f:1", "priority": 10}})]);
 /// assert_eq!(text, "kind: WasmPlugin\nspec:\n  url: \"oci://r/f:1\"\n  priority: 10\n");
-/// assert_eq!(envoyfilter::yaml::load(&text).unwrap()[0].value["spec"]["priority"], 10);
+/// assert_eq!(yaml_doc::load(&text).unwrap()[0].value["spec"]["priority"], 10);
 /// ```
 pub fn dump(documents: &[Value]) -> String {
     let mut out = String::new();

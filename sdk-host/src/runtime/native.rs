@@ -9,10 +9,11 @@
 //! test threads never meet; context ids come from a per-thread counter,
 //! because the Rust SDK keeps its contexts in thread-locals too.
 
-use crate::abi::{self, Edit, Guest};
-use crate::runtime::{GuestTrap, Runtime};
-use crate::state::{Callback, HostState};
-use crate::types::Status;
+use super::Runtime;
+use crate::error::GuestTrap;
+use crate::hostcalls::{self, Guest, Widen};
+use crate::model::HostState;
+use crate::types::{Callback, Status};
 use std::cell::Cell;
 use std::ptr::null_mut;
 
@@ -410,150 +411,33 @@ fn with_guest(call: impl FnOnce(&mut NativeGuest<'_>) -> u32) -> u32 {
     call(&mut NativeGuest { inner })
 }
 
-/// Argument conversion to the ABI functions' u64.
-trait Widen {
-    fn widen(self) -> u64;
-}
-
-impl Widen for u32 {
-    fn widen(self) -> u64 {
-        u64::from(self)
-    }
-}
-
-impl Widen for usize {
-    fn widen(self) -> u64 {
-        self as u64
-    }
-}
-
-impl Widen for i64 {
-    fn widen(self) -> u64 {
-        self as u64
-    }
-}
-
-impl Widen for u64 {
-    fn widen(self) -> u64 {
-        self
-    }
-}
-
-impl<T> Widen for *const T {
-    fn widen(self) -> u64 {
-        self as usize as u64
-    }
-}
-
-impl<T> Widen for *mut T {
-    fn widen(self) -> u64 {
-        self as usize as u64
-    }
-}
-
-macro_rules! native_hostcall {
-    ($name:ident => $f:path $(, $arg:ident : $ty:ty)*) => {
-        #[doc = concat!("The `", stringify!($name), "` hostcall, for natively linked filters.")]
-        #[unsafe(no_mangle)]
-        pub extern "C" fn $name($($arg: $ty),*) -> u32 {
-            with_guest(|g| $f(g, $($arg.widen()),*))
-        }
+/// The native type of a table parameter.
+macro_rules! native_type {
+    (u32) => {
+        u32
+    };
+    (usize) => {
+        usize
+    };
+    (u64) => {
+        u64
     };
 }
 
-native_hostcall!(proxy_log => abi::log, level: u32, ptr: *const u8, len: usize);
-native_hostcall!(proxy_get_log_level => abi::get_log_level, ret: *mut u32);
-native_hostcall!(proxy_get_current_time_nanoseconds => abi::get_current_time_nanoseconds, ret: *mut u64);
-native_hostcall!(proxy_set_tick_period_milliseconds => abi::set_tick_period_milliseconds, period: u32);
-native_hostcall!(proxy_get_buffer_bytes => abi::get_buffer_bytes, kind: u32, start: usize, max: usize, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_set_buffer_bytes => abi::set_buffer_bytes, kind: u32, start: usize, size: usize, ptr: *const u8, len: usize);
-native_hostcall!(proxy_get_buffer_status => abi::get_buffer_status, kind: u32, ret_size: *mut usize, ret_flags: *mut u32);
-native_hostcall!(proxy_get_header_map_size => abi::get_header_map_size, kind: u32, ret_size: *mut usize);
-native_hostcall!(proxy_get_header_map_pairs => abi::get_header_map_pairs, kind: u32, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_set_header_map_pairs => abi::set_header_map_pairs, kind: u32, ptr: *const u8, len: usize);
-native_hostcall!(proxy_get_header_map_value => abi::get_header_map_value, kind: u32, key: *const u8, key_len: usize, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_get_property => abi::get_property, path: *const u8, path_len: usize, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_set_property => abi::set_property, path: *const u8, path_len: usize, ptr: *const u8, len: usize);
-native_hostcall!(proxy_get_shared_data => abi::get_shared_data, key: *const u8, key_len: usize, ret_ptr: *mut *mut u8, ret_size: *mut usize, ret_cas: *mut u32);
-native_hostcall!(proxy_set_shared_data => abi::set_shared_data, key: *const u8, key_len: usize, ptr: *const u8, len: usize, cas: u32);
-native_hostcall!(proxy_register_shared_queue => abi::register_shared_queue, name: *const u8, name_len: usize, ret_token: *mut u32);
-native_hostcall!(proxy_resolve_shared_queue => abi::resolve_shared_queue, vm: *const u8, vm_len: usize, name: *const u8, name_len: usize, ret_token: *mut u32);
-native_hostcall!(proxy_dequeue_shared_queue => abi::dequeue_shared_queue, token: u32, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_enqueue_shared_queue => abi::enqueue_shared_queue, token: u32, ptr: *const u8, len: usize);
-native_hostcall!(proxy_continue_stream => abi::continue_stream, kind: u32);
-native_hostcall!(proxy_close_stream => abi::close_stream, kind: u32);
-native_hostcall!(proxy_send_local_response => abi::send_local_response, status: u32, details: *const u8, details_len: usize, body: *const u8, body_len: usize, headers: *const u8, headers_len: usize, grpc_status: u32);
-native_hostcall!(proxy_http_call => abi::http_call, upstream: *const u8, upstream_len: usize, headers: *const u8, headers_len: usize, body: *const u8, body_len: usize, trailers: *const u8, trailers_len: usize, timeout: u32, ret_token: *mut u32);
-native_hostcall!(proxy_grpc_call => abi::grpc_call, upstream: *const u8, upstream_len: usize, service: *const u8, service_len: usize, method: *const u8, method_len: usize, metadata: *const u8, metadata_len: usize, message: *const u8, message_len: usize, timeout: u32, ret_token: *mut u32);
-native_hostcall!(proxy_grpc_stream => abi::grpc_stream, upstream: *const u8, upstream_len: usize, service: *const u8, service_len: usize, method: *const u8, method_len: usize, metadata: *const u8, metadata_len: usize, ret_token: *mut u32);
-native_hostcall!(proxy_grpc_send => abi::grpc_send, token: u32, ptr: *const u8, len: usize, end_stream: u32);
-native_hostcall!(proxy_grpc_cancel => abi::grpc_cancel, token: u32);
-native_hostcall!(proxy_grpc_close => abi::grpc_close, token: u32);
-native_hostcall!(proxy_get_status => abi::get_status, ret_code: *mut u32, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_set_effective_context => abi::set_effective_context, context: u32);
-native_hostcall!(proxy_done => abi::done);
-native_hostcall!(proxy_call_foreign_function => abi::call_foreign_function, name: *const u8, name_len: usize, args: *const u8, args_len: usize, ret_ptr: *mut *mut u8, ret_size: *mut usize);
-native_hostcall!(proxy_define_metric => abi::define_metric, kind: u32, name: *const u8, name_len: usize, ret_id: *mut u32);
-native_hostcall!(proxy_increment_metric => abi::increment_metric, id: u32, offset: i64);
-native_hostcall!(proxy_record_metric => abi::record_metric, id: u32, value: u64);
-native_hostcall!(proxy_get_metric => abi::get_metric, id: u32, ret: *mut u64);
-
-/// The `proxy_add_header_map_value` hostcall, for natively linked filters.
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_add_header_map_value(
-    kind: u32,
-    key: *const u8,
-    key_len: usize,
-    value: *const u8,
-    value_len: usize,
-) -> u32 {
-    with_guest(|g| {
-        abi::edit_header_map_value(
-            g,
-            Edit::Add,
-            kind.widen(),
-            key.widen(),
-            key_len.widen(),
-            value.widen(),
-            value_len.widen(),
-        )
-    })
+/// Defines one `#[no_mangle] extern "C"` symbol per table row, calling its
+/// function on the guest running on this thread. Pointers arrive as
+/// `usize`: the symbols link by name, and a pointer and a `usize` are
+/// passed alike.
+macro_rules! export {
+    (; $($name:ident($($arg:ident: $ty:tt),*) => $f:path;)*) => {
+        $(
+            #[doc = concat!("The `", stringify!($name), "` hostcall, for natively linked filters.")]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn $name($($arg: native_type!($ty)),*) -> u32 {
+                with_guest(|g| $f(g, $($arg.widen()),*))
+            }
+        )*
+    };
 }
 
-/// The `proxy_replace_header_map_value` hostcall, for natively linked filters.
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_replace_header_map_value(
-    kind: u32,
-    key: *const u8,
-    key_len: usize,
-    value: *const u8,
-    value_len: usize,
-) -> u32 {
-    with_guest(|g| {
-        abi::edit_header_map_value(
-            g,
-            Edit::Replace,
-            kind.widen(),
-            key.widen(),
-            key_len.widen(),
-            value.widen(),
-            value_len.widen(),
-        )
-    })
-}
-
-/// The `proxy_remove_header_map_value` hostcall, for natively linked filters.
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_remove_header_map_value(kind: u32, key: *const u8, key_len: usize) -> u32 {
-    with_guest(|g| {
-        abi::edit_header_map_value(
-            g,
-            Edit::Remove,
-            kind.widen(),
-            key.widen(),
-            key_len.widen(),
-            0,
-            0,
-        )
-    })
-}
+hostcalls::for_each_hostcall!(export!());

@@ -1,0 +1,161 @@
+//! Header maps: the `proxy_*_header_map_*` hostcalls.
+
+use super::{Guest, code, narrow, return_bytes, write_word};
+use crate::headers::HeaderMap;
+use crate::model::MapAccess;
+use crate::types::Status;
+
+/// This domain's hostcalls for [`super::for_each_hostcall`]: import name,
+/// parameters as the ABI types them, and the function that answers.
+macro_rules! table {
+    ($register:ident!($($args:tt)*)) => {
+        $register! {
+            $($args)*;
+            proxy_get_header_map_size(kind: u32, ret_size: usize) => $crate::hostcalls::maps::get_header_map_size;
+            proxy_get_header_map_pairs(kind: u32, ret_ptr: usize, ret_size: usize) => $crate::hostcalls::maps::get_header_map_pairs;
+            proxy_set_header_map_pairs(kind: u32, ptr: usize, len: usize) => $crate::hostcalls::maps::set_header_map_pairs;
+            proxy_get_header_map_value(kind: u32, key: usize, key_len: usize, ret_ptr: usize, ret_size: usize) => $crate::hostcalls::maps::get_header_map_value;
+            proxy_add_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::add_header_map_value;
+            proxy_replace_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::replace_header_map_value;
+            proxy_remove_header_map_value(kind: u32, key: usize, key_len: usize) => $crate::hostcalls::maps::remove_header_map_value;
+        }
+    };
+}
+pub(crate) use table;
+
+/// `proxy_get_header_map_size`: Envoy answers the map's `byteSize()`, the
+/// sum of name and value lengths (not the serialized size the spec names).
+pub(crate) fn get_header_map_size(g: &mut impl Guest, kind: u64, ret_size: u64) -> u32 {
+    code((|| {
+        let size = match g.state().map(narrow(kind), "proxy_get_header_map_size")? {
+            MapAccess::Map(map) => map.byte_size(),
+            MapAccess::Unavailable { .. } => return Err(Status::BadArgument),
+        };
+        write_word(g, ret_size, size as u64)
+    })())
+}
+
+/// `proxy_get_header_map_pairs`: a map Envoy does not expose here reads as empty.
+pub(crate) fn get_header_map_pairs(
+    g: &mut impl Guest,
+    kind: u64,
+    ret_ptr: u64,
+    ret_size: u64,
+) -> u32 {
+    code((|| {
+        let bytes = match g.state().map(narrow(kind), "proxy_get_header_map_pairs")? {
+            MapAccess::Map(map) => map.serialize(),
+            MapAccess::Unavailable { .. } => Vec::new(),
+        };
+        return_bytes(g, &bytes, ret_ptr, ret_size)
+    })())
+}
+
+pub(crate) fn set_header_map_pairs(g: &mut impl Guest, kind: u64, ptr: u64, len: u64) -> u32 {
+    code((|| {
+        let bytes = g.read(ptr, len)?;
+        g.state().set_map_pairs(narrow(kind), &bytes)
+    })())
+}
+
+fn read_name(g: &mut impl Guest, ptr: u64, len: u64) -> Result<String, Status> {
+    let bytes = g.read(ptr, len)?;
+    String::from_utf8(bytes).map_err(|_| Status::BadArgument)
+}
+
+pub(crate) fn get_header_map_value(
+    g: &mut impl Guest,
+    kind: u64,
+    key_ptr: u64,
+    key_len: u64,
+    ret_ptr: u64,
+    ret_size: u64,
+) -> u32 {
+    code((|| {
+        let key = read_name(g, key_ptr, key_len)?;
+        let value = match g.state().map(narrow(kind), "proxy_get_header_map_value")? {
+            MapAccess::Map(map) => map.get_bytes(&key).ok_or(Status::NotFound)?.to_vec(),
+            MapAccess::Unavailable { log_phase: true } => return Err(Status::NotFound),
+            MapAccess::Unavailable { log_phase: false } => return Err(Status::BadArgument),
+        };
+        return_bytes(g, &value, ret_ptr, ret_size)
+    })())
+}
+
+/// Which edit `edit_header_map_value` makes.
+enum Edit {
+    Add,
+    Replace,
+    Remove,
+}
+
+fn edit_header_map_value(
+    g: &mut impl Guest,
+    edit: Edit,
+    kind: u64,
+    key_ptr: u64,
+    key_len: u64,
+    value_ptr: u64,
+    value_len: u64,
+) -> u32 {
+    code((|| {
+        let key = read_name(g, key_ptr, key_len)?;
+        let value = match edit {
+            Edit::Remove => Vec::new(),
+            _ => g.read(value_ptr, value_len)?,
+        };
+        let call = match edit {
+            Edit::Add => "proxy_add_header_map_value",
+            Edit::Replace => "proxy_replace_header_map_value",
+            Edit::Remove => "proxy_remove_header_map_value",
+        };
+        let map: &mut HeaderMap = g.state().map_mut(narrow(kind), call)?;
+        match edit {
+            Edit::Add => map.add(&key, value),
+            Edit::Replace => map.replace(&key, value),
+            Edit::Remove => {
+                map.remove(&key);
+            }
+        }
+        Ok(())
+    })())
+}
+
+pub(crate) fn add_header_map_value(
+    g: &mut impl Guest,
+    kind: u64,
+    key_ptr: u64,
+    key_len: u64,
+    value_ptr: u64,
+    value_len: u64,
+) -> u32 {
+    edit_header_map_value(g, Edit::Add, kind, key_ptr, key_len, value_ptr, value_len)
+}
+
+pub(crate) fn replace_header_map_value(
+    g: &mut impl Guest,
+    kind: u64,
+    key_ptr: u64,
+    key_len: u64,
+    value_ptr: u64,
+    value_len: u64,
+) -> u32 {
+    edit_header_map_value(
+        g,
+        Edit::Replace,
+        kind,
+        key_ptr,
+        key_len,
+        value_ptr,
+        value_len,
+    )
+}
+
+pub(crate) fn remove_header_map_value(
+    g: &mut impl Guest,
+    kind: u64,
+    key_ptr: u64,
+    key_len: u64,
+) -> u32 {
+    edit_header_map_value(g, Edit::Remove, kind, key_ptr, key_len, 0, 0)
+}
