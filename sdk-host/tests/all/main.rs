@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod assemblyscript;
-mod cli;
 mod hostcalls;
+mod layout;
 mod load;
 mod wasi;
 mod wat_modules;
