@@ -125,15 +125,7 @@ impl Host {
         token: u32,
         response: CalloutResponse,
     ) -> Result<(), Error> {
-        let call = self
-            .runtime
-            .state()
-            .http_calls
-            .remove(&token)
-            .ok_or(Error::NotFound {
-                kind: "HTTP callout",
-                id: token,
-            })?;
+        let call = self.take_http_call(token)?;
         let root = self.root_of_call(call.context_id);
         let args = [
             root,
@@ -170,16 +162,21 @@ impl Host {
         self.settle()
     }
 
-    fn http_call_failed(&mut self, token: u32) -> Result<(), Error> {
-        let call = self
-            .runtime
+    /// Removes a pending callout: it is being answered.
+    fn take_http_call(&mut self, token: u32) -> Result<HttpCall, Error> {
+        let not_found = Error::NotFound {
+            kind: "HTTP callout",
+            id: token,
+        };
+        self.runtime
             .state()
             .http_calls
             .remove(&token)
-            .ok_or(Error::NotFound {
-                kind: "HTTP callout",
-                id: token,
-            })?;
+            .ok_or(not_found)
+    }
+
+    fn http_call_failed(&mut self, token: u32) -> Result<(), Error> {
+        let call = self.take_http_call(token)?;
         let data = &mut self.runtime.state().callback_data;
         data.call_headers = Some(HeaderMap::default());
         data.call_body = Some(Vec::new());
@@ -266,15 +263,7 @@ impl Host {
         token: u32,
         metadata: HeaderMap,
     ) -> Result<(), Error> {
-        let context = self.grpc_context(token)?;
-        let count = metadata.len() as u32;
-        self.runtime.state().callback_data.grpc_initial = Some(metadata);
-        self.invoke(
-            Callback::GrpcReceiveInitialMetadata,
-            context,
-            &[context, token, count],
-        )?;
-        self.settle()
+        self.grpc_metadata(token, metadata, Callback::GrpcReceiveInitialMetadata)
     }
 
     /// The gRPC server sends a message: `proxy_on_grpc_receive`.
@@ -319,14 +308,25 @@ impl Host {
         token: u32,
         metadata: HeaderMap,
     ) -> Result<(), Error> {
+        self.grpc_metadata(token, metadata, Callback::GrpcReceiveTrailingMetadata)
+    }
+
+    /// Hands the guest initial or trailing metadata in its callback.
+    fn grpc_metadata(
+        &mut self,
+        token: u32,
+        metadata: HeaderMap,
+        callback: Callback,
+    ) -> Result<(), Error> {
         let context = self.grpc_context(token)?;
         let count = metadata.len() as u32;
-        self.runtime.state().callback_data.grpc_trailing = Some(metadata);
-        self.invoke(
-            Callback::GrpcReceiveTrailingMetadata,
-            context,
-            &[context, token, count],
-        )?;
+        let data = &mut self.runtime.state().callback_data;
+        if callback == Callback::GrpcReceiveInitialMetadata {
+            data.grpc_initial = Some(metadata);
+        } else {
+            data.grpc_trailing = Some(metadata);
+        }
+        self.invoke(callback, context, &[context, token, count])?;
         self.settle()
     }
 

@@ -663,15 +663,12 @@ impl Host {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn http(&self, id: ContextId) -> Result<HttpView<'_>, Error> {
-        self.runtime
-            .state_ref()
-            .http
-            .get(&id)
-            .map(|stream| HttpView { stream })
-            .ok_or(Error::NotFound {
-                kind: "HTTP stream",
-                id,
-            })
+        let stream = self.runtime.state_ref().http.get(&id);
+        let not_found = Error::NotFound {
+            kind: "HTTP stream",
+            id,
+        };
+        stream.map(|stream| HttpView { stream }).ok_or(not_found)
     }
 }
 

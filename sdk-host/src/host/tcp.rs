@@ -193,15 +193,12 @@ impl Host {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn tcp(&self, id: ContextId) -> Result<TcpView<'_>, Error> {
-        self.runtime
-            .state_ref()
-            .tcp
-            .get(&id)
-            .map(|stream| TcpView { stream })
-            .ok_or(Error::NotFound {
-                kind: "TCP stream",
-                id,
-            })
+        let stream = self.runtime.state_ref().tcp.get(&id);
+        let not_found = Error::NotFound {
+            kind: "TCP stream",
+            id,
+        };
+        stream.map(|stream| TcpView { stream }).ok_or(not_found)
     }
 }
 

@@ -62,22 +62,14 @@ pub(crate) fn grpc_call(
     timeout: u64,
     ret_token: u64,
 ) -> u32 {
-    code((|| {
-        let upstream = g.read(upstream_ptr, upstream_len)?;
-        let service = g.read(service_ptr, service_len)?;
-        let method = g.read(method_ptr, method_len)?;
-        let metadata = g.read(metadata_ptr, metadata_len)?;
-        let message = g.read(message_ptr, message_len)?;
-        let token = g.state().grpc_open(
-            &upstream,
-            &service,
-            &method,
-            &metadata,
-            Some(&message),
-            narrow(timeout),
-        )?;
-        write_u32(g, ret_token, token)
-    })())
+    let message = Some((message_ptr, message_len));
+    let target = [
+        (upstream_ptr, upstream_len),
+        (service_ptr, service_len),
+        (method_ptr, method_len),
+        (metadata_ptr, metadata_len),
+    ];
+    grpc_open(g, target, message, timeout, ret_token)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -93,14 +85,44 @@ pub(crate) fn grpc_stream(
     metadata_len: u64,
     ret_token: u64,
 ) -> u32 {
+    let target = [
+        (upstream_ptr, upstream_len),
+        (service_ptr, service_len),
+        (method_ptr, method_len),
+        (metadata_ptr, metadata_len),
+    ];
+    grpc_open(g, target, None, 0, ret_token)
+}
+
+/// Opens a gRPC call (with its one message) or stream (without): the
+/// cluster, service, method and initial metadata, as (pointer, length).
+fn grpc_open(
+    g: &mut impl Guest,
+    target: [(u64, u64); 4],
+    message: Option<(u64, u64)>,
+    timeout: u64,
+    ret_token: u64,
+) -> u32 {
     code((|| {
-        let upstream = g.read(upstream_ptr, upstream_len)?;
-        let service = g.read(service_ptr, service_len)?;
-        let method = g.read(method_ptr, method_len)?;
-        let metadata = g.read(metadata_ptr, metadata_len)?;
-        let token = g
-            .state()
-            .grpc_open(&upstream, &service, &method, &metadata, None, 0)?;
+        let [upstream, service, method, metadata] = target;
+        let [upstream, service, method, metadata] = [
+            g.read(upstream.0, upstream.1)?,
+            g.read(service.0, service.1)?,
+            g.read(method.0, method.1)?,
+            g.read(metadata.0, metadata.1)?,
+        ];
+        let message = match message {
+            Some((ptr, len)) => Some(g.read(ptr, len)?),
+            None => None,
+        };
+        let token = g.state().grpc_open(
+            &upstream,
+            &service,
+            &method,
+            &metadata,
+            message.as_deref(),
+            narrow(timeout),
+        )?;
         write_u32(g, ret_token, token)
     })())
 }

@@ -1,6 +1,6 @@
 //! Header maps: the `proxy_*_header_map_*` hostcalls.
 
-use super::{Guest, code, narrow, return_bytes, write_word};
+use super::{Guest, HostResult, code, narrow, return_bytes, write_word};
 use crate::headers::HeaderMap;
 use crate::model::MapAccess;
 use crate::types::Status;
@@ -15,8 +15,8 @@ macro_rules! table {
             proxy_get_header_map_pairs(kind: u32, ret_ptr: usize, ret_size: usize) => $crate::hostcalls::maps::get_header_map_pairs;
             proxy_set_header_map_pairs(kind: u32, ptr: usize, len: usize) => $crate::hostcalls::maps::set_header_map_pairs;
             proxy_get_header_map_value(kind: u32, key: usize, key_len: usize, ret_ptr: usize, ret_size: usize) => $crate::hostcalls::maps::get_header_map_value;
-            proxy_add_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::add_header_map_value;
-            proxy_replace_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::replace_header_map_value;
+            proxy_add_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::set_header_map_value::<false>;
+            proxy_replace_header_map_value(kind: u32, key: usize, key_len: usize, value: usize, value_len: usize) => $crate::hostcalls::maps::set_header_map_value::<true>;
             proxy_remove_header_map_value(kind: u32, key: usize, key_len: usize) => $crate::hostcalls::maps::remove_header_map_value;
         }
     };
@@ -82,16 +82,17 @@ pub(crate) fn get_header_map_value(
     })())
 }
 
-/// Which edit `edit_header_map_value` makes.
+/// Which edit a header map edit makes, with the value it writes.
 enum Edit {
-    Add,
-    Replace,
+    Add(Vec<u8>),
+    Replace(Vec<u8>),
     Remove,
 }
 
-fn edit_header_map_value(
+/// `proxy_add_header_map_value` (`REPLACE` false) and
+/// `proxy_replace_header_map_value` (true).
+pub(crate) fn set_header_map_value<const REPLACE: bool>(
     g: &mut impl Guest,
-    edit: Edit,
     kind: u64,
     key_ptr: u64,
     key_len: u64,
@@ -100,55 +101,14 @@ fn edit_header_map_value(
 ) -> u32 {
     code((|| {
         let key = read_name(g, key_ptr, key_len)?;
-        let value = match edit {
-            Edit::Remove => Vec::new(),
-            _ => g.read(value_ptr, value_len)?,
+        let value = g.read(value_ptr, value_len)?;
+        let edit = if REPLACE {
+            Edit::Replace(value)
+        } else {
+            Edit::Add(value)
         };
-        let call = match edit {
-            Edit::Add => "proxy_add_header_map_value",
-            Edit::Replace => "proxy_replace_header_map_value",
-            Edit::Remove => "proxy_remove_header_map_value",
-        };
-        let map: &mut HeaderMap = g.state().map_mut(narrow(kind), call)?;
-        match edit {
-            Edit::Add => map.add(&key, value),
-            Edit::Replace => map.replace(&key, value),
-            Edit::Remove => {
-                map.remove(&key);
-            }
-        }
-        Ok(())
+        edit_map(g, kind, &key, edit)
     })())
-}
-
-pub(crate) fn add_header_map_value(
-    g: &mut impl Guest,
-    kind: u64,
-    key_ptr: u64,
-    key_len: u64,
-    value_ptr: u64,
-    value_len: u64,
-) -> u32 {
-    edit_header_map_value(g, Edit::Add, kind, key_ptr, key_len, value_ptr, value_len)
-}
-
-pub(crate) fn replace_header_map_value(
-    g: &mut impl Guest,
-    kind: u64,
-    key_ptr: u64,
-    key_len: u64,
-    value_ptr: u64,
-    value_len: u64,
-) -> u32 {
-    edit_header_map_value(
-        g,
-        Edit::Replace,
-        kind,
-        key_ptr,
-        key_len,
-        value_ptr,
-        value_len,
-    )
 }
 
 pub(crate) fn remove_header_map_value(
@@ -157,5 +117,26 @@ pub(crate) fn remove_header_map_value(
     key_ptr: u64,
     key_len: u64,
 ) -> u32 {
-    edit_header_map_value(g, Edit::Remove, kind, key_ptr, key_len, 0, 0)
+    code((|| {
+        let key = read_name(g, key_ptr, key_len)?;
+        edit_map(g, kind, &key, Edit::Remove)
+    })())
+}
+
+/// Edits the map of `kind`; the key is read first, then the value.
+fn edit_map(g: &mut impl Guest, kind: u64, key: &str, edit: Edit) -> HostResult {
+    let call = match edit {
+        Edit::Add(_) => "proxy_add_header_map_value",
+        Edit::Replace(_) => "proxy_replace_header_map_value",
+        Edit::Remove => "proxy_remove_header_map_value",
+    };
+    let map: &mut HeaderMap = g.state().map_mut(narrow(kind), call)?;
+    match edit {
+        Edit::Add(value) => map.add(key, value),
+        Edit::Replace(value) => map.replace(key, value),
+        Edit::Remove => {
+            map.remove(key);
+        }
+    }
+    Ok(())
 }

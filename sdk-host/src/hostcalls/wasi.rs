@@ -39,7 +39,7 @@ macro_rules! table {
             fd_filestat_get(fd: u32, ret: u32) => $crate::hostcalls::wasi::fd_filestat_get;
             fd_advise(fd: u32, offset: u64, len: u64, advice: u32) => $crate::hostcalls::wasi::fd_advise;
             fd_allocate(fd: u32, offset: u64, len: u64) => $crate::hostcalls::wasi::fd_allocate;
-            fd_datasync(fd: u32) => $crate::hostcalls::wasi::fd_datasync;
+            fd_datasync(fd: u32) => $crate::hostcalls::wasi::fd_sync;
             fd_sync(fd: u32) => $crate::hostcalls::wasi::fd_sync;
             fd_fdstat_set_rights(fd: u32, base: u64, inheriting: u64) => $crate::hostcalls::wasi::fd_fdstat_set_rights;
             fd_filestat_set_size(fd: u32, size: u64) => $crate::hostcalls::wasi::fd_filestat_set_size;
@@ -48,9 +48,9 @@ macro_rules! table {
             fd_readdir(fd: u32, buf: u32, len: u32, cookie: u64, ret: u32) => $crate::hostcalls::wasi::fd_readdir;
             path_open(fd: u32, dirflags: u32, path: u32, path_len: u32, oflags: u32, base: u64, inheriting: u64, fdflags: u32, ret: u32) => $crate::hostcalls::wasi::path_open;
             path_filestat_get(fd: u32, flags: u32, path: u32, path_len: u32, ret: u32) => $crate::hostcalls::wasi::path_filestat_get;
-            path_create_directory(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_create_directory;
-            path_remove_directory(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_remove_directory;
-            path_unlink_file(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_unlink_file;
+            path_create_directory(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_change;
+            path_remove_directory(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_change;
+            path_unlink_file(fd: u32, path: u32, path_len: u32) => $crate::hostcalls::wasi::path_change;
             path_rename(fd: u32, path: u32, path_len: u32, to_fd: u32, to: u32, to_len: u32) => $crate::hostcalls::wasi::path_rename;
             path_filestat_set_times(fd: u32, flags: u32, path: u32, path_len: u32, atime: u64, mtime: u64, fst_flags: u32) => $crate::hostcalls::wasi::path_filestat_set_times;
             path_readlink(fd: u32, path: u32, path_len: u32, buf: u32, buf_len: u32, ret: u32) => $crate::hostcalls::wasi::path_readlink;
@@ -321,10 +321,7 @@ pub(crate) fn fd_allocate(_g: &mut impl Guest, fd: u64, _offset: u64, _len: u64)
     on_stdio(fd)
 }
 
-pub(crate) fn fd_datasync(_g: &mut impl Guest, fd: u64) -> u32 {
-    on_stdio(fd)
-}
-
+/// `fd_datasync` and `fd_sync`: success for stdout and stderr.
 pub(crate) fn fd_sync(_g: &mut impl Guest, fd: u64) -> u32 {
     on_stdio(fd)
 }
@@ -396,25 +393,9 @@ pub(crate) fn path_filestat_get(
     NOTSUP
 }
 
-pub(crate) fn path_create_directory(
-    _g: &mut impl Guest,
-    _fd: u64,
-    _path: u64,
-    _path_len: u64,
-) -> u32 {
-    NOTSUP
-}
-
-pub(crate) fn path_remove_directory(
-    _g: &mut impl Guest,
-    _fd: u64,
-    _path: u64,
-    _path_len: u64,
-) -> u32 {
-    NOTSUP
-}
-
-pub(crate) fn path_unlink_file(_g: &mut impl Guest, _fd: u64, _path: u64, _path_len: u64) -> u32 {
+/// `path_create_directory`, `path_remove_directory`, `path_unlink_file`:
+/// there is no filesystem to change.
+pub(crate) fn path_change(_g: &mut impl Guest, _fd: u64, _path: u64, _path_len: u64) -> u32 {
     NOTSUP
 }
 
