@@ -56,11 +56,13 @@ pub mod doc_support;
 
 pub use error::{Error, GuestTrap, LoadError};
 pub use headers::{HeaderMap, PairsError};
-pub use host::{CalloutResponse, ContextId, Host, HostBuilder, HttpView, TcpView};
+pub use host::{ContextId, Host, HostBuilder, HttpView, TcpView};
 pub use model::DEFAULT_START_NANOS;
 pub use properties::PropertyValue;
 pub use proxy::{MetricValue, Proxy};
-pub use records::{Forwarded, GrpcCall, HttpCall, LocalResponse, LogRecord, Violation};
+pub use records::{
+    CalloutResponse, Forwarded, GrpcCall, HttpCall, LocalResponse, LogRecord, Violation,
+};
 #[cfg(feature = "native")]
 #[doc(hidden)]
 pub use runtime::native;

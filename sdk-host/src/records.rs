@@ -1,5 +1,6 @@
-//! What a host records for a test to read: log lines, Envoy-rule
-//! violations, local responses, callouts, and what left the filter.
+//! What a host records for a test to read (log lines, Envoy-rule
+//! violations, local responses, callouts, what left the filter), and the
+//! callout answers a test hands it.
 
 use crate::headers::HeaderMap;
 use crate::types::{Callback, LogLevel};
@@ -203,4 +204,76 @@ pub struct GrpcCall {
     pub timeout_ms: u32,
     /// When it was made, on the host clock.
     pub sent_nanos: u64,
+}
+
+/// An HTTP response a test gives to a callout.
+///
+/// # Examples
+///
+/// ```
+/// use sdk_host::CalloutResponse;
+/// let ok = CalloutResponse::new(200).header("content-type", "text/plain").body("ok");
+/// assert_eq!(ok.headers.get(":status"), Some("200"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CalloutResponse {
+    /// Headers, `:status` first.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Trailers.
+    pub trailers: HeaderMap,
+}
+
+impl CalloutResponse {
+    /// A response with this status and nothing else.
+    ///
+    /// ```no_run
+    /// # let module = sdk_host::WasmModule::from_file("filter.wasm")?;
+    /// # let mut host = sdk_host::Host::builder().start(&module)?;
+    /// use sdk_host::CalloutResponse;
+    /// for call in host.http_calls() {
+    ///     host.respond_http_call(call.token, CalloutResponse::new(204))?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(status: u16) -> CalloutResponse {
+        CalloutResponse {
+            headers: HeaderMap::from_pairs([(":status", status.to_string())]),
+            ..CalloutResponse::default()
+        }
+    }
+
+    /// Adds a header.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).header("x-user", "alice");
+    /// # let _ = answer;
+    /// ```
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.add(name, value);
+        self
+    }
+
+    /// Sets the body.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).body(r#"{"allowed": true}"#);
+    /// # let _ = answer;
+    /// ```
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
+        self.body = body.as_ref().to_vec();
+        self
+    }
+
+    /// Adds a trailer.
+    ///
+    /// ```
+    /// let answer = sdk_host::CalloutResponse::new(200).body("ok").trailer("x-checksum", "abc");
+    /// # let _ = answer;
+    /// ```
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.add(name, value);
+        self
+    }
 }

@@ -1,40 +1,15 @@
 //! Configuring and starting a [`Host`].
 
-use super::lifecycle::{Host, PluginSpec};
+use super::lifecycle::{Host, HostBuilder, PluginSpec};
 use crate::error::Error;
-use crate::model::{ForeignFunction, HostState, VmSettings};
-use crate::properties::{PropertyPath, PropertyValue};
+use crate::model::{HostState, VmSettings};
+use crate::properties::PropertyValue;
 use crate::proxy::Proxy;
 use crate::runtime::wasm::WasmModule;
 use crate::types::LogLevel;
 use crate::types::Status;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Configures and starts a [`Host`].
-///
-/// # Examples
-///
-/// ```no_run
-/// use sdk_host::{Host, WasmModule};
-/// let module = WasmModule::from_file("filter.wasm")?;
-/// let _host = Host::builder()
-///     .vm_id("my-vm")
-///     .plugin_config(r#"{"greeting": "hi"}"#)
-///     .property("node.metadata.CLUSTER_ID", "Kubernetes")
-///     .start(&module)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct HostBuilder {
-    settings: VmSettings,
-    plugins: Vec<PluginSpec>,
-    default_config: Vec<u8>,
-    properties: Vec<(PropertyPath, PropertyValue)>,
-    proxy: Option<Proxy>,
-    seed: u64,
-    start_nanos: u64,
-    foreign: Vec<(String, ForeignFunction)>,
-}
 
 impl Default for HostBuilder {
     fn default() -> Self {

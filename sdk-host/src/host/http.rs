@@ -7,34 +7,10 @@ use super::observe::HttpView;
 use crate::error::Error;
 use crate::headers::HeaderMap;
 use crate::model::ContextKind;
-use crate::model::{FlowState, HttpStream};
+use crate::model::{Dir, FlowState, HttpStream};
 use crate::records::{LocalResponse, Violation};
 use crate::types::Callback;
 use crate::types::{Action, StreamType};
-
-/// Which direction of an HTTP stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dir {
-    Request,
-    Response,
-}
-
-impl Dir {
-    fn callbacks(self) -> (Callback, Callback, Callback) {
-        match self {
-            Dir::Request => (
-                Callback::RequestHeaders,
-                Callback::RequestBody,
-                Callback::RequestTrailers,
-            ),
-            Dir::Response => (
-                Callback::ResponseHeaders,
-                Callback::ResponseBody,
-                Callback::ResponseTrailers,
-            ),
-        }
-    }
-}
 
 impl Host {
     /// Opens an HTTP stream on the first plugin: `proxy_on_context_create`.

@@ -1,8 +1,11 @@
-//! A [`Host`]'s life: starting its plugins, calling into the guest as
+//! A [`Host`] and its [`HostBuilder`] (whose methods are in `builder`),
+//! and a host's life: starting its plugins, calling into the guest as
 //! Envoy does, settling what a call deferred, and shutting down.
 
 use crate::error::Error;
-use crate::model::{ContextKind, Deferred, Plugin};
+use crate::model::{ContextKind, Deferred, ForeignFunction, Plugin, VmSettings};
+use crate::properties::{PropertyPath, PropertyValue};
+use crate::proxy::Proxy;
 use crate::runtime::Runtime;
 use crate::types::Callback;
 
@@ -320,4 +323,29 @@ pub(super) struct PluginSpec {
     pub(super) name: String,
     pub(super) root_id: String,
     pub(super) config: Vec<u8>,
+}
+
+/// Configures and starts a [`Host`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use sdk_host::{Host, WasmModule};
+/// let module = WasmModule::from_file("filter.wasm")?;
+/// let _host = Host::builder()
+///     .vm_id("my-vm")
+///     .plugin_config(r#"{"greeting": "hi"}"#)
+///     .property("node.metadata.CLUSTER_ID", "Kubernetes")
+///     .start(&module)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HostBuilder {
+    pub(super) settings: VmSettings,
+    pub(super) plugins: Vec<PluginSpec>,
+    pub(super) default_config: Vec<u8>,
+    pub(super) properties: Vec<(PropertyPath, PropertyValue)>,
+    pub(super) proxy: Option<Proxy>,
+    pub(super) seed: u64,
+    pub(super) start_nanos: u64,
+    pub(super) foreign: Vec<(String, ForeignFunction)>,
 }

@@ -12,7 +12,5 @@ mod lifecycle;
 mod observe;
 mod tcp;
 
-pub use builder::HostBuilder;
-pub use callouts::CalloutResponse;
-pub use lifecycle::{ContextId, Host};
+pub use lifecycle::{ContextId, Host, HostBuilder};
 pub use observe::{HttpView, TcpView};

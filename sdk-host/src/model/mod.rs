@@ -17,6 +17,6 @@ pub(crate) use attributes::defaults as default_properties;
 pub(crate) use maps::{MapAccess, parse_pairs};
 pub use state::DEFAULT_START_NANOS;
 pub(crate) use state::{
-    ContextKind, Deferred, Flow, FlowState, ForeignFunction, HostState, HttpStream, Plugin,
+    ContextKind, Deferred, Dir, Flow, FlowState, ForeignFunction, HostState, HttpStream, Plugin,
     TcpStream, VmSettings,
 };

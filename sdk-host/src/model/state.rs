@@ -78,6 +78,31 @@ pub(crate) struct TcpStream {
     pub(crate) finished: bool,
 }
 
+/// Which direction of an HTTP stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Request,
+    Response,
+}
+
+impl Dir {
+    /// The headers, body and trailers callbacks of this direction.
+    pub(crate) fn callbacks(self) -> (Callback, Callback, Callback) {
+        match self {
+            Dir::Request => (
+                Callback::RequestHeaders,
+                Callback::RequestBody,
+                Callback::RequestTrailers,
+            ),
+            Dir::Response => (
+                Callback::ResponseHeaders,
+                Callback::ResponseBody,
+                Callback::ResponseTrailers,
+            ),
+        }
+    }
+}
+
 /// A plugin: a root context with its configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Plugin {
