@@ -1,5 +1,6 @@
-//! The host model: everything one Envoy-like VM keeps, in Rust types, with
-//! one `impl HostState` block per ABI domain. `hostcalls` moves bytes
+//! The host model: `state` holds everything one Envoy-like VM keeps, in
+//! Rust types; each other file is the `impl HostState` block of one ABI
+//! domain, where Envoy's rules for it are modelled. `hostcalls` moves bytes
 //! between guest memory and these methods; `host` drives the callbacks.
 
 mod attributes;

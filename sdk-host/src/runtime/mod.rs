@@ -1,4 +1,4 @@
-//! The front ends that run a guest: [`wasm`] (wasmtime, any `.wasm`) and
+//! The front ends that run a guest: `wasm` (wasmtime, any `.wasm`) and
 //! `native` (a filter linked into the test binary). Each registers the
 //! hostcall tables of `crate::hostcalls` its own way; the driver in
 //! `crate::host` reaches either through [`Runtime`].
