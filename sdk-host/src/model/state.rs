@@ -239,6 +239,11 @@ impl HostState {
         HostState::new(0, VmSettings::default(), Proxy::default(), 0)
     }
 
+    /// The guest's monotonic clock: its start plus the time the test advanced.
+    pub(crate) fn monotonic_now_nanos(&self) -> u64 {
+        MONOTONIC_START_NANOS.wrapping_add(self.monotonic_nanos)
+    }
+
     /// Wall-clock time: the start time plus the time the test advanced.
     pub(crate) fn now_nanos(&self) -> u64 {
         self.realtime_base_nanos.wrapping_add(self.monotonic_nanos)
@@ -270,6 +275,16 @@ impl HostState {
         }
     }
 }
+
+/// The monotonic clock a guest reads when a host starts (WASI
+/// `clock_time_get` on clock 1): an hour, as on a proxy that has been up a
+/// while. Envoy's steady clock is never 0, and the Go runtime refuses to
+/// start on a clock that reads 0.
+///
+/// ```
+/// assert_eq!(sdk_host::MONOTONIC_START_NANOS, 3_600 * 1_000_000_000);
+/// ```
+pub const MONOTONIC_START_NANOS: u64 = 3_600 * 1_000_000_000;
 
 /// The wall clock a host starts at: 2026-01-01T00:00:00Z, so that logs and
 /// timestamps are the same on every run.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod assemblyscript;
+mod go;
 mod hostcalls;
 mod layout;
 mod load;

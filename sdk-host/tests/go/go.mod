@@ -1,0 +1,3 @@
+module meshwasm.dev/sdk-host/tests/go
+
+go 1.24
