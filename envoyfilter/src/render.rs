@@ -208,7 +208,8 @@ impl std::str::FromStr for FailStrategy {
             .into_iter()
             .find(|s| s.name() == name)
             .ok_or_else(|| {
-                format!("{name:?} is not a failStrategy; use FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD")
+                let names = FailStrategy::ALL.map(FailStrategy::name).join(", ");
+                format!("{name:?} is not a failStrategy; use {names}")
             })
     }
 }
