@@ -101,16 +101,29 @@ impl HeaderMap {
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
-    /// Appends a pair, keeping any existing values of `name`.
+    /// Appends a pair, keeping any existing values of `name`. As in Envoy's
+    /// header maps, a pseudo-header goes after the other pseudo-headers,
+    /// before every regular header.
     ///
     /// ```
-    /// let mut map = sdk_host::HeaderMap::from_pairs([("via", "a")]);
+    /// let mut map = sdk_host::HeaderMap::from_pairs([(":status", "200"), ("via", "a")]);
     /// map.add("Via", "b");
+    /// map.add(":x-pseudo", "p");
     /// assert_eq!(map.get_all("via").count(), 2);
+    /// assert_eq!(map.iter().map(|(k, _)| k).collect::<Vec<_>>(), [":status", ":x-pseudo", "via", "via"]);
     /// ```
     pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) {
-        self.pairs
-            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        let pair = (name.to_ascii_lowercase(), value.as_ref().to_vec());
+        if pair.0.starts_with(':') {
+            let at = self
+                .pairs
+                .iter()
+                .position(|(k, _)| !k.starts_with(':'))
+                .unwrap_or(self.pairs.len());
+            self.pairs.insert(at, pair);
+        } else {
+            self.pairs.push(pair);
+        }
     }
 
     /// Sets `name` to one value: the first occurrence takes it in place, the

@@ -101,7 +101,7 @@ impl PropertyStore {
     }
 
     /// The value at `path`, or, for a path inside a map value (such as
-    /// `node.metadata.KEY` when `node.metadata` is a map), the map's entry.
+    /// `xds.node.metadata.KEY` when `xds.node.metadata` is a map), the map's entry.
     pub(crate) fn get(&self, path: &[String]) -> Option<PropertyValue> {
         if let Some(value) = self.values.get(path) {
             return Some(value.clone());

@@ -147,13 +147,14 @@ impl HostBuilder {
         self
     }
 
-    /// Sets a property, by dotted path (`"node.metadata.CLUSTER_ID"`).
-    /// Overrides the defaults (`source.address`, `node.id`, ...).
+    /// Sets a property, by dotted path (`"xds.node.metadata.CLUSTER_ID"`).
+    /// Overrides the defaults (`source.address`, `xds.node.id`, ...). As in
+    /// Envoy 1.40, the node is under `xds.`: `node.id` is not found there.
     ///
     /// ```
     /// # let module = sdk_host::doc_support::pass_through()?;
     /// let host = sdk_host::Host::builder()
-    ///     .property("node.metadata.ISTIO_VERSION", "1.29.0")
+    ///     .property("xds.node.metadata.ISTIO_VERSION", "1.29.0")
     ///     .property("source.port", sdk_host::PropertyValue::Int(40000))
     ///     .start(&module)?;
     /// assert!(host.failure().is_none());

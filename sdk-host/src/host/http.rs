@@ -649,17 +649,17 @@ impl Host {
 }
 
 /// The headers of a local response as Envoy sends them: the status, the
-/// filter's headers, and for a body its length and `text/plain`.
+/// filter's headers, and for a body its length, then `text/plain`.
 fn local_response_headers(response: &LocalResponse) -> HeaderMap {
     let mut headers = HeaderMap::from_pairs([(":status", response.status.to_string())]);
     for (name, value) in response.headers.iter() {
         headers.add(name, value);
     }
     if !response.body.is_empty() {
+        headers.replace("content-length", response.body.len().to_string());
         if headers.get_bytes("content-type").is_none() {
             headers.add("content-type", "text/plain");
         }
-        headers.replace("content-length", response.body.len().to_string());
     }
     if let Some(grpc_status) = response.grpc_status {
         headers.replace("grpc-status", grpc_status.to_string());

@@ -150,11 +150,12 @@ impl Host {
         if let Some(reason) = &self.failed {
             return Err(Error::VmFailed(reason.clone()));
         }
-        {
+        let logged_before = {
             let state = self.runtime.state();
             state.effective = context;
             state.callback = Some(callback);
-        }
+            state.logs.len()
+        };
         let result = self.runtime.call(callback, args);
         let state = self.runtime.state();
         state.callback = None;
@@ -162,8 +163,9 @@ impl Host {
         state.effective = 0;
         match result {
             Ok(value) => Ok(value),
-            Err(trap) => {
-                self.failed = Some(trap.to_string());
+            Err(mut trap) => {
+                trap.logs = state.logs.get(logged_before..).unwrap_or_default().to_vec();
+                self.failed = Some(trap.summary());
                 Err(Error::Trap(trap))
             }
         }
@@ -335,7 +337,7 @@ pub(super) struct PluginSpec {
 /// let _host = Host::builder()
 ///     .vm_id("my-vm")
 ///     .plugin_config(r#"{"greeting": "hi"}"#)
-///     .property("node.metadata.CLUSTER_ID", "Kubernetes")
+///     .property("xds.node.metadata.CLUSTER_ID", "Kubernetes")
 ///     .start(&module)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -133,7 +133,11 @@ fn edit_map(g: &mut impl Guest, kind: u64, key: &str, edit: Edit) -> HostResult 
     let map: &mut HeaderMap = g.state().map_mut(narrow(kind), call)?;
     match edit {
         Edit::Add(value) => map.add(key, value),
-        Edit::Replace(value) => map.replace(key, value),
+        // Envoy removes the header and adds it again: it moves to the end.
+        Edit::Replace(value) => {
+            map.remove(key);
+            map.add(key, value);
+        }
         Edit::Remove => {
             map.remove(key);
         }

@@ -142,10 +142,10 @@ pub(crate) fn defaults() -> Vec<(Vec<String>, PropertyValue)> {
         (path("destination.address"), "127.0.0.1:10000".into()),
         (path("destination.port"), PropertyValue::Int(10000)),
         (path("connection.mtls"), PropertyValue::Bool(false)),
-        (path("node.id"), "sdk-host".into()),
-        (path("node.cluster"), "sdk-host".into()),
+        (path("xds.node.id"), "sdk-host".into()),
+        (path("xds.node.cluster"), "sdk-host".into()),
         (
-            path("node.metadata"),
+            path("xds.node.metadata"),
             PropertyValue::Map(HeaderMap::default()),
         ),
     ]

@@ -6,9 +6,21 @@ use crate::records::{GrpcCall, HttpCall};
 use crate::types::Status;
 
 impl HostState {
-    fn check_cluster(&self, upstream: &str) -> Result<(), Status> {
+    /// Envoy refuses a callout to a cluster it does not have with
+    /// BadArgument; a test almost never means that, so it is reported.
+    fn check_cluster(&mut self, call: &'static str, upstream: &str) -> Result<(), Status> {
         match &self.settings.clusters {
-            Some(clusters) if !clusters.contains(upstream) => Err(Status::BadArgument),
+            Some(clusters) if !clusters.contains(upstream) => {
+                let known: Vec<&str> = clusters.iter().map(String::as_str).collect();
+                self.violation(
+                    call,
+                    format!(
+                        "no cluster {upstream:?}: Envoy answers BadArgument (the host knows {})",
+                        known.join(", ")
+                    ),
+                );
+                Err(Status::BadArgument)
+            }
             _ => Ok(()),
         }
     }
@@ -33,7 +45,7 @@ impl HostState {
             return Err(Status::BadArgument);
         }
         let upstream = String::from_utf8_lossy(upstream).into_owned();
-        self.check_cluster(&upstream)?;
+        self.check_cluster("proxy_http_call", &upstream)?;
         let headers = parse_pairs(headers);
         let trailers = parse_pairs(trailers);
         for required in [":authority", ":method", ":path"] {
@@ -71,7 +83,12 @@ impl HostState {
         if let Ok(name) = std::str::from_utf8(upstream)
             && !name.contains(|c: char| c.is_control())
         {
-            self.check_cluster(name)?;
+            let call = if message.is_some() {
+                "proxy_grpc_call"
+            } else {
+                "proxy_grpc_stream"
+            };
+            self.check_cluster(call, name)?;
         }
         let initial_metadata = parse_pairs(metadata);
         let token = self.take_token(if message.is_some() { 1 } else { 2 });

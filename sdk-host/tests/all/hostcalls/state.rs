@@ -89,13 +89,13 @@ fn properties_follow_envoys_attributes() {
             "on_request_headers": [
                 ["get_property", "request.url_path"], ["get_property", "request.query"], ["get_property", "request.method"],
                 ["get_property", "request.host"], ["get_property_map", "request.headers"], ["get_property", "request.headers.:method"],
-                ["get_property", "source.address"], ["get_property_int", "source.port"], ["get_property", "node.metadata.CLUSTER_ID"],
+                ["get_property", "source.address"], ["get_property_int", "source.port"], ["get_property", "xds.node.metadata.CLUSTER_ID"],
                 ["get_property", "no.such.thing"], ["set_property", "my.value", "42"], ["get_property", "my.value"]
             ],
             "on_response_headers": [["get_property_int", "response.code"], ["get_property", "response.code_details"]]
         });
         let builder = Host::builder().vm_id("vm-1").property(
-            "node.metadata",
+            "xds.node.metadata",
             sdk_host::PropertyValue::Map(sdk_host::HeaderMap::from_pairs([(
                 "CLUSTER_ID",
                 "Kubernetes",
@@ -138,7 +138,7 @@ fn properties_follow_envoys_attributes() {
                 r#"get_property(request.headers.:method): ok "GET""#,
                 r#"get_property(source.address): ok "127.0.0.1:54321""#,
                 "get_property_int(source.port): ok 54321",
-                r#"get_property(node.metadata.CLUSTER_ID): ok "Kubernetes""#,
+                r#"get_property(xds.node.metadata.CLUSTER_ID): ok "Kubernetes""#,
                 "get_property(no.such.thing): Err(NotFound)",
                 "set_property(my.value, 42): ok",
                 r#"get_property(my.value): ok "42""#,
