@@ -66,7 +66,7 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The guest trapped; the VM is failed from now on, as in Envoy.
-    #[error("{0}")]
+    #[error(transparent)]
     Trap(#[from] GuestTrap),
     /// The VM failed earlier; Envoy would not call it again.
     #[error("the VM failed earlier ({0}); Envoy no longer calls it")]
@@ -123,6 +123,9 @@ pub struct GuestTrap {
     pub export: &'static str,
     /// The runtime's description, with the guest backtrace when there is one.
     pub message: String,
+    /// What the guest logged (`proxy_log`, stdout, stderr) in the call that
+    /// trapped, before the trap: a Rust panic's message, Go's stderr.
+    pub logs: Vec<LogRecord>,
 }
 
 impl GuestTrap {
@@ -130,14 +133,39 @@ impl GuestTrap {
         GuestTrap {
             export,
             message: format!("{error:#}"),
+            logs: Vec::new(),
         }
+    }
+
+    /// One line: where it trapped and the runtime's first line, as a failed
+    /// VM's reason.
+    ///
+    /// ```
+    /// # let module = sdk_host::doc_support::module("crash.wasm", r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32) unreachable)"#)?;
+    /// let Err(sdk_host::Error::Trap(trap)) = sdk_host::Host::builder().start(&module) else { panic!() };
+    /// assert!(trap.summary().starts_with("the guest trapped in proxy_on_vm_start: "), "{}", trap.summary());
+    /// assert!(!trap.summary().contains('\n'));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn summary(&self) -> String {
+        let first = self.message.lines().next().unwrap_or_default();
+        format!("the guest trapped in {}: {first}", self.export)
     }
 }
 
 impl std::error::Error for GuestTrap {}
 
+/// The guest's lines first, then the trap with its backtrace, once.
 impl fmt::Display for GuestTrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the guest trapped in {}: {}", self.export, self.message)
+        write!(f, "the guest trapped in {}", self.export)?;
+        if !self.logs.is_empty() {
+            f.write_str("\nwhat it logged before the trap:")?;
+            for record in &self.logs {
+                write!(f, "\n  [{}] {}", record.level, record.message)?;
+            }
+            f.write_str("\nthe trap")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }

@@ -280,8 +280,14 @@ impl Runtime for WasmRuntime {
                 })
                 .collect();
             let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
+            let logged_before = self.store.data().state.logs.len();
             func.call(&mut self.store, &params, &mut results)
-                .map_err(|e| GuestTrap::new(name, &e))?;
+                .map_err(|e| {
+                    let mut trap = GuestTrap::new(name, &e);
+                    let logs = &self.store.data().state.logs;
+                    trap.logs = logs.get(logged_before..).unwrap_or_default().to_vec();
+                    trap
+                })?;
         }
         Ok(())
     }

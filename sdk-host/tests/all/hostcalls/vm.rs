@@ -171,6 +171,41 @@ fn a_trap_fails_the_vm_for_good() {
 }
 
 #[test]
+fn a_trap_report_shows_what_the_guest_logged_then_the_trap_once() {
+    let mut host = start(
+        crate::Mode::Wasm,
+        Host::builder(),
+        &json!({"on_request_headers": [["log", 2, "checking the request"], ["stderr", "about to fail"], ["trap"]]}),
+    );
+    let stream = host.new_http_stream().unwrap();
+    let report = host
+        .send_request_headers(stream, &GET, true)
+        .unwrap_err()
+        .to_string();
+    let logged = report
+        .find("what it logged before the trap:")
+        .unwrap_or(usize::MAX);
+    let trap = report.find("\nthe trap: ").unwrap_or(0);
+    assert!(logged < trap, "{report}");
+    // The Rust panic message reaches the report through the guest's stderr.
+    for line in [
+        "[info] checking the request",
+        "[error] about to fail",
+        "probe asked to trap",
+    ] {
+        assert!(report[logged..trap].contains(line), "{line}: {report}");
+    }
+    assert_eq!(report.matches("the guest trapped").count(), 1, "{report}");
+    // Later calls say why in one line, without the backtrace again.
+    let later = host.new_http_stream().unwrap_err().to_string();
+    assert!(!later.contains('\n'), "{later}");
+    assert!(
+        later.contains("the guest trapped in proxy_on_request_headers"),
+        "{later}"
+    );
+}
+
+#[test]
 fn guest_pointers_outside_memory_are_invalid_memory_access() {
     let host = start(
         crate::Mode::Wasm,
