@@ -22,6 +22,7 @@
 
 pub mod bench;
 pub mod envoy;
+pub mod grpc_upstream;
 pub mod mesh;
 pub mod prometheus;
 pub mod registry;

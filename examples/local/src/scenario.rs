@@ -4,10 +4,14 @@
 //! these answers with sdk-host's; the demo plays every filter's files.
 
 use crate::envoy::{Bootstrap, Envoy, WasmFilter};
+use crate::grpc_upstream::{GrpcReply, GrpcUpstream};
 use crate::upstream::{Reply, Upstream};
 use anyhow::{Result, bail};
-use sdk_host::scenario::{Body, Observed, Report, Scenario, UpstreamSaw};
+use sdk_host::scenario::{
+    Body, CalloutAnswer, Observed, Report, Scenario, UpstreamResponse, UpstreamSaw,
+};
 use sdk_host::{HeaderMap, LogLevel};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -50,15 +54,18 @@ pub fn module_path(scenario: &Scenario) -> PathBuf {
     }
 }
 
-/// Plays a scenario through a real Envoy: the plugin in a Wasm filter,
-/// an upstream that answers each request as the scenario says, and a
-/// client on 127.0.0.1. Metrics come from the admin stats and logs from
-/// Envoy's `wasm` logger at trace level.
+/// Plays a scenario through a real Envoy: the plugin in a Wasm filter (and
+/// `plugins:` as more filters of the same VM), an upstream that answers
+/// each request as the scenario says, one upstream per cluster of
+/// `clusters:` (HTTP, or gRPC over HTTP/2), and a client on 127.0.0.1.
+/// Metrics come from the admin stats and logs from Envoy's `wasm` logger
+/// at trace level.
 ///
 /// # Errors
 ///
-/// Envoy or the upstream cannot start, or the file asks for what only
-/// sdk-host can play (trailers).
+/// Envoy or an upstream cannot start, or the file asks for what only
+/// sdk-host can play (trailers, properties other than `node.*`, a cluster
+/// unreachable for some calls only).
 pub async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
     let upstream = Upstream::start("scenario").await?;
     let mut filter = WasmFilter::new("scenario", wasm, "");
@@ -67,57 +74,51 @@ pub async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
     filter.vm_id.clone_from(&scenario.vm_id);
     filter.configuration = String::from_utf8(scenario.config_bytes())?;
     filter.vm_configuration = String::from_utf8(scenario.vm_config_bytes())?;
-    let envoy = Envoy::start(
-        Bootstrap::new(upstream.addr())
-            .filter(filter)
-            .wasm_log_level("trace"),
-    )
-    .await?;
-    let http = crate::envoy::client()?;
+    let mut bootstrap = Bootstrap::new(upstream.addr())
+        .node(node(scenario)?)
+        .wasm_log_level("trace");
+    let mut more_plugins = Vec::new();
+    for plugin in &scenario.plugins {
+        let mut more = filter.clone();
+        more.name = scenario.extra_plugin_name(plugin);
+        more.root_id.clone_from(&plugin.root_id);
+        more.configuration = String::from_utf8(configuration_text(&plugin.config))?;
+        more_plugins.push(more);
+    }
+    bootstrap = bootstrap.filter(filter);
+    for more in more_plugins {
+        bootstrap = bootstrap.filter(more);
+    }
+    let clusters = ClusterUpstreams::start(scenario).await?;
+    for (name, addr, grpc) in &clusters.addrs {
+        bootstrap = if *grpc {
+            bootstrap.grpc_cluster(name, *addr)
+        } else {
+            bootstrap.cluster(name, *addr)
+        };
+    }
+    let envoy = Envoy::start(bootstrap).await?;
     let mut observed = Vec::new();
     for (i, exchange) in scenario.requests.iter().enumerate() {
         if exchange.trailers.is_some() {
             bail!("request {}: trailers can only be played in sdk-host", i + 1);
         }
         let response = exchange.response.clone().unwrap_or_default();
-        upstream.set_reply(Some(Reply {
-            status: response.status,
-            headers: response.headers.into_iter().collect(),
-            body: response.body.as_ref().map(Body::bytes).unwrap_or_default(),
-        }));
-        let headers = exchange.request_headers();
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let mut request = http
-            .request(pseudo(":method").parse()?, envoy.url(pseudo(":path")))
-            .header("host", pseudo(":authority"))
-            .timeout(CLIENT_TIMEOUT);
-        for (name, value) in headers.iter().filter(|(n, _)| !n.starts_with(':')) {
-            request = request.header(name, value);
-        }
-        if let Some(body) = &exchange.body {
-            request = request.body(body.bytes());
-        }
+        upstream.set_reply(Some(reply(&response)));
         let seen_before = upstream.hits();
         let started = Instant::now();
         let mut got = Observed::default();
-        if let Ok(answer) = request.send().await {
-            got.status = Some(answer.status().as_u16());
-            got.headers = HeaderMap::from_pairs(
-                answer
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_bytes())),
-            );
-            got.body = answer.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let body = exchange.body.as_ref().map(Body::bytes);
+        if let Ok((status, headers, body)) =
+            send_exactly(envoy.listener(), &exchange.client_headers(), body).await
+        {
+            got.status = Some(status);
+            got.headers = headers;
+            got.body = body;
         }
         got.elapsed = started.elapsed();
         // The request is the last to arrive: callouts the filter made for
-        // it came first.
+        // it to the same upstream came first.
         let seen = upstream.seen();
         got.upstream = seen.get(seen_before..).and_then(<[_]>::last).map(|seen| {
             let mut headers = HeaderMap::from_pairs([
@@ -137,6 +138,9 @@ pub async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
             tokio::time::sleep(advance).await;
         }
     }
+    if let Some(advance) = scenario.advance {
+        tokio::time::sleep(advance).await;
+    }
     let stats = envoy.defined_stats().await?;
     let logs = wasm_logs(&envoy.log());
     Ok(scenario.judge(
@@ -149,6 +153,163 @@ pub async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
         },
         &logs,
     ))
+}
+
+/// Sends a request with exactly these headers, in this order (`host` from
+/// `:authority`, then `content-length` for a body), as sdk-host's scenario
+/// runner models the client: HTTP clients such as reqwest add `accept`.
+async fn send_exactly(
+    listener: SocketAddr,
+    headers: &[(String, String)],
+    body: Option<Vec<u8>>,
+) -> Result<(u16, HeaderMap, Vec<u8>)> {
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let stream = tokio::net::TcpStream::connect(listener).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(pseudo(":method"))
+        .uri(pseudo(":path"))
+        .header("host", pseudo(":authority"));
+    for (name, value) in headers.iter().filter(|(n, _)| !n.starts_with(':')) {
+        request = request.header(name, value);
+    }
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(
+        body.unwrap_or_default(),
+    )))?;
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = HeaderMap::from_pairs(
+            response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes())),
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await?
+            .to_bytes()
+            .to_vec();
+        anyhow::Ok((status, headers, body))
+    };
+    let answer = tokio::time::timeout(CLIENT_TIMEOUT, exchange).await;
+    driver.abort();
+    answer?
+}
+
+fn reply(response: &UpstreamResponse) -> Reply {
+    Reply {
+        status: response.status,
+        headers: response.headers.clone().into_iter().collect(),
+        body: response.body.as_ref().map(Body::bytes).unwrap_or_default(),
+    }
+}
+
+fn configuration_text(value: &serde_json::Value) -> Vec<u8> {
+    match value {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::String(text) => text.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Envoy's `node` from the scenario's `xds.node.*` properties, over the
+/// ids sdk-host gives by default; Envoy has no way to set other properties.
+fn node(scenario: &Scenario) -> Result<serde_json::Value> {
+    let mut node = serde_json::json!({"id": "sdk-host", "cluster": "sdk-host", "metadata": {}});
+    for (path, value) in &scenario.properties {
+        match path.strip_prefix("xds.node.") {
+            Some(field @ ("id" | "cluster")) => node[field] = value.clone(),
+            Some(field) if field.starts_with("metadata.") => {
+                node["metadata"][&field["metadata.".len()..]] = value.clone();
+            }
+            _ => bail!(
+                "properties.{path}: only xds.node.id, xds.node.cluster and xds.node.metadata.* can be set in Envoy"
+            ),
+        }
+    }
+    Ok(node)
+}
+
+/// One upstream per cluster of `clusters:`: HTTP answers from an
+/// [`Upstream`], gRPC answers from a [`GrpcUpstream`], `unreachable` as a
+/// port nobody listens on.
+struct ClusterUpstreams {
+    addrs: Vec<(String, SocketAddr, bool)>,
+    _http: Vec<Upstream>,
+    _grpc: Vec<GrpcUpstream>,
+}
+
+impl ClusterUpstreams {
+    async fn start(scenario: &Scenario) -> Result<ClusterUpstreams> {
+        let mut started = ClusterUpstreams {
+            addrs: Vec::new(),
+            _http: Vec::new(),
+            _grpc: Vec::new(),
+        };
+        for (name, answers) in &scenario.clusters {
+            let answers = &answers.0;
+            let unreachable = answers
+                .iter()
+                .filter(|a| matches!(a, CalloutAnswer::Unreachable))
+                .count();
+            if unreachable == answers.len() {
+                // Bound then closed: connections to it are refused.
+                let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                started.addrs.push((name.clone(), addr, false));
+                continue;
+            }
+            if unreachable > 0 {
+                bail!(
+                    "clusters.{name}: unreachable for some calls only can be played in sdk-host alone"
+                );
+            }
+            if answers.iter().any(|a| matches!(a, CalloutAnswer::Grpc(_))) {
+                let replies = answers
+                    .iter()
+                    .map(|answer| match answer {
+                        CalloutAnswer::Grpc(grpc) => Ok(Some(GrpcReply {
+                            status: grpc.status,
+                            message: grpc.message.clone(),
+                            initial_metadata: grpc.initial_metadata.clone().into_iter().collect(),
+                            messages: grpc
+                                .body
+                                .iter()
+                                .chain(&grpc.messages)
+                                .map(Body::bytes)
+                                .collect(),
+                            trailers: grpc.trailers.clone().into_iter().collect(),
+                        })),
+                        CalloutAnswer::Timeout => Ok(None),
+                        _ => bail!("clusters.{name}: mixes gRPC and HTTP answers"),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let server = GrpcUpstream::start(replies).await?;
+                started.addrs.push((name.clone(), server.addr(), true));
+                started._grpc.push(server);
+            } else {
+                let server = Upstream::start(name).await?;
+                server.set_replies(
+                    answers
+                        .iter()
+                        .map(|answer| match answer {
+                            CalloutAnswer::Http(response) => Some(reply(response)),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+                started.addrs.push((name.clone(), server.addr(), false));
+                started._http.push(server);
+            }
+        }
+        Ok(started)
+    }
 }
 
 /// The filters' log messages from Envoy's log, with their levels. A line

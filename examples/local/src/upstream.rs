@@ -62,8 +62,21 @@ pub struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Option<Reply>>>,
+    replies: Arc<Mutex<Replies>>,
     task: JoinHandle<()>,
 }
+
+/// Answers given in order, the last repeating; `None` never answers (a
+/// cluster that times out).
+#[derive(Debug, Default)]
+struct Replies {
+    answers: Vec<Option<Reply>>,
+    given: usize,
+}
+
+/// How long a reply that "never comes" holds the request: longer than any
+/// callout timeout a scenario sets.
+const NEVER: Duration = Duration::from_secs(90);
 
 impl Upstream {
     /// Starts a server on a free port that answers `200 <name>\n` with an
@@ -86,11 +99,13 @@ impl Upstream {
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let reply = Arc::new(Mutex::new(None));
+        let replies = Arc::new(Mutex::new(Replies::default()));
         let state = Arc::new(State {
             name: name.to_owned(),
             delay,
             seen: Arc::clone(&seen),
             reply: Arc::clone(&reply),
+            replies: Arc::clone(&replies),
             attempts: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(serve(listener, state));
@@ -99,8 +114,18 @@ impl Upstream {
             addr,
             seen,
             reply,
+            replies,
             task,
         })
+    }
+
+    /// Answers the requests from now on with these replies in order, the
+    /// last one repeating (a scenario's `clusters:` entry); `None` holds the
+    /// request without answering. Takes precedence over [`set_reply`](Self::set_reply).
+    pub fn set_replies(&self, answers: Vec<Option<Reply>>) {
+        if let Ok(mut replies) = self.replies.lock() {
+            *replies = Replies { answers, given: 0 };
+        }
     }
 
     /// Answers every request from now on with `reply` (`None`: with the
@@ -143,6 +168,7 @@ struct State {
     delay: Duration,
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Option<Reply>>>,
+    replies: Arc<Mutex<Replies>>,
     /// Attempts per `x-request-id`, for `x-upstream-fail-first`.
     attempts: Mutex<HashMap<String, u32>>,
 }
@@ -158,7 +184,10 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(answer(&state, req).await) }
             });
+            // Only the headers the test gives (and the body's length): no
+            // `date`, which Envoy would pass on to the filter.
             let _ = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -212,7 +241,19 @@ async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let scripted = state.reply.lock().ok().and_then(|r| r.clone());
+    let in_turn = state.replies.lock().ok().and_then(|mut replies| {
+        let at = replies.given.min(replies.answers.len().checked_sub(1)?);
+        replies.given += 1;
+        replies.answers.get(at).cloned()
+    });
+    let scripted = match in_turn {
+        Some(None) => {
+            tokio::time::sleep(NEVER).await;
+            None
+        }
+        Some(Some(reply)) => Some(reply),
+        None => state.reply.lock().ok().and_then(|r| r.clone()),
+    };
     if let Some(reply) = scripted {
         let mut response = Response::builder().status(reply.status);
         for (name, value) in &reply.headers {

@@ -23,8 +23,9 @@ use std::time::Duration;
 /// ```
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The one cluster a scenario has: requests go there, and so do HTTP
-/// callouts, which get the same answer as the request being played.
+/// The cluster requests go to. A scenario's hosts know it and every
+/// cluster of its `clusters:`; HTTP callouts to it get the request's own
+/// `response`, unless `clusters:` says what it answers.
 ///
 /// ```
 /// use sdk_host::scenario::{Scenario, UPSTREAM_CLUSTER};
@@ -67,7 +68,7 @@ pub const EARLY_TOLERANCE: Duration = Duration::from_millis(1);
 /// assert_eq!(scenario.requests[0].expect.status, Some(403));
 /// # Ok::<(), sdk_host::scenario::ScenarioError>(())
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scenario {
     /// What the scenario shows.
@@ -87,8 +88,25 @@ pub struct Scenario {
     /// VM configuration, in the same form.
     #[serde(default)]
     pub vm_config: Value,
-    /// The requests, played one after the other.
+    /// More plugins of the same VM, after the first (`rootId`, `config`):
+    /// they share its shared data and queues. Only for scenarios without
+    /// requests, since sdk-host gives each stream to one plugin.
+    #[serde(default)]
+    pub plugins: Vec<PluginEntry>,
+    /// Properties the filter reads, by dotted path (`xds.node.metadata.REGION`),
+    /// over the host's defaults: a string, number, boolean, or a map of strings.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+    /// What each callout cluster answers, by name.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterAnswers>,
+    /// The requests, played one after the other; none for a plugin that
+    /// only works on ticks, queues and callouts of its own.
+    #[serde(default)]
     pub requests: Vec<Exchange>,
+    /// Time to let pass after the requests (ticks, callouts on ticks).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub advance: Option<Duration>,
     /// Metric values at the end, by the name the filter defined.
     #[serde(default)]
     pub metrics: BTreeMap<String, i64>,
@@ -129,17 +147,18 @@ pub struct Exchange {
     /// A name for reports.
     #[serde(default)]
     pub name: String,
-    /// Request headers; `:method`, `:path`, `:authority` and `:scheme`
-    /// default to `GET`, `/`, `example.com` and `http`. A list sends the
-    /// header once per value.
-    #[serde(default)]
-    pub headers: BTreeMap<String, HeaderValues>,
+    /// Request headers, in the order the client sends them; `:method`,
+    /// `:path`, `:authority` and `:scheme` default to `GET`, `/`,
+    /// `example.com` and `http`. A list sends the header once per value.
+    #[serde(default, deserialize_with = "ordered_headers")]
+    pub headers: Vec<(String, HeaderValues)>,
     /// The request body.
     pub body: Option<Body>,
     /// Request trailers (sdk-host only: HTTP/1 clients do not send them).
     pub trailers: Option<BTreeMap<String, String>>,
     /// The upstream's answer if the request reaches it (default: 200, no
-    /// body), and to the filter's HTTP callouts meanwhile.
+    /// body), and to the filter's HTTP callouts to [`UPSTREAM_CLUSTER`]
+    /// meanwhile, unless `clusters:` names it.
     pub response: Option<UpstreamResponse>,
     /// Time to let pass after the answer (ticks, timers), e.g. `2s`, `150ms`.
     #[serde(default, deserialize_with = "duration_opt")]
@@ -149,13 +168,169 @@ pub struct Exchange {
     pub expect: Expect,
 }
 
+/// A plugin beside a scenario's first one, in the same VM.
+///
+/// ```
+/// use sdk_host::scenario::Scenario;
+/// let yaml = "filter: f.wasm\nrootId: sender\nplugins: [{rootId: receiver, config: {queue: q}}]\nadvance: 1s\n";
+/// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+/// assert_eq!(scenario.plugins[0].root_id, "receiver");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PluginEntry {
+    /// Its name (default: the scenario's, then `-` and the root id).
+    #[serde(default)]
+    pub name: String,
+    /// Its root id.
+    #[serde(default)]
+    pub root_id: String,
+    /// Its configuration: a string is given as is, anything else as JSON.
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// What one cluster answers: the same answer to every call, or a list
+/// used in order whose last answer repeats.
+///
+/// ```
+/// use sdk_host::scenario::{CalloutAnswer, Scenario};
+/// let yaml = "filter: f.wasm\nclusters: {auth: [{status: 200}, {status: 403}], down: unreachable}\nrequests: [{}]\n";
+/// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+/// let auth = &scenario.clusters["auth"];
+/// assert!(matches!(auth.nth(5), CalloutAnswer::Http(r) if r.status == 403));
+/// assert!(matches!(scenario.clusters["down"].nth(0), CalloutAnswer::Unreachable));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterAnswers(pub Vec<CalloutAnswer>);
+
+impl ClusterAnswers {
+    /// The answer to the cluster's `n`th call (from 0).
+    ///
+    /// ```
+    /// use sdk_host::scenario::{CalloutAnswer, ClusterAnswers};
+    /// let answers = ClusterAnswers(vec![CalloutAnswer::Timeout, CalloutAnswer::Unreachable]);
+    /// assert!(matches!(answers.nth(0), CalloutAnswer::Timeout));
+    /// assert!(matches!(answers.nth(9), CalloutAnswer::Unreachable));
+    /// ```
+    pub fn nth(&self, n: usize) -> &CalloutAnswer {
+        const NONE: &CalloutAnswer = &CalloutAnswer::Unreachable;
+        self.0.get(n).or(self.0.last()).unwrap_or(NONE)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusterAnswers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let answers = match value {
+            Value::Array(items) if items.is_empty() => {
+                return Err(serde::de::Error::custom(
+                    "an empty list: give at least one answer",
+                ));
+            }
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    CalloutAnswer::from_value(item)
+                        .map_err(|e| serde::de::Error::custom(format!("answer {}: {e}", i + 1)))
+                })
+                .collect::<Result<Vec<_>, D::Error>>()?,
+            one => vec![CalloutAnswer::from_value(one).map_err(serde::de::Error::custom)?],
+        };
+        Ok(ClusterAnswers(answers))
+    }
+}
+
+/// One answer a cluster gives a callout.
+///
+/// ```
+/// use sdk_host::scenario::{CalloutAnswer, Scenario};
+/// let yaml = "filter: f.wasm\nclusters: {rls: {grpc: {status: 14, message: unavailable}}}\nrequests: [{}]\n";
+/// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
+/// assert!(matches!(scenario.clusters["rls"].nth(0), CalloutAnswer::Grpc(g) if g.status == 14));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum CalloutAnswer {
+    /// An HTTP response (`{status, headers, body}`).
+    Http(UpstreamResponse),
+    /// A gRPC answer (`{grpc: {status, message, body, messages, ...}}`).
+    Grpc(GrpcAnswer),
+    /// `unreachable`: nothing listens there; Envoy's router answers the
+    /// call itself (HTTP 503, gRPC status 14).
+    Unreachable,
+    /// `timeout`: no answer comes; the call's own timeout ends it.
+    Timeout,
+}
+
+impl CalloutAnswer {
+    fn from_value(value: Value) -> Result<CalloutAnswer, String> {
+        match value {
+            Value::String(word) => match word.as_str() {
+                "unreachable" => Ok(CalloutAnswer::Unreachable),
+                "timeout" => Ok(CalloutAnswer::Timeout),
+                other => Err(format!(
+                    "unknown answer {other:?}: give unreachable, timeout, an HTTP response {{status, headers, body}} or {{grpc: ...}}"
+                )),
+            },
+            Value::Object(mut fields) if fields.contains_key("grpc") => {
+                if fields.len() > 1 {
+                    return Err("a gRPC answer holds only `grpc:`".into());
+                }
+                let grpc = fields.remove("grpc").unwrap_or_default();
+                serde_json::from_value(grpc)
+                    .map(CalloutAnswer::Grpc)
+                    .map_err(|e| format!("grpc: {e}"))
+            }
+            other => serde_json::from_value(other)
+                .map(CalloutAnswer::Http)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A gRPC answer: to a unary call, `body` (status 0) or the status and
+/// message; to a stream, its metadata, messages, trailers, then the
+/// status that closes it.
+///
+/// ```
+/// use sdk_host::scenario::GrpcAnswer;
+/// let ok: GrpcAnswer = serde_json::from_str(r#"{"body": "allowed"}"#)?;
+/// assert_eq!((ok.status, ok.message.as_str()), (0, ""));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcAnswer {
+    /// The gRPC status code (0 is OK).
+    #[serde(default)]
+    pub status: u32,
+    /// The status message.
+    #[serde(default)]
+    pub message: String,
+    /// The response message of a unary call (its serialized bytes, as text).
+    pub body: Option<Body>,
+    /// A stream's messages, in order.
+    #[serde(default)]
+    pub messages: Vec<Body>,
+    /// A stream's initial metadata.
+    #[serde(default)]
+    pub initial_metadata: BTreeMap<String, String>,
+    /// A stream's trailing metadata (besides `grpc-status` and `grpc-message`).
+    #[serde(default)]
+    pub trailers: BTreeMap<String, String>,
+}
+
 /// One header value, or several (the header is sent once per value).
 ///
 /// ```
 /// use sdk_host::scenario::Scenario;
 /// let yaml = "filter: f.wasm\nrequests: [{headers: {x-one: a, x-two: [b, c]}}]\n";
 /// let scenario = Scenario::from_yaml("s.yaml", yaml)?;
-/// let values: Vec<_> = scenario.requests[0].headers.values().map(|v| v.values().len()).collect();
+/// let values: Vec<_> = scenario.requests[0].headers.iter().map(|(_, v)| v.values().len()).collect();
 /// assert_eq!(values, [1, 2]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -366,6 +541,12 @@ pub struct Observed {
     pub upstream: Option<UpstreamSaw>,
     /// From the request to the answer.
     pub elapsed: Duration,
+    /// The details of the filter's local reply, if it sent one (sdk-host
+    /// only), e.g. `fault_filter_abort`.
+    pub local_reply: Option<String>,
+    /// The callouts still waiting when no answer came (sdk-host only),
+    /// e.g. `HTTP call 4 to auth: GET /check`.
+    pub pending: Vec<String>,
 }
 
 /// The request as the upstream got it.
@@ -435,6 +616,30 @@ pub struct ScenarioError {
     pub path: String,
     /// What is wrong, with the line and field where there is one.
     pub message: String,
+}
+
+/// A map of header names to values, keeping the order of the file.
+fn ordered_headers<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, HeaderValues)>, D::Error> {
+    struct Ordered;
+    impl<'de> serde::de::Visitor<'de> for Ordered {
+        type Value = Vec<(String, HeaderValues)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of header names to a value or a list of values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                pairs.push(entry);
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_map(Ordered)
 }
 
 fn duration_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {

@@ -1,7 +1,8 @@
 //! Reading scenario files: YAML or JSON, with the line, column and field
 //! of every error.
 
-use super::format::{Scenario, ScenarioError};
+use super::format::{PluginEntry, Scenario, ScenarioError};
+use crate::{HeaderMap, PropertyValue};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use yaml_doc::Document;
@@ -41,20 +42,54 @@ impl Scenario {
     /// use sdk_host::scenario::Scenario;
     /// let scenario = Scenario::from_yaml("dir/s.yaml", "filter: f.wasm\nconfig: {a: 1}\nrequests: [{}]\n")?;
     /// assert_eq!(scenario.config_bytes(), br#"{"a":1}"#);
-    /// assert!(Scenario::from_yaml("s.yaml", "filter: f.wasm\nrequests: []\n").is_err());
+    /// // A plugin of ticks and queues alone: no requests.
+    /// assert!(Scenario::from_yaml("s.yaml", "filter: f.wasm\nadvance: 5s\n").is_ok());
+    /// let err = Scenario::from_yaml("s.yaml", "filter: f.wasm\nproperties: {a: [1]}\n").unwrap_err();
+    /// assert!(err.to_string().starts_with("s.yaml: line 2, column 14: properties.a: "), "{err}");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_yaml(path: impl AsRef<Path>, text: &str) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
-        let mut scenario: Scenario = load_yaml(path, text)?;
+        let document = yaml_document(path, text)?;
+        let mut scenario: Scenario = from_document(path, &document)?;
         scenario.source = path.to_path_buf();
-        if scenario.requests.is_empty() {
-            return Err(ScenarioError {
+        let fail = |field: &str, message: String| {
+            let at = document
+                .position(field)
+                .map(|p| format!("{p}: "))
+                .unwrap_or_default();
+            ScenarioError {
                 path: path.display().to_string(),
-                message: "requests: at least one request is needed".into(),
-            });
+                message: format!("{at}{field}: {message}"),
+            }
+        };
+        if !scenario.plugins.is_empty() && !scenario.requests.is_empty() {
+            return Err(fail(
+                "plugins",
+                "a scenario with several plugins plays no requests (sdk-host gives each stream to one plugin); give them their own scenario".into(),
+            ));
+        }
+        for (name, value) in &scenario.properties {
+            property_value(value).map_err(|e| fail(&format!("properties.{name}"), e))?;
         }
         Ok(scenario)
+    }
+
+    /// The `properties:` as the host serves them: strings as text, integers
+    /// and booleans in Envoy's encodings, maps of strings as header maps.
+    ///
+    /// ```
+    /// use sdk_host::{PropertyValue, scenario::Scenario};
+    /// let yaml = "filter: f.wasm\nproperties: {xds.node.id: n1, upstream.port: 8080}\n";
+    /// let properties = Scenario::from_yaml("s.yaml", yaml)?.property_values();
+    /// assert_eq!(properties[1], ("upstream.port".to_string(), PropertyValue::Int(8080)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn property_values(&self) -> Vec<(String, PropertyValue)> {
+        self.properties
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), property_value(value).ok()?)))
+            .collect()
     }
 
     /// The plugin's name: the file's stem.
@@ -69,6 +104,23 @@ impl Scenario {
         self.source
             .file_stem()
             .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// The name of a plugin of `plugins:`: its own, or the scenario's and
+    /// its root id.
+    ///
+    /// ```
+    /// use sdk_host::scenario::Scenario;
+    /// let scenario = Scenario::from_yaml("queue.yaml", "filter: f.wasm\nplugins: [{rootId: receiver}]\n")?;
+    /// assert_eq!(scenario.extra_plugin_name(&scenario.plugins[0]), "queue-receiver");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn extra_plugin_name(&self, plugin: &PluginEntry) -> String {
+        if plugin.name.is_empty() {
+            format!("{}-{}", self.plugin_name(), plugin.root_id)
+        } else {
+            plugin.name.clone()
+        }
     }
 
     /// `filter` as a path, relative to the scenario's directory.
@@ -114,7 +166,33 @@ impl Scenario {
     }
 }
 
-fn configuration(value: &Value) -> Vec<u8> {
+fn property_value(value: &Value) -> Result<PropertyValue, String> {
+    Ok(match value {
+        Value::String(text) => PropertyValue::String(text.clone()),
+        Value::Bool(b) => PropertyValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => PropertyValue::Int(i),
+            None => PropertyValue::Double(n.as_f64().unwrap_or_default()),
+        },
+        Value::Object(fields) => {
+            let mut map = HeaderMap::default();
+            for (key, value) in fields {
+                let Value::String(text) = value else {
+                    return Err(format!("{key}: a map property holds strings, not {value}"));
+                };
+                map.add(key, text);
+            }
+            PropertyValue::Map(map)
+        }
+        other => {
+            return Err(format!(
+                "{other} is not a property value: give a string, a number, a boolean or a map of strings"
+            ));
+        }
+    })
+}
+
+pub(super) fn configuration(value: &Value) -> Vec<u8> {
     match value {
         Value::Null => Vec::new(),
         Value::String(text) => text.as_bytes().to_vec(),

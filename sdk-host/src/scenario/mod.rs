@@ -34,8 +34,9 @@ mod load;
 mod run;
 
 pub use format::{
-    Body, DELAY_TOLERANCE, EARLY_TOLERANCE, Exchange, Expect, ExpectedLog, HeaderValues, Observed,
-    PATIENCE, Report, Scenario, ScenarioError, UPSTREAM_CLUSTER, UpstreamResponse, UpstreamSaw,
-    parse_duration,
+    Body, CalloutAnswer, ClusterAnswers, DELAY_TOLERANCE, EARLY_TOLERANCE, Exchange, Expect,
+    ExpectedLog, GrpcAnswer, HeaderValues, Observed, PATIENCE, PluginEntry, Report, Scenario,
+    ScenarioError, UPSTREAM_CLUSTER, UpstreamResponse, UpstreamSaw, parse_duration,
 };
 pub use load::{from_document, load_yaml, yaml_document};
+pub use run::UNREACHABLE_BODY;
