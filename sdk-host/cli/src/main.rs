@@ -1,15 +1,21 @@
 //! `sdk-host run FILTER.wasm --config cfg.json --request req.yaml`: plays
-//! requests through any Proxy-Wasm module and prints what the filter did.
+//! requests through any Proxy-Wasm module, answers its callouts from
+//! `--clusters`, and prints what reached the upstream and what came back.
 //! `sdk-host test SCENARIO.yaml...`: runs scenario files and reports every
 //! mismatch with their expectations.
 
 use anyhow::{Context as _, Result, anyhow};
 use clap::{Parser, Subcommand};
-use sdk_host::scenario::{Exchange, Scenario, from_document, yaml_document};
-use sdk_host::{Action, HeaderMap, Host, WasmModule};
+use sdk_host::scenario::{
+    ClusterAnswers, Exchange, Observed, Scenario, from_document, load_yaml, parse_duration,
+    yaml_document,
+};
+use sdk_host::{HeaderMap, Host, WasmModule};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Play one request, or a small scenario, through a module.
+    /// Play requests through a module and print what the filter did (a
+    /// request file; scenario files go to `test`).
     Run(RunArgs),
     /// Run scenario files and check what comes back against their `expect`.
     Test(TestArgs),
@@ -40,9 +47,20 @@ struct RunArgs {
     /// VM configuration file.
     #[arg(long)]
     vm_config: Option<PathBuf>,
-    /// Request or scenario file (YAML or JSON). Default: GET / to example.com.
+    /// Request file (YAML or JSON): one request (headers, body, response,
+    /// advance), or `requests:` with several, with optional `clusters:`,
+    /// `properties:` and `advance:`. Not a scenario file: give those to
+    /// `sdk-host test`. Default: GET / to example.com.
     #[arg(long)]
     request: Option<PathBuf>,
+    /// What the callout clusters answer (YAML or JSON): a map of cluster
+    /// name to an answer or a list of answers, as a scenario's `clusters:`.
+    #[arg(long)]
+    clusters: Option<PathBuf>,
+    /// A property the filter reads, `PATH=VALUE` (e.g. `node.metadata.REGION=eu`);
+    /// the value is read as YAML (`8080` is a number). Repeatable.
+    #[arg(long = "property", value_name = "PATH=VALUE")]
+    properties: Vec<String>,
     /// Root id of the plugin.
     #[arg(long, default_value = "")]
     root_id: String,
@@ -55,7 +73,21 @@ struct RunArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestFile {
+    #[serde(default)]
     requests: Vec<Exchange>,
+    #[serde(default)]
+    clusters: BTreeMap<String, ClusterAnswers>,
+    #[serde(default)]
+    properties: BTreeMap<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "duration")]
+    advance: Option<Duration>,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(clap::Args)]
@@ -142,119 +174,182 @@ fn run_requests(args: &RunArgs) -> Result<ExitCode> {
         .map(|p| read(p, "VM config"))
         .transpose()?
         .unwrap_or_default();
-    let requests = match &args.request {
+    let mut file = match &args.request {
         Some(path) => load_requests(path)?,
-        None => vec![Exchange::default()],
+        None => RequestFile {
+            requests: vec![Exchange::default()],
+            clusters: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            advance: None,
+        },
     };
-    let mut host = Host::builder()
-        .vm_id(&args.vm_id)
-        .vm_config(vm_config)
-        .plugin("plugin", &args.root_id, config)
+    if let Some(path) = &args.clusters {
+        let text = String::from_utf8(read(path, "clusters file")?)
+            .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+        file.clusters
+            .extend(load_yaml::<BTreeMap<String, ClusterAnswers>>(path, &text)?);
+    }
+    for property in &args.properties {
+        let (path, value) = property
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--property {property:?}: give PATH=VALUE"))?;
+        let value: serde_json::Value = load_yaml(Path::new("--property"), value)
+            .map_err(|e| anyhow!("--property {property:?}: {}", e.message))?;
+        file.properties.insert(path.to_string(), value);
+    }
+    let text =
+        |bytes: Vec<u8>| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned());
+    let scenario = Scenario {
+        filter: args.filter.display().to_string(),
+        root_id: args.root_id.clone(),
+        vm_id: args.vm_id.clone(),
+        config: text(config),
+        vm_config: text(vm_config),
+        properties: file.properties,
+        clusters: file.clusters,
+        requests: file.requests,
+        advance: file.advance,
+        source: PathBuf::from("plugin"),
+        ..Scenario::default()
+    };
+    if let Some((path, _)) = scenario
+        .properties
+        .iter()
+        .find(|(path, _)| !scenario.property_values().iter().any(|(p, _)| p == *path))
+    {
+        return Err(anyhow!(
+            "properties.{path}: give a string, a number, a boolean or a map of strings"
+        ));
+    }
+    let mut host = scenario
+        .host_builder()
         .start(&module)
         .map_err(|e| anyhow!("{}: {e}", args.filter.display()))?;
     println!("{} ({})", module.name(), module.abi_version());
-    for (i, spec) in requests.iter().enumerate() {
-        println!("request {}", i + 1);
-        play(&mut host, spec)?;
+    let report = scenario
+        .play(&mut host)
+        .map_err(|e| anyhow!("{}: {e}", args.filter.display()))?;
+    let mut held = 0;
+    for (i, (spec, got)) in scenario.requests.iter().zip(&report.observed).enumerate() {
+        held += usize::from(print_exchange(i, spec, got));
     }
     print_logs_and_metrics(&host);
-    Ok(if host.violations().is_empty() {
+    for failure in report
+        .failures
+        .iter()
+        .filter(|f| f.starts_with("clusters."))
+    {
+        println!("{failure}");
+    }
+    Ok(if host.violations().is_empty() && held == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn load_requests(path: &Path) -> Result<Vec<Exchange>> {
+fn load_requests(path: &Path) -> Result<RequestFile> {
     let text = String::from_utf8(read(path, "request file")?)
         .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
     let document = yaml_document(path, &text)?;
-    if document.value.get("requests").is_some() {
-        let file: RequestFile = from_document(path, &document)?;
-        Ok(file.requests)
+    let is_file = ["requests", "clusters", "properties", "advance"]
+        .iter()
+        .any(|key| document.value.get(key).is_some());
+    if document.value.get("filter").is_some() {
+        return Err(anyhow!(
+            "{}: this is a scenario file (it names a filter): run it with `sdk-host test`",
+            path.display()
+        ));
+    }
+    if is_file {
+        Ok(from_document(path, &document)?)
     } else {
-        Ok(vec![from_document(path, &document)?])
+        Ok(RequestFile {
+            requests: vec![from_document(path, &document)?],
+            clusters: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            advance: None,
+        })
     }
 }
 
-fn play(host: &mut Host, spec: &Exchange) -> Result<()> {
-    let headers = spec.request_headers();
-    let sent = HeaderMap::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let stream = host.new_http_stream()?;
-    let end = spec.body.is_none() && spec.trailers.is_none();
-    let action = host.send_request_headers(stream, &headers, end)?;
-    println!("  proxy_on_request_headers -> {}", action_name(action));
-    if let Some(body) = &spec.body {
-        let action = host.send_request_body(stream, body.bytes(), spec.trailers.is_none())?;
-        println!(
-            "  proxy_on_request_body -> {}",
-            action.map_or("held (stream paused)".into(), action_name)
-        );
-    }
-    if let Some(trailers) = &spec.trailers {
-        let pairs: Vec<(&String, &String)> = trailers.iter().collect();
-        let action = host.send_request_trailers(stream, &pairs)?;
-        println!(
-            "  proxy_on_request_trailers -> {}",
-            action.map_or("held (stream paused)".into(), action_name)
-        );
-    }
-    if let Some(advance) = spec.advance {
-        host.advance(advance)?;
-        println!("  advanced {} ms", advance.as_millis());
-    }
-    if let Some(after) = host.http(stream)?.request_headers() {
-        print_changes("request headers", &sent, after);
-    }
-    let reached = host.http(stream)?.upstream().headers.is_some();
-    if let Some(local) = host.http(stream)?.local_response() {
-        println!(
-            "  local response: {} {} {:?}",
-            local.status,
-            local.details,
-            String::from_utf8_lossy(&local.body)
-        );
-    } else if !reached {
-        println!("  the request is still held by the filter");
-    } else if let Some(response) = &spec.response {
-        let mut pairs = vec![(":status".to_string(), response.status.to_string())];
-        pairs.extend(response.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let upstream = HeaderMap::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let action = host.send_response_headers(stream, &pairs, response.body.is_none())?;
-        println!("  proxy_on_response_headers -> {}", action_name(action));
-        if let Some(body) = &response.body {
-            let action = host.send_response_body(stream, body.bytes(), true)?;
-            println!(
-                "  proxy_on_response_body -> {}",
-                action.map_or("held (stream paused)".into(), action_name)
+/// Prints what one request became; true if it was still held at the end.
+fn print_exchange(index: usize, spec: &Exchange, got: &Observed) -> bool {
+    let sent = spec.client_headers();
+    let find = |name: &str| {
+        sent.iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    println!(
+        "request {}: {} {}{}",
+        index + 1,
+        find(":method"),
+        find(":authority"),
+        find(":path")
+    );
+    match &got.upstream {
+        Some(saw) => {
+            println!("  reached the upstream");
+            let before = HeaderMap::from_pairs(
+                spec.request_headers("")
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
             );
+            print_changes("request headers", &before, &saw.headers);
+            if spec.body.as_ref().map(sdk_host::scenario::Body::bytes) != Some(saw.body.clone())
+                && !(spec.body.is_none() && saw.body.is_empty())
+            {
+                println!(
+                    "  request body now: {:?}",
+                    String::from_utf8_lossy(&saw.body)
+                );
+            }
         }
-        if let Some(after) = host.http(stream)?.response_headers() {
-            print_changes("response headers", &upstream, after);
-        }
-    } else {
-        println!("  upstream received the request");
+        None if got.status.is_some() => match &got.local_reply {
+            Some(details) => println!("  local reply from the filter ({details})"),
+            None => println!("  answered by the filter, not the upstream"),
+        },
+        None => {}
     }
-    host.finish(stream)?;
-    Ok(())
+    let Some(status) = got.status else {
+        println!("  still held by the filter: no answer came");
+        for call in &got.pending {
+            println!("  pending: {call}");
+        }
+        return true;
+    };
+    println!("  response: {status}");
+    for (name, value) in got.headers.iter().filter(|(n, _)| *n != ":status") {
+        println!("    {name}: {}", String::from_utf8_lossy(value));
+    }
+    if !got.body.is_empty() {
+        println!("  body: {:?}", String::from_utf8_lossy(&got.body));
+    }
+    false
 }
 
-fn action_name(action: Action) -> String {
-    match action {
-        Action::Continue => "Continue".into(),
-        Action::Pause => "Pause".into(),
-        Action::Other(n) => format!("status {n}"),
-    }
-}
-
+/// Pairs added and removed, counting repeated names: a header sent twice
+/// and left alone is no change.
 fn print_changes(what: &str, before: &HeaderMap, after: &HeaderMap) {
-    for (name, value) in after.iter() {
-        if before.get_bytes(name) != Some(value) {
+    let count = |map: &HeaderMap, name: &str, value: &[u8]| {
+        map.iter()
+            .filter(|(n, v)| *n == name && *v == value)
+            .count()
+    };
+    // x-request-id is Envoy's, not the filter's.
+    let ours = |name: &str| name != "x-request-id";
+    let mut shown = Vec::new();
+    for (name, value) in after.iter().filter(|(n, _)| ours(n)) {
+        if count(after, name, value) > count(before, name, value) && !shown.contains(&(name, value))
+        {
+            shown.push((name, value));
             println!("  {what}: + {name}: {}", String::from_utf8_lossy(value));
         }
     }
-    for (name, _) in before.iter() {
-        if after.get_bytes(name).is_none() {
+    for (name, _) in before.iter().filter(|(n, _)| ours(n)) {
+        if after.get_bytes(name).is_none() && !shown.iter().any(|(n, _)| *n == name) {
+            shown.push((name, b""));
             println!("  {what}: - {name}");
         }
     }

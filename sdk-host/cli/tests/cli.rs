@@ -41,13 +41,8 @@ fn run_plays_a_scenario_through_the_fault_filter() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert_eq!(
-        stdout
-            .matches("  local response: 418 fault_filter_abort \"fault filter abort\"")
-            .count(),
-        2,
-        "{stdout}"
-    );
+    let local_reply = "  local reply from the filter (fault_filter_abort)\n  response: 418\n    content-length: 18\n    content-type: text/plain\n  body: \"fault filter abort\"\n";
+    assert_eq!(stdout.matches(local_reply).count(), 2, "{stdout}");
     assert!(
         stdout.contains("  meshwasm.fault.aborts_injected = Counter(2)"),
         "{stdout}"
@@ -135,5 +130,125 @@ fn test_runs_scenarios_and_names_every_mismatch() {
     assert_eq!(
         text(&out.stderr),
         "error: bad.yaml: line 3, column 14: requests[0].expect.staus: unknown field `staus`, expected one of `status`, `headers`, `body`, `reachesUpstream`, `upstreamHeaders`, `upstreamBody`, `delay`\n"
+    );
+}
+
+/// A probe script that holds each request for a callout to `auth` and
+/// resumes it when the answer comes.
+const HOLD_FOR_AUTH: &str = r#"{
+    "on_request_headers": [["http_call", "auth", [[":method", "GET"], [":path", "/check"], [":authority", "auth"]], "", [], 5000]],
+    "return": {"on_request_headers": 1},
+    "on_http_call_response": [["get_buffer", 4, 0, 100], ["set_effective", "$stream"], ["continue", 0]]
+}"#;
+
+#[test]
+fn run_answers_callouts_from_clusters_and_fails_on_a_held_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("probe.json"), HOLD_FOR_AUTH).unwrap();
+    std::fs::write(
+        dir.path().join("clusters.yaml"),
+        "auth: {status: 200, body: yes}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("req.yaml"),
+        "headers: {x-dup: [a, b]}\nresponse: {status: 201, headers: {x-up: u}, body: made}\n",
+    )
+    .unwrap();
+    let probe = meshwasm_artifacts::SDK_HOST_PROBE_WASM;
+    let answered = sdk_host(
+        &[
+            "run",
+            probe,
+            "--config",
+            "probe.json",
+            "--request",
+            "req.yaml",
+            "--clusters",
+            "clusters.yaml",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&answered.stdout);
+    assert!(
+        answered.status.success(),
+        "{stdout}{}",
+        text(&answered.stderr)
+    );
+    assert!(
+        stdout.contains("get_buffer(4, 0, 100): ok \"yes\""),
+        "{stdout}"
+    );
+    // The final response of a request that reached the upstream.
+    assert!(
+        stdout.contains("  reached the upstream\n  response: 201\n    x-up: u\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  body: \"made\""), "{stdout}");
+    // A header sent twice and left alone is no change.
+    assert!(!stdout.contains("x-dup"), "{stdout}");
+
+    // Without an answer for auth the call is refused (no such cluster)
+    // and the request stays held: exit 1, with what it waits for.
+    let held = sdk_host(&["run", probe, "--config", "probe.json"], dir.path());
+    let stdout = text(&held.stdout);
+    assert_eq!(held.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("  still held by the filter: no answer came"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no cluster \"auth\": Envoy answers BadArgument"),
+        "{stdout}"
+    );
+
+    std::fs::write(dir.path().join("slow.yaml"), "auth: timeout\n").unwrap();
+    std::fs::write(
+        dir.path().join("forever.json"),
+        HOLD_FOR_AUTH.replace(r#"["continue", 0]"#, r#"["show", 0]"#),
+    )
+    .unwrap();
+    let pending = sdk_host(
+        &[
+            "run",
+            probe,
+            "--config",
+            "forever.json",
+            "--clusters",
+            "slow.yaml",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&pending.stdout);
+    assert_eq!(pending.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("still held by the filter"), "{stdout}");
+}
+
+#[test]
+fn run_sends_scenario_files_to_test() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        "filter: f.wasm\nrequests: [{}]\n",
+    )
+    .unwrap();
+    let out = sdk_host(
+        &[
+            "run",
+            meshwasm_artifacts::SDK_HOST_PROBE_WASM,
+            "--request",
+            "s.yaml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "error: s.yaml: this is a scenario file (it names a filter): run it with `sdk-host test`\n"
+    );
+    let help = sdk_host(&["run", "--help"], dir.path());
+    assert!(
+        text(&help.stdout).contains("Not a scenario file"),
+        "{}",
+        text(&help.stdout)
     );
 }
