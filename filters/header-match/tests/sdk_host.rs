@@ -335,11 +335,12 @@ fn a_custom_policy_asks_the_authorizer_and_the_allow_policy_sees_its_headers() {
             .collect();
         assert_eq!(
             sent,
+            // As Envoy's header map holds them: pseudo-headers first.
             [
-                ("content-length", "0"),
                 (":method", "GET"),
                 (":path", "/check/api/a?x=1"),
                 (":authority", "shop.example.com"),
+                ("content-length", "0"),
                 ("authorization", "Bearer t"),
                 ("x-tenant", "blue"),
                 ("x-checked-by", "meshwasm"),

@@ -555,9 +555,17 @@ impl Host {
             stream.response.state = FlowState::Done;
             return Ok(());
         }
+        let grpc_request = stream
+            .request
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("content-type"))
+            .is_some_and(|t| t.starts_with("application/grpc"));
         stream.response = Default::default();
-        let headers = local_response_headers(&response);
-        let has_body = !response.body.is_empty();
+        let headers = local_response_headers(&response, grpc_request);
+        // A trailers-only gRPC reply carries its body as grpc-message.
+        let trailers_only = grpc_request && response.grpc_status.is_some();
+        let has_body = !response.body.is_empty() && !trailers_only;
         self.deliver_headers(id, Dir::Response, headers, !has_body)?;
         if has_body && self.flow_mut(id, Dir::Response)?.state != FlowState::Done {
             self.deliver_body(id, Dir::Response, &response.body, true)?;
@@ -649,8 +657,26 @@ impl Host {
 }
 
 /// The headers of a local response as Envoy sends them: the status, the
-/// filter's headers, and for a body its length, then `text/plain`.
-fn local_response_headers(response: &LocalResponse) -> HeaderMap {
+/// filter's headers, and for a body its length, then `text/plain`. To a
+/// gRPC request, a gRPC status makes it trailers-only: `:status` 200,
+/// `application/grpc`, `grpc-status`, the body as `grpc-message`, then
+/// the filter's headers, and no body (checked: the Rust SDK's
+/// grpc_auth_random in Envoy 1.40).
+fn local_response_headers(response: &LocalResponse, grpc_request: bool) -> HeaderMap {
+    if let (true, Some(grpc_status)) = (grpc_request, response.grpc_status) {
+        let mut headers = HeaderMap::from_pairs([
+            (":status", "200".to_string()),
+            ("content-type", "application/grpc".to_string()),
+            ("grpc-status", grpc_status.to_string()),
+        ]);
+        if !response.body.is_empty() {
+            headers.add("grpc-message", &response.body);
+        }
+        for (name, value) in response.headers.iter() {
+            headers.add(name, value);
+        }
+        return headers;
+    }
     let mut headers = HeaderMap::from_pairs([(":status", response.status.to_string())]);
     for (name, value) in response.headers.iter() {
         headers.add(name, value);
