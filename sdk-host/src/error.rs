@@ -123,9 +123,13 @@ pub struct GuestTrap {
     pub export: &'static str,
     /// The runtime's description, with the guest backtrace when there is one.
     pub message: String,
-    /// What the guest logged (`proxy_log`, stdout, stderr) in the call that
-    /// trapped, before the trap: a Rust panic's message, Go's stderr.
+    /// What the guest logged with `proxy_log` in the call that trapped,
+    /// before the trap.
     pub logs: Vec<LogRecord>,
+    /// What it wrote to stdout and stderr in that call, as written: a Rust
+    /// panic's message, Go's panic and goroutine dump (which Envoy logs one
+    /// write per line).
+    pub output: String,
 }
 
 impl GuestTrap {
@@ -134,7 +138,29 @@ impl GuestTrap {
             export,
             message: format!("{error:#}"),
             logs: Vec::new(),
+            output: String::new(),
         }
+    }
+
+    /// Adds what the guest logged and wrote in the call that trapped: the
+    /// records of `logs` from index `from` on, but for those at `written`
+    /// (its stdout and stderr, given whole as `output`).
+    pub(crate) fn with_guest_output(
+        mut self,
+        logs: &[LogRecord],
+        from: usize,
+        written: &[usize],
+        output: &[u8],
+    ) -> GuestTrap {
+        self.logs = logs
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(i, _)| !written.contains(i))
+            .map(|(_, record)| record.clone())
+            .collect();
+        self.output = String::from_utf8_lossy(output).into_owned();
+        self
     }
 
     /// One line: where it trapped and the runtime's first line, as a failed
@@ -159,10 +185,13 @@ impl std::error::Error for GuestTrap {}
 impl fmt::Display for GuestTrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "the guest trapped in {}", self.export)?;
-        if !self.logs.is_empty() {
+        if !self.logs.is_empty() || !self.output.is_empty() {
             f.write_str("\nwhat it logged before the trap:")?;
             for record in &self.logs {
                 write!(f, "\n  [{}] {}", record.level, record.message)?;
+            }
+            for line in self.output.lines() {
+                write!(f, "\n  | {line}")?;
             }
             f.write_str("\nthe trap")?;
         }

@@ -4,7 +4,6 @@
 //! side fails. Also the WASI cross-check: one module
 //! calls every WASI function in both hosts, and the two logs must be equal.
 
-use anyhow::Context as _;
 use meshwasm_local::envoy::{Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::scenario::{module_path, run_in_envoy, scenario_files, wasm_logs};
 use meshwasm_local::upstream::Upstream;
@@ -37,11 +36,20 @@ async fn every_scenario_gets_the_same_answers_in_sdk_host_and_in_envoy() {
         let wasm = module_path(&scenario);
         let module = WasmModule::from_file(&wasm).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let in_sdk_host = scenario.run(&module).unwrap();
-        let in_envoy = run_in_envoy(&scenario, &wasm)
-            .await
-            .with_context(|| name.clone())
-            .unwrap();
+        let in_sdk_host = match scenario.run(&module) {
+            Ok(report) => report,
+            Err(e) => {
+                failures.push(format!("{name} cannot start in sdk-host: {e}"));
+                continue;
+            }
+        };
+        let in_envoy = match run_in_envoy(&scenario, &wasm).await {
+            Ok(report) => report,
+            Err(e) => {
+                failures.push(format!("{name} cannot be played in Envoy: {e:#}"));
+                continue;
+            }
+        };
         // The probe logs every hostcall's result: both hosts must log the
         // same lines, not only the ones the file expects. Not for root-only
         // plays: Envoy runs root contexts on its main thread and on each

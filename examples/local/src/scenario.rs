@@ -121,11 +121,13 @@ pub async fn run_in_envoy(scenario: &Scenario, wasm: &Path) -> Result<Report> {
         // it to the same upstream came first.
         let seen = upstream.seen();
         got.upstream = seen.get(seen_before..).and_then(<[_]>::last).map(|seen| {
+            // As the filter's map names them: HTTP/1's `host` is `:authority`.
             let mut headers = HeaderMap::from_pairs([
+                (":authority", seen.header("host").unwrap_or_default()),
                 (":method", seen.method.as_str()),
                 (":path", seen.path.as_str()),
             ]);
-            for (name, value) in &seen.headers {
+            for (name, value) in seen.headers.iter().filter(|(n, _)| n != "host") {
                 headers.add(name, value);
             }
             UpstreamSaw {
@@ -223,14 +225,23 @@ fn configuration_text(value: &serde_json::Value) -> Vec<u8> {
 /// ids sdk-host gives by default; Envoy has no way to set other properties.
 fn node(scenario: &Scenario) -> Result<serde_json::Value> {
     let mut node = serde_json::json!({"id": "sdk-host", "cluster": "sdk-host", "metadata": {}});
-    for (path, value) in &scenario.properties {
-        match path.strip_prefix("xds.node.") {
-            Some(field @ ("id" | "cluster")) => node[field] = value.clone(),
-            Some(field) if field.starts_with("metadata.") => {
-                node["metadata"][&field["metadata.".len()..]] = value.clone();
-            }
+    let properties = scenario.property_values().map_err(anyhow::Error::msg)?;
+    for (path, value) in properties {
+        let sdk_host::PropertyValue::String(value) = value else {
+            bail!("properties.{}: Envoy's node takes strings", path.join("."));
+        };
+        let value = serde_json::Value::String(value);
+        match path
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["xds", "node", field @ ("id" | "cluster")] => node[*field] = value,
+            ["xds", "node", "metadata", key] => node["metadata"][*key] = value,
             _ => bail!(
-                "properties.{path}: only xds.node.id, xds.node.cluster and xds.node.metadata.* can be set in Envoy"
+                "properties.{}: only xds.node.id, xds.node.cluster and xds.node.metadata.KEY (strings) can be set in Envoy",
+                path.join(".")
             ),
         }
     }
@@ -313,23 +324,42 @@ impl ClusterUpstreams {
 }
 
 /// The filters' log messages from Envoy's log, with their levels. A line
-/// reads `[time][thread][level][wasm] [source] wasm log <plugin> <root> <vm>: message`.
+/// reads `[time][thread][level][wasm] [source] wasm log <plugin> <root> <vm>: message`;
+/// the lines after it that do not start with `[` continue a message that
+/// holds newlines (one that ends with a newline leaves an empty line).
 pub fn wasm_logs(log: &str) -> Vec<(LogLevel, String)> {
-    log.lines()
-        .filter_map(|line| {
-            let (head, rest) = line.split_once("][wasm] ")?;
-            let level = match head.rsplit('[').next()? {
-                "trace" => LogLevel::Trace,
-                "debug" => LogLevel::Debug,
-                "info" => LogLevel::Info,
-                "warning" => LogLevel::Warn,
-                "error" => LogLevel::Error,
-                "critical" => LogLevel::Critical,
-                _ => return None,
-            };
-            let (_, logged) = rest.split_once(" wasm log")?;
-            let (_, message) = logged.split_once(": ")?;
-            Some((level, message.to_string()))
-        })
-        .collect()
+    let mut messages: Vec<(LogLevel, String)> = Vec::new();
+    let mut continuing = false;
+    for line in log.lines() {
+        if !line.starts_with('[') {
+            if continuing && let Some((_, message)) = messages.last_mut() {
+                message.push('\n');
+                message.push_str(line);
+            }
+            continue;
+        }
+        continuing = false;
+        let Some((level, message)) = wasm_log_line(line) else {
+            continue;
+        };
+        messages.push((level, message));
+        continuing = true;
+    }
+    messages
+}
+
+fn wasm_log_line(line: &str) -> Option<(LogLevel, String)> {
+    let (head, rest) = line.split_once("][wasm] ")?;
+    let level = match head.rsplit('[').next()? {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warning" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        _ => return None,
+    };
+    let (_, logged) = rest.split_once(" wasm log")?;
+    let (_, message) = logged.split_once(": ")?;
+    Some((level, message.to_string()))
 }

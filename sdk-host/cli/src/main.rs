@@ -212,15 +212,7 @@ fn run_requests(args: &RunArgs) -> Result<ExitCode> {
         source: PathBuf::from("plugin"),
         ..Scenario::default()
     };
-    if let Some((path, _)) = scenario
-        .properties
-        .iter()
-        .find(|(path, _)| !scenario.property_values().iter().any(|(p, _)| p == *path))
-    {
-        return Err(anyhow!(
-            "properties.{path}: give a string, a number, a boolean or a map of strings"
-        ));
-    }
+    scenario.property_values().map_err(|e| anyhow!(e))?;
     let mut host = scenario
         .host_builder()
         .start(&module)

@@ -154,6 +154,8 @@ impl Host {
             let state = self.runtime.state();
             state.effective = context;
             state.callback = Some(callback);
+            state.call_output.clear();
+            state.call_output_logs.clear();
             state.logs.len()
         };
         let result = self.runtime.call(callback, args);
@@ -163,8 +165,13 @@ impl Host {
         state.effective = 0;
         match result {
             Ok(value) => Ok(value),
-            Err(mut trap) => {
-                trap.logs = state.logs.get(logged_before..).unwrap_or_default().to_vec();
+            Err(trap) => {
+                let trap = trap.with_guest_output(
+                    &state.logs,
+                    logged_before,
+                    &state.call_output_logs,
+                    &state.call_output,
+                );
                 self.failed = Some(trap.summary());
                 Err(Error::Trap(trap))
             }

@@ -30,8 +30,10 @@ impl HostState {
         } else {
             LogLevel::Error
         };
+        self.call_output.extend_from_slice(data);
         let line = data.strip_suffix(b"\n").unwrap_or(data);
         if !line.is_empty() {
+            self.call_output_logs.push(self.logs.len());
             self.push_log(level, line);
         }
     }

@@ -190,6 +190,11 @@ pub(crate) struct HostState {
     pub(crate) realtime_base_nanos: u64,
     pub(crate) monotonic_nanos: u64,
     pub(crate) logs: Vec<LogRecord>,
+    /// What the guest wrote to stdout and stderr in the current call, as
+    /// written, and which of `logs` those writes became: a trap report
+    /// shows the text whole.
+    pub(crate) call_output: Vec<u8>,
+    pub(crate) call_output_logs: Vec<usize>,
     pub(crate) violations: Vec<Violation>,
     pub(crate) metric_ids: Vec<(String, MetricType)>,
     pub(crate) http_calls: BTreeMap<u32, HttpCall>,
@@ -220,6 +225,8 @@ impl HostState {
             realtime_base_nanos: DEFAULT_START_NANOS,
             monotonic_nanos: 0,
             logs: Vec::new(),
+            call_output: Vec::new(),
+            call_output_logs: Vec::new(),
             violations: Vec::new(),
             metric_ids: Vec::new(),
             http_calls: BTreeMap::new(),

@@ -94,7 +94,8 @@ pub struct Scenario {
     #[serde(default)]
     pub plugins: Vec<PluginEntry>,
     /// Properties the filter reads, by dotted path (`xds.node.metadata.REGION`),
-    /// over the host's defaults: a string, number, boolean, or a map of strings.
+    /// over the host's defaults: a string, number or boolean, or a map whose
+    /// keys continue the path whole (for segments with dots).
     #[serde(default)]
     pub properties: BTreeMap<String, Value>,
     /// What each callout cluster answers, by name.

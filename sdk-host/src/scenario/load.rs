@@ -2,7 +2,7 @@
 //! of every error.
 
 use super::format::{PluginEntry, Scenario, ScenarioError};
-use crate::{HeaderMap, PropertyValue};
+use crate::PropertyValue;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use yaml_doc::Document;
@@ -70,26 +70,37 @@ impl Scenario {
             ));
         }
         for (name, value) in &scenario.properties {
-            property_value(value).map_err(|e| fail(&format!("properties.{name}"), e))?;
+            let mut checked = Vec::new();
+            flatten(split(name), value, &mut checked)
+                .map_err(|e| fail(&format!("properties.{name}"), e))?;
         }
         Ok(scenario)
     }
 
-    /// The `properties:` as the host serves them: strings as text, integers
-    /// and booleans in Envoy's encodings, maps of strings as header maps.
+    /// The `properties:` as the host serves them, by path segments: a key
+    /// is split at its dots, and a map below it adds its keys whole (so a
+    /// segment may hold dots, as filter names do); strings are text,
+    /// integers and booleans in Envoy's encodings.
+    ///
+    /// # Errors
+    ///
+    /// A value that is not a string, number, boolean or map (named by path).
     ///
     /// ```
     /// use sdk_host::{PropertyValue, scenario::Scenario};
-    /// let yaml = "filter: f.wasm\nproperties: {xds.node.id: n1, upstream.port: 8080}\n";
-    /// let properties = Scenario::from_yaml("s.yaml", yaml)?.property_values();
-    /// assert_eq!(properties[1], ("upstream.port".to_string(), PropertyValue::Int(8080)));
+    /// let yaml = "filter: f.wasm\nproperties:\n  upstream.port: 8080\n  metadata.filter_metadata: {envoy.filters.http.lua: {tag: t}}\n";
+    /// let properties = Scenario::from_yaml("s.yaml", yaml)?.property_values()?;
+    /// let lua = ["metadata", "filter_metadata", "envoy.filters.http.lua", "tag"].map(String::from).to_vec();
+    /// assert_eq!(properties[0], (lua, PropertyValue::from("t")));
+    /// assert_eq!(properties[1].1, PropertyValue::Int(8080));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn property_values(&self) -> Vec<(String, PropertyValue)> {
-        self.properties
-            .iter()
-            .filter_map(|(name, value)| Some((name.clone(), property_value(value).ok()?)))
-            .collect()
+    pub fn property_values(&self) -> Result<Vec<(Vec<String>, PropertyValue)>, String> {
+        let mut out = Vec::new();
+        for (name, value) in &self.properties {
+            flatten(split(name), value, &mut out).map_err(|e| format!("properties.{name}: {e}"))?;
+        }
+        Ok(out)
     }
 
     /// The plugin's name: the file's stem.
@@ -166,8 +177,17 @@ impl Scenario {
     }
 }
 
-fn property_value(value: &Value) -> Result<PropertyValue, String> {
-    Ok(match value {
+fn split(name: &str) -> Vec<String> {
+    name.split('.').map(str::to_string).collect()
+}
+
+/// Each leaf below `path` with its segments: a map's keys are segments.
+fn flatten(
+    path: Vec<String>,
+    value: &Value,
+    out: &mut Vec<(Vec<String>, PropertyValue)>,
+) -> Result<(), String> {
+    let leaf = match value {
         Value::String(text) => PropertyValue::String(text.clone()),
         Value::Bool(b) => PropertyValue::Bool(*b),
         Value::Number(n) => match n.as_i64() {
@@ -175,21 +195,21 @@ fn property_value(value: &Value) -> Result<PropertyValue, String> {
             None => PropertyValue::Double(n.as_f64().unwrap_or_default()),
         },
         Value::Object(fields) => {
-            let mut map = HeaderMap::default();
-            for (key, value) in fields {
-                let Value::String(text) = value else {
-                    return Err(format!("{key}: a map property holds strings, not {value}"));
-                };
-                map.add(key, text);
+            for (key, inner) in fields {
+                let mut below = path.clone();
+                below.push(key.clone());
+                flatten(below, inner, out).map_err(|e| format!("{key}: {e}"))?;
             }
-            PropertyValue::Map(map)
+            return Ok(());
         }
         other => {
             return Err(format!(
-                "{other} is not a property value: give a string, a number, a boolean or a map of strings"
+                "{other} is not a property value: give a string, a number, a boolean, or a map whose keys continue the path"
             ));
         }
-    })
+    };
+    out.push((path, leaf));
+    Ok(())
 }
 
 pub(super) fn configuration(value: &Value) -> Vec<u8> {

@@ -50,8 +50,9 @@ impl Scenario {
         for cluster in self.clusters.keys() {
             builder = builder.cluster(cluster);
         }
-        for (path, value) in self.property_values() {
-            builder = builder.property(&path, value);
+        // from_yaml checked them; a Scenario built in code may not be.
+        for (path, value) in self.property_values().unwrap_or_default() {
+            builder = builder.property_path(path, value);
         }
         builder
     }
@@ -60,7 +61,7 @@ impl Scenario {
     ///
     /// # Errors
     ///
-    /// The plugin does not start, or the guest traps.
+    /// The plugin does not start (a trap while starting included).
     ///
     /// ```
     /// # let module = sdk_host::doc_support::pass_through()?;
@@ -94,11 +95,13 @@ impl Scenario {
     }
 
     /// Plays the requests through a started host and judges the outcome;
-    /// anything Envoy would refuse ([`Host::violations`]) is a failure too.
+    /// anything Envoy would refuse ([`Host::violations`]) is a failure too,
+    /// and so is a trap, reported with what the guest logged before it
+    /// (the requests after it are not played).
     ///
     /// # Errors
     ///
-    /// The guest traps.
+    /// The host refuses a step (the VM had failed before the play).
     ///
     /// ```
     /// # let module = sdk_host::doc_support::pass_through()?;
@@ -118,12 +121,36 @@ impl Scenario {
             failures: Vec::new(),
         };
         let mut observed = Vec::new();
+        let mut trapped = None;
         for (i, exchange) in self.requests.iter().enumerate() {
-            observed.push(player.exchange(host, exchange, i)?);
+            match player.exchange(host, exchange, i) {
+                Ok(got) => observed.push(got),
+                Err(Error::Trap(trap)) => {
+                    trapped = Some(format!("request {}: {trap}", i + 1));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
         }
-        player.settle(host, &UpstreamResponse::default())?;
-        if let Some(advance) = self.advance {
-            player.advance(host, advance, &UpstreamResponse::default())?;
+        if trapped.is_none() {
+            let idle = UpstreamResponse::default();
+            let after = player
+                .settle(host, &idle)
+                .and_then(|()| match self.advance {
+                    Some(advance) => player.advance(host, advance, &idle),
+                    None => Ok(()),
+                });
+            match after {
+                Err(Error::Trap(trap)) => trapped = Some(format!("after the requests: {trap}")),
+                other => other?,
+            }
+        }
+        // A trap fails the VM for good, as in Envoy: the rest is not played.
+        player.failures.extend(trapped);
+        for i in observed.len()..self.requests.len() {
+            player
+                .failures
+                .push(format!("request {}: not played: the VM failed", i + 1));
         }
         let metrics = host.proxy().metrics();
         let logs: Vec<(LogLevel, String)> = host

@@ -281,13 +281,15 @@ impl Runtime for WasmRuntime {
                 .collect();
             let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
             let logged_before = self.store.data().state.logs.len();
-            func.call(&mut self.store, &params, &mut results)
-                .map_err(|e| {
-                    let mut trap = GuestTrap::new(name, &e);
-                    let logs = &self.store.data().state.logs;
-                    trap.logs = logs.get(logged_before..).unwrap_or_default().to_vec();
-                    trap
-                })?;
+            if let Err(e) = func.call(&mut self.store, &params, &mut results) {
+                let state = &self.store.data().state;
+                return Err(GuestTrap::new(name, &e).with_guest_output(
+                    &state.logs,
+                    logged_before,
+                    &state.call_output_logs,
+                    &state.call_output,
+                ));
+            }
         }
         Ok(())
     }

@@ -190,7 +190,7 @@ fn a_trap_report_shows_what_the_guest_logged_then_the_trap_once() {
     // The Rust panic message reaches the report through the guest's stderr.
     for line in [
         "[info] checking the request",
-        "[error] about to fail",
+        "  | about to fail",
         "probe asked to trap",
     ] {
         assert!(report[logged..trap].contains(line), "{line}: {report}");
