@@ -658,22 +658,19 @@ impl Host {
 
 /// The headers of a local response as Envoy sends them: the status, the
 /// filter's headers, and for a body its length, then `text/plain`. To a
-/// gRPC request, a gRPC status makes it trailers-only: `:status` 200,
-/// `application/grpc`, `grpc-status`, the body as `grpc-message`, then
-/// the filter's headers, and no body (checked: the Rust SDK's
-/// grpc_auth_random in Envoy 1.40).
+/// gRPC request, a gRPC status makes it trailers-only: `:status` 200, the
+/// filter's headers, `application/grpc`, `grpc-status`, the body as
+/// `grpc-message`, and no body (checked: `probe-grpc-local-reply.yaml`).
 fn local_response_headers(response: &LocalResponse, grpc_request: bool) -> HeaderMap {
     if let (true, Some(grpc_status)) = (grpc_request, response.grpc_status) {
-        let mut headers = HeaderMap::from_pairs([
-            (":status", "200".to_string()),
-            ("content-type", "application/grpc".to_string()),
-            ("grpc-status", grpc_status.to_string()),
-        ]);
-        if !response.body.is_empty() {
-            headers.add("grpc-message", &response.body);
-        }
+        let mut headers = HeaderMap::from_pairs([(":status", "200")]);
         for (name, value) in response.headers.iter() {
             headers.add(name, value);
+        }
+        headers.add("content-type", "application/grpc");
+        headers.add("grpc-status", grpc_status.to_string());
+        if !response.body.is_empty() {
+            headers.add("grpc-message", &response.body);
         }
         return headers;
     }
