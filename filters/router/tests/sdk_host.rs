@@ -1314,7 +1314,13 @@ fn a_mirror_to_an_undefined_cluster_counts_as_failed() {
             )],
             "{mode:?}"
         );
-        assert_no_violations(&host, mode);
+        // The refusal is reported, naming the cluster Envoy does not have.
+        let refused: Vec<String> = host.violations().iter().map(ToString::to_string).collect();
+        assert_eq!(refused.len(), 1, "{mode:?}: {refused:?}");
+        assert!(
+            refused[0].contains(r#"no cluster "outbound|9080|v2|reviews""#),
+            "{mode:?}: {refused:?}"
+        );
     }
 }
 
