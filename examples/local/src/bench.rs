@@ -8,7 +8,8 @@
 
 use crate::envoy::{self, Bootstrap, Envoy};
 use crate::traffic::send_many;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::path::Path;
 use std::sync::Arc;
 
 /// One configuration to measure.
@@ -146,6 +147,83 @@ pub async fn cpu_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> R
     Ok(())
 }
 
+/// Pins this process, and every thread it starts from now on, to `cpu`:
+/// the load generator stays off the core Envoy is pinned to. Call it
+/// before building the async runtime, whose threads then inherit it.
+///
+/// # Errors
+///
+/// Fails if the kernel refuses (a CPU the process may not use).
+pub fn pin_this_process_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: `set` is a plain bit set on the stack, fully initialised by
+    // CPU_ZERO before use; pid 0 is the calling thread.
+    let refused = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+    };
+    anyhow::ensure!(
+        !refused,
+        "pinning to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// A module's size as shipped: raw, after `wasm-opt -Oz`, and gzipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleSize {
+    /// Bytes of the built `.wasm`.
+    pub raw: usize,
+    /// After `wasm-opt -Oz`, when binaryen is installed.
+    pub optimized: Option<usize>,
+    /// `gzip -9` of the smallest of those, as a registry serves it.
+    pub gzipped: usize,
+}
+
+impl ModuleSize {
+    /// Measures the module at `wasm`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the module cannot be read.
+    pub fn of(wasm: &Path) -> Result<ModuleSize> {
+        use std::io::Write;
+        let raw = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let optimized_path =
+            std::env::temp_dir().join(format!("meshwasm-size-{}.wasm", std::process::id()));
+        let ran = std::process::Command::new("wasm-opt")
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-sign-ext",
+                "--enable-nontrapping-float-to-int",
+            ])
+            .arg(wasm)
+            .arg("-o")
+            .arg(&optimized_path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        let optimized = match ran {
+            Ok(status) if status.success() => {
+                let bytes = std::fs::read(&optimized_path).ok();
+                let _ = std::fs::remove_file(&optimized_path);
+                bytes
+            }
+            _ => None,
+        };
+        let shipped = optimized.as_deref().unwrap_or(&raw);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(shipped)?;
+        Ok(ModuleSize {
+            raw: raw.len(),
+            optimized: optimized.as_ref().map(Vec::len),
+            gzipped: gz.finish()?.len(),
+        })
+    }
+}
+
 /// Prints a module's size raw, after `wasm-opt -Oz` (when binaryen is
 /// installed) and gzipped, as a registry serves it.
 ///
@@ -154,38 +232,12 @@ pub async fn cpu_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> R
 /// If the module cannot be read: a benchmark of a module that was not built.
 #[allow(clippy::expect_used)]
 pub fn module_size(wasm: &str) {
-    use std::io::Write;
-    let raw = std::fs::read(wasm).expect("the module is built");
+    let size = ModuleSize::of(Path::new(wasm)).expect("the module is built");
     println!("module size ({wasm})");
-    println!("  raw              {:>9} bytes", raw.len());
-    let optimized = std::env::temp_dir().join(format!("meshwasm-size-{}.wasm", std::process::id()));
-    let ran = std::process::Command::new("wasm-opt")
-        .args([
-            "-Oz",
-            "--enable-bulk-memory",
-            "--enable-sign-ext",
-            "--enable-nontrapping-float-to-int",
-        ])
-        .arg(wasm)
-        .arg("-o")
-        .arg(&optimized)
-        .status();
-    let shipped = match ran {
-        Ok(status) if status.success() => {
-            let bytes = std::fs::read(&optimized).unwrap_or_default();
-            let _ = std::fs::remove_file(&optimized);
-            println!("  wasm-opt -Oz     {:>9} bytes", bytes.len());
-            bytes
-        }
-        _ => {
-            println!("  wasm-opt -Oz     skipped (install binaryen)");
-            raw
-        }
-    };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zipped = gz.write_all(&shipped).and_then(|()| gz.finish());
-    println!(
-        "  gzip -9 of that  {:>9} bytes",
-        zipped.map_or(0, |z| z.len())
-    );
+    println!("  raw              {:>9} bytes", size.raw);
+    match size.optimized {
+        Some(bytes) => println!("  wasm-opt -Oz     {bytes:>9} bytes"),
+        None => println!("  wasm-opt -Oz     skipped (install binaryen)"),
+    }
+    println!("  gzip -9 of that  {:>9} bytes", size.gzipped);
 }

@@ -1,0 +1,393 @@
+//! Every filter's cost in a real Envoy, beside Envoy's native filters, in
+//! one table measured against one baseline in the same run.
+//!
+//! The configurations are data: `tests/benches/filters.yaml`. For each:
+//! - `cpu`: Envoy's CPU time per request (the scheduler's nanoseconds),
+//!   Envoy pinned to CPU 1 and the load generator to CPU 0, the cases
+//!   taking turns over several rounds (median, min–max); Envoy's RSS after
+//!   warm-up; the time from starting Envoy to its `/ready`, on an idle
+//!   core (median of 3 starts);
+//! - `instructions`: instructions per request under callgrind, counted
+//!   over a fixed number of requests with counting off during start-up and
+//!   warm-up, so V8's compilation is not in the count;
+//! - `size`: each module raw, after `wasm-opt -Oz` and gzipped.
+//!
+//! Run: `cargo bench -p meshwasm-e2e --bench filters [-- cpu|instructions|size]`.
+//! `MESHWASM_BENCH_MODULES=DIR` measures the modules saved in DIR (from
+//! another commit) instead of the workspace's build.
+//! `MESHWASM_BENCH_CASES=router,fault` keeps the cases whose names contain
+//! one of those words (and the baseline). Stats are not flushed on a timer,
+//! since each flush walks every stat.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../e2e/rls.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod rls;
+
+use anyhow::{Context, Result, anyhow};
+use meshwasm_local::bench::{self, ModuleSize, Traffic};
+use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
+use meshwasm_local::upstream::Upstream;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const V1: &str = "outbound|5005|v1|web";
+const V2: &str = "outbound|5005|v2|web";
+/// The header the router names its cluster in.
+const HANDOFF_HEADER: &str = "x-meshwasm-cluster";
+
+const STARTS: usize = 3;
+const ROUNDS: usize = 5;
+const CPU_REQUESTS: usize = 4_000;
+const CPU_WARM_UP: usize = 2_000;
+const CPU_CONCURRENCY: usize = 4;
+const COUNTED_REQUESTS: usize = 500;
+const COUNT_WARM_UP: usize = 200;
+
+/// `filters.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plan {
+    traffic: TrafficSpec,
+    cases: Vec<CaseSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrafficSpec {
+    path: String,
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    name: String,
+    #[serde(default)]
+    native: Vec<Value>,
+    #[serde(default)]
+    wasm: Vec<WasmSpec>,
+    #[serde(default)]
+    route: Route,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    node: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WasmSpec {
+    filter: String,
+    config: Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Route {
+    #[default]
+    Upstream,
+    Handoff,
+    Weighted(BTreeMap<String, u32>),
+}
+
+/// The servers every case's Envoy talks to.
+struct Servers {
+    v1: Upstream,
+    v2: Upstream,
+    rls: rls::Rls,
+}
+
+/// What was measured of one case.
+#[derive(Default)]
+struct Row {
+    instructions: Option<f64>,
+    cpu_us: Vec<f64>,
+    rss: Option<u64>,
+    ready: Option<Duration>,
+}
+
+fn main() {
+    // Two cores: Envoy gets CPU 1, this process (the client) CPU 0.
+    if let Err(e) = bench::pin_this_process_to_cpu(0) {
+        eprintln!("load generator not pinned: {e:#}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Err(e) = runtime.block_on(run()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/filters.yaml");
+    let plan = load(&file)?;
+    let cases = selected(plan.cases);
+    println!(
+        "meshwasm filters beside Envoy's own, Envoy {} (V8), one worker; cases from {}\n",
+        envoy::ENVOY_VERSION,
+        file.display()
+    );
+    let servers = Servers {
+        v1: Upstream::start("v1").await?,
+        v2: Upstream::start("v2").await?,
+        rls: rls::Rls::start(&[]).await,
+    };
+    let wanted = bench::wanted_parts();
+    let mut rows: Vec<Row> = cases.iter().map(|_| Row::default()).collect();
+    if wanted("cpu") {
+        measure_cpu(&cases, &plan.traffic, &servers, &mut rows).await?;
+    }
+    if wanted("instructions") && bench::have_valgrind() {
+        count_instructions(&cases, &plan.traffic, &servers, &mut rows).await?;
+    }
+    print_table(&cases, &rows);
+    if wanted("size") {
+        print_sizes(&cases)?;
+    }
+    Ok(())
+}
+
+/// Reads the cases; an error names the field and its line.
+fn load(file: &Path) -> Result<Plan> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let document = yaml_doc::load(&text)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{}: empty", file.display()))?;
+    serde_path_to_error::deserialize(&document.value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = document
+            .position(&path)
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        anyhow!("{}: {path}{at}: {}", file.display(), e.inner())
+    })
+}
+
+/// The cases `MESHWASM_BENCH_CASES` names, and always the first (the baseline).
+fn selected(cases: Vec<CaseSpec>) -> Vec<CaseSpec> {
+    let Ok(words) = std::env::var("MESHWASM_BENCH_CASES") else {
+        return cases;
+    };
+    let words: Vec<&str> = words.split(',').map(str::trim).collect();
+    cases
+        .into_iter()
+        .enumerate()
+        .filter(|(i, case)| *i == 0 || words.iter().any(|w| case.name.contains(w)))
+        .map(|(_, case)| case)
+        .collect()
+}
+
+fn bootstrap(case: &CaseSpec, servers: &Servers) -> Result<Bootstrap> {
+    let mut bootstrap = Bootstrap::new(servers.v1.addr())
+        .cluster(V1, servers.v1.addr())
+        .cluster(V2, servers.v2.addr())
+        .grpc_cluster("rls", servers.rls.addr())
+        .stats_flush_on_admin();
+    bootstrap = match &case.route {
+        Route::Upstream => bootstrap,
+        Route::Handoff => bootstrap.route_by_header(HANDOFF_HEADER),
+        Route::Weighted(weights) => {
+            let weights: Vec<(&str, u32)> = weights.iter().map(|(c, w)| (c.as_str(), *w)).collect();
+            bootstrap.weighted_route(&weights)
+        }
+    };
+    for native in &case.native {
+        bootstrap = bootstrap.native_filter(native.clone());
+    }
+    for wasm in &case.wasm {
+        bootstrap = bootstrap.filter(WasmFilter::new(
+            &wasm.filter,
+            module_path(&wasm.filter)?,
+            wasm.config.to_string(),
+        ));
+    }
+    if let Some(node) = &case.node {
+        bootstrap = bootstrap.node(node.clone());
+    }
+    Ok(bootstrap)
+}
+
+/// The module of filter `name`: the workspace's build, or the same file
+/// name in `$MESHWASM_BENCH_MODULES` (modules saved from another commit).
+fn module_path(name: &str) -> Result<PathBuf> {
+    let built = meshwasm_artifacts::filter(name)
+        .ok_or_else(|| anyhow!("no filter named {name:?}"))?
+        .wasm;
+    let Some(dir) = std::env::var_os("MESHWASM_BENCH_MODULES") else {
+        return Ok(PathBuf::from(built));
+    };
+    let file = Path::new(built)
+        .file_name()
+        .ok_or_else(|| anyhow!("{built}: no file name"))?;
+    Ok(Path::new(&dir).join(file))
+}
+
+fn traffic(spec: &TrafficSpec, case: &CaseSpec) -> Traffic {
+    let mut headers = spec.headers.clone();
+    headers.extend(case.headers.clone());
+    let path: &'static str = Box::leak(spec.path.clone().into_boxed_str());
+    Traffic::new(path, move |mut request, _| {
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        request
+    })
+}
+
+/// CPU per request, RSS and time to ready; every case's Envoy runs at once,
+/// idle but for its turn.
+async fn measure_cpu(
+    cases: &[CaseSpec],
+    spec: &TrafficSpec,
+    servers: &Servers,
+    rows: &mut [Row],
+) -> Result<()> {
+    eprintln!(
+        "starting {} Envoys, {STARTS} times each, on CPU 1",
+        cases.len()
+    );
+    let mut envoys = Vec::new();
+    for (case, row) in cases.iter().zip(rows.iter_mut()) {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..STARTS {
+            drop(last.take());
+            let started = Instant::now();
+            let envoy = Envoy::start(bootstrap(case, servers)?.pin_to_cpu(1))
+                .await
+                .with_context(|| case.name.clone())?;
+            times.push(started.elapsed());
+            last = Some(envoy);
+        }
+        times.sort();
+        row.ready = Some(times[times.len() / 2]);
+        let envoy = last.ok_or_else(|| anyhow!("no start"))?;
+        let traffic = traffic(spec, case);
+        traffic
+            .send(&envoy, CPU_WARM_UP, CPU_CONCURRENCY)
+            .await
+            .with_context(|| case.name.clone())?;
+        row.rss = Some(envoy.rss_bytes()?);
+        envoys.push((envoy, traffic));
+    }
+    for round in 1..=ROUNDS {
+        eprintln!("CPU round {round} of {ROUNDS}");
+        for ((envoy, traffic), row) in envoys.iter().zip(rows.iter_mut()) {
+            let before = envoy.cpu_time()?;
+            traffic.send(envoy, CPU_REQUESTS, CPU_CONCURRENCY).await?;
+            let used = envoy.cpu_time()? - before;
+            row.cpu_us
+                .push(used.as_secs_f64() * 1e6 / CPU_REQUESTS as f64);
+        }
+    }
+    Ok(())
+}
+
+/// Instructions per request, one Envoy at a time under callgrind.
+async fn count_instructions(
+    cases: &[CaseSpec],
+    spec: &TrafficSpec,
+    servers: &Servers,
+    rows: &mut [Row],
+) -> Result<()> {
+    for (case, row) in cases.iter().zip(rows.iter_mut()) {
+        eprintln!("callgrind: {}", case.name);
+        let envoy = Envoy::start(bootstrap(case, servers)?.under_callgrind())
+            .await
+            .with_context(|| case.name.clone())?;
+        let traffic = traffic(spec, case);
+        traffic.send(&envoy, COUNT_WARM_UP, 1).await?;
+        let total = envoy
+            .count_instructions(traffic.send(&envoy, COUNTED_REQUESTS, 1))
+            .await?;
+        row.instructions = Some(total as f64 / COUNTED_REQUESTS as f64);
+    }
+    Ok(())
+}
+
+fn print_table(cases: &[CaseSpec], rows: &[Row]) {
+    let base = &rows[0];
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let base_cpu = median(&base.cpu_us);
+    println!(
+        "{:<46} {:>9} {:>8} {:>6}  {:>21} {:>7} {:>6} {:>9}",
+        "configuration",
+        "instr/req",
+        "added",
+        "ratio",
+        "CPU us/req (min-max)",
+        "ratio",
+        "RSS MiB",
+        "ready ms"
+    );
+    for (case, row) in cases.iter().zip(rows) {
+        let (instr, added, ratio) = match (row.instructions, base.instructions) {
+            (Some(i), Some(b)) => (
+                format!("{:.1}k", i / 1e3),
+                format!("{:+.1}k", (i - b) / 1e3),
+                format!("{:.2}x", i / b),
+            ),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        let (cpu, cpu_ratio) = match (median(&row.cpu_us), base_cpu) {
+            (Some(m), Some(b)) => {
+                let lo = row.cpu_us.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = row.cpu_us.iter().copied().fold(0.0, f64::max);
+                (
+                    format!("{m:.1} ({lo:.1}-{hi:.1})"),
+                    format!("{:.2}x", m / b),
+                )
+            }
+            _ => ("-".into(), "-".into()),
+        };
+        let rss = row
+            .rss
+            .map_or("-".into(), |r| format!("{:.1}", r as f64 / 1048576.0));
+        let ready = row
+            .ready
+            .map_or("-".into(), |d| format!("{}", d.as_millis()));
+        println!(
+            "{:<46} {instr:>9} {added:>8} {ratio:>6}  {cpu:>21} {cpu_ratio:>7} {rss:>7} {ready:>9}",
+            case.name
+        );
+    }
+}
+
+fn print_sizes(cases: &[CaseSpec]) -> Result<()> {
+    let mut filters: Vec<&str> = cases
+        .iter()
+        .flat_map(|c| c.wasm.iter().map(|w| w.filter.as_str()))
+        .collect();
+    filters.sort_unstable();
+    filters.dedup();
+    println!(
+        "\n{:<16} {:>10} {:>14} {:>10}",
+        "module", "raw", "wasm-opt -Oz", "gzip -9"
+    );
+    for name in filters {
+        let size = ModuleSize::of(&module_path(name)?)?;
+        let optimized = size
+            .optimized
+            .map_or("(no binaryen)".into(), |b| b.to_string());
+        println!(
+            "{name:<16} {:>10} {optimized:>14} {:>10}",
+            size.raw, size.gzipped
+        );
+    }
+    Ok(())
+}
