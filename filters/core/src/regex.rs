@@ -21,6 +21,8 @@
 
 use crate::error::ConfigErrorKind;
 
+mod literal;
+
 /// A compiled RE2-compatible pattern that must match the whole input,
 /// as Envoy's `safe_regex` does.
 ///
@@ -41,6 +43,8 @@ use crate::error::ConfigErrorKind;
 pub struct FullRegex {
     pattern: String,
     regex: regex_lite::Regex,
+    /// Text every match contains: without it, the regex is not run.
+    required: Option<Box<str>>,
 }
 
 impl FullRegex {
@@ -57,12 +61,33 @@ impl FullRegex {
         Ok(FullRegex {
             pattern: pattern.to_owned(),
             regex,
+            required: literal::required_literal(pattern).map(String::into_boxed_str),
         })
     }
 
-    /// True if the whole of `haystack` matches.
+    /// True if the whole of `haystack` matches. A haystack without the
+    /// text every match needs (`user=jason` for Istio's jason cookie
+    /// pattern) is refused by a substring search, without the regex.
     pub fn is_match(&self, haystack: &str) -> bool {
+        if let Some(required) = &self.required
+            && !haystack.contains(&**required)
+        {
+            return false;
+        }
         self.regex.is_match(haystack)
+    }
+
+    /// The text every match contains, found when the pattern was compiled.
+    ///
+    /// ```
+    /// use meshwasm_core::regex::FullRegex;
+    ///
+    /// let jason = FullRegex::new("^(.*?;)?(user=jason)(;.*)?$").unwrap();
+    /// assert_eq!(jason.required_text(), Some("user=jason"));
+    /// assert_eq!(FullRegex::new("a|b").unwrap().required_text(), None);
+    /// ```
+    pub fn required_text(&self) -> Option<&str> {
+        self.required.as_deref()
     }
 
     /// The pattern as the user wrote it.

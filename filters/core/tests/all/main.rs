@@ -15,6 +15,7 @@ mod no_panics;
 mod parsing;
 mod ports;
 mod rate_limit;
+mod regex_prefilter;
 mod routing;
 mod shared_counter;
 mod telemetry;
