@@ -149,10 +149,19 @@ pub struct IstioDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for IstioDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(IstioDuration)
-            .map_err(serde::de::Error::custom)
+        // Refused inside the visitor, the deserializer places the error at
+        // the string, so `config::parse` finds the field's path.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = IstioDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<IstioDuration, E> {
+                parse_duration(text).map(IstioDuration).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config_errors;
+#[cfg(not(target_family = "wasm"))]
+mod config_paths;
 mod delay_queue;
 mod fault_decisions;
 mod header_map;
