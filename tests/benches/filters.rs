@@ -10,9 +10,12 @@
 //! - `instructions`: instructions per request under callgrind, counted
 //!   over a fixed number of requests with counting off during start-up and
 //!   warm-up, so V8's compilation is not in the count;
-//! - `size`: each module raw, after `wasm-opt -Oz` and gzipped.
+//! - `size`: each module raw, after `wasm-opt -Oz` and gzipped;
+//! - `breakdown`: where each module's bytes go, by crate or kind of code
+//!   and by function, from a build that keeps the function names
+//!   (`target/size-breakdown/`).
 //!
-//! Run: `cargo bench -p meshwasm-e2e --bench filters [-- cpu|instructions|size]`.
+//! Run: `cargo bench -p meshwasm-e2e --bench filters [-- cpu|instructions|size|breakdown]`.
 //! `MESHWASM_BENCH_MODULES=DIR` measures the modules saved in DIR (from
 //! another commit) instead of the workspace's build.
 //! `MESHWASM_BENCH_CASES=router,fault` keeps the cases whose names contain
@@ -26,7 +29,7 @@
 mod rls;
 
 use anyhow::{Context, Result, anyhow};
-use meshwasm_local::bench::{self, ModuleSize, Traffic};
+use meshwasm_local::bench::{self, ModuleSize, SizeBreakdown, Traffic};
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::upstream::Upstream;
 use serde::Deserialize;
@@ -148,9 +151,17 @@ async fn run() -> Result<()> {
     if wanted("instructions") && bench::have_valgrind() {
         count_instructions(&cases, &plan.traffic, &servers, &mut rows).await?;
     }
-    print_table(&cases, &rows);
+    if rows
+        .iter()
+        .any(|r| r.ready.is_some() || r.instructions.is_some())
+    {
+        print_table(&cases, &rows);
+    }
     if wanted("size") {
         print_sizes(&cases)?;
+    }
+    if wanted("breakdown") {
+        print_breakdowns(&cases)?;
     }
     Ok(())
 }
@@ -307,7 +318,13 @@ async fn count_instructions(
             .await
             .with_context(|| case.name.clone())?;
         let traffic = traffic(spec, case);
-        traffic.send(&envoy, COUNT_WARM_UP, 1).await?;
+        // `MESHWASM_BENCH_WARM_UP=0` shows what counting from the first
+        // request adds: V8 compiling and tiering up the module.
+        let warm_up = std::env::var("MESHWASM_BENCH_WARM_UP")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(COUNT_WARM_UP);
+        traffic.send(&envoy, warm_up, 1).await?;
         let total = envoy
             .count_instructions(traffic.send(&envoy, COUNTED_REQUESTS, 1))
             .await?;
@@ -369,12 +386,7 @@ fn print_table(cases: &[CaseSpec], rows: &[Row]) {
 }
 
 fn print_sizes(cases: &[CaseSpec]) -> Result<()> {
-    let mut filters: Vec<&str> = cases
-        .iter()
-        .flat_map(|c| c.wasm.iter().map(|w| w.filter.as_str()))
-        .collect();
-    filters.sort_unstable();
-    filters.dedup();
+    let filters = filter_names(cases);
     println!(
         "\n{:<16} {:>10} {:>14} {:>10}",
         "module", "raw", "wasm-opt -Oz", "gzip -9"
@@ -390,4 +402,51 @@ fn print_sizes(cases: &[CaseSpec]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Builds each module as shipped but with its function names, and prints
+/// where its bytes go.
+fn print_breakdowns(cases: &[CaseSpec]) -> Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = workspace.join("target/size-breakdown");
+    for name in filter_names(cases) {
+        let module =
+            meshwasm_artifacts::filter(name).ok_or_else(|| anyhow!("no filter named {name:?}"))?;
+        eprintln!("building {} with its function names", module.package);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&workspace)
+            .args(["build-filter", "--quiet", "-p", module.package])
+            .env("CARGO_PROFILE_WASM_STRIP", "false")
+            .env("CARGO_TARGET_DIR", &target)
+            .status()?;
+        anyhow::ensure!(status.success(), "building {} failed", module.package);
+        let file = Path::new(module.wasm)
+            .file_name()
+            .ok_or_else(|| anyhow!("no file name"))?;
+        let breakdown = SizeBreakdown::of(&target.join("wasm32-wasip1/wasm").join(file))?;
+        println!("\n{name}: {} bytes of code and data", breakdown.total);
+        for (group, bytes, functions) in &breakdown.groups {
+            println!(
+                "  {group:<46} {bytes:>8} {:>5.1} %  {functions:>5} functions",
+                100.0 * *bytes as f64 / breakdown.total as f64
+            );
+        }
+        println!("  largest functions:");
+        for (function, bytes) in &breakdown.largest {
+            let function: String = function.chars().take(110).collect();
+            println!("  {bytes:>8}  {function}");
+        }
+    }
+    Ok(())
+}
+
+fn filter_names(cases: &[CaseSpec]) -> Vec<&str> {
+    let mut filters: Vec<&str> = cases
+        .iter()
+        .flat_map(|c| c.wasm.iter().map(|w| w.filter.as_str()))
+        .collect();
+    filters.sort_unstable();
+    filters.dedup();
+    filters
 }

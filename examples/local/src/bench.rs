@@ -241,3 +241,109 @@ pub fn module_size(wasm: &str) {
     }
     println!("  gzip -9 of that  {:>9} bytes", size.gzipped);
 }
+
+/// Where a module's bytes go: code by the crate or kind its functions
+/// come from, and the data segments. The module must keep its `name`
+/// section (built with `CARGO_PROFILE_WASM_STRIP=false`).
+#[derive(Debug, Default)]
+pub struct SizeBreakdown {
+    /// (group, bytes, functions), largest first.
+    pub groups: Vec<(&'static str, usize, usize)>,
+    /// The largest functions, (name, bytes).
+    pub largest: Vec<(String, usize)>,
+    /// Code and data bytes together (custom sections left out).
+    pub total: usize,
+}
+
+impl SizeBreakdown {
+    /// Reads the module at `wasm`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the file cannot be read or is not a module.
+    pub fn of(wasm: &Path) -> Result<SizeBreakdown> {
+        use wasmparser::{BinaryReader, Name, NameSectionReader, Parser, Payload, TypeRef};
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let (mut imported, mut bodies, mut data) = (0u32, Vec::new(), 0usize);
+        let mut names = std::collections::HashMap::new();
+        for payload in Parser::new(0).parse_all(&bytes) {
+            match payload? {
+                Payload::ImportSection(imports) => {
+                    for import in imports {
+                        if matches!(import?.ty, TypeRef::Func(_)) {
+                            imported += 1;
+                        }
+                    }
+                }
+                Payload::CodeSectionEntry(body) => bodies.push(body.range().len()),
+                Payload::DataSection(segments) => {
+                    for segment in segments {
+                        data += segment?.data.len();
+                    }
+                }
+                Payload::CustomSection(section) if section.name() == "name" => {
+                    let reader = BinaryReader::new(section.data(), section.data_offset());
+                    for name in NameSectionReader::new(reader) {
+                        if let Name::Function(map) = name? {
+                            for naming in map {
+                                let naming = naming?;
+                                let readable = rustc_demangle::demangle(naming.name);
+                                names.insert(naming.index, format!("{readable:#}"));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut groups: std::collections::HashMap<&'static str, (usize, usize)> =
+            std::collections::HashMap::new();
+        let mut functions = Vec::new();
+        for (i, size) in bodies.into_iter().enumerate() {
+            let index = imported + u32::try_from(i)?;
+            let name = names.remove(&index).unwrap_or_default();
+            let group = groups.entry(code_group(&name)).or_default();
+            group.0 += size;
+            group.1 += 1;
+            functions.push((name, size));
+        }
+        groups.insert("data segments (strings, tables)", (data, 1));
+        let mut groups: Vec<_> = groups.into_iter().map(|(g, (b, n))| (g, b, n)).collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.1));
+        functions.sort_by_key(|f| std::cmp::Reverse(f.1));
+        functions.truncate(12);
+        Ok(SizeBreakdown {
+            total: groups.iter().map(|g| g.1).sum(),
+            groups,
+            largest: functions,
+        })
+    }
+}
+
+/// The group a function's (demangled) name puts it in.
+fn code_group(name: &str) -> &'static str {
+    let has = |s: &str| name.contains(s);
+    if has("serde_path_to_error") {
+        "serde_path_to_error"
+    } else if has("serde") || has("Deserialize") || has("Visitor") {
+        "serde (derive and serde_json)"
+    } else if has("regex_lite") {
+        "regex-lite"
+    } else if has("fmt") || has("Display") || has("Debug") {
+        "formatting (core::fmt)"
+    } else if has("panic") {
+        "panics"
+    } else if has("meshwasm_core") {
+        "meshwasm-core"
+    } else if has("meshwasm_plugin") {
+        "meshwasm-plugin"
+    } else if has("proxy_wasm") {
+        "proxy-wasm"
+    } else if has("alloc") {
+        "alloc (collections, strings, the allocator)"
+    } else if has("meshwasm") {
+        "the filter crate"
+    } else {
+        "core and std (iterators, slices, ...)"
+    }
+}
