@@ -81,7 +81,13 @@ fn frames_at(json: &[u8], error_at: usize) -> Vec<Frame> {
             b'"' => {
                 let end = string_end(json, at);
                 if let Some(Frame::Object { key: slot @ None }) = frames.last_mut() {
-                    let key = String::from_utf8_lossy(&json[at + 1..end.saturating_sub(1)]);
+                    // Without its closing quote when the text ends inside it.
+                    let close = if end > at + 1 && json.get(end - 1) == Some(&b'"') {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    let key = String::from_utf8_lossy(json.get(at + 1..close).unwrap_or_default());
                     *slot = Some(unescape(&key));
                     at = end;
                     continue;
@@ -184,4 +190,31 @@ fn render(frames: &[Frame]) -> String {
         }
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_at;
+
+    #[test]
+    fn finds_the_field_serde_json_stopped_in() {
+        let json = br#"{"http": [{"fault": {"abort": {"httpStauts": 500}}}]}"#;
+        // After the unknown key's closing quote.
+        assert_eq!(path_at(json, 1, 43), "http[0].fault.abort.httpStauts");
+        let pretty = b"{\n  \"hosts\": [\n    \"a\",\n    7\n  ]\n}";
+        assert_eq!(path_at(pretty, 4, 5), "hosts[1]");
+    }
+
+    #[test]
+    fn never_panics_on_text_that_ends_anywhere() {
+        let text = br#"{"a": [{"b\"c": "d\\", "e": [1, {"f": tru"#;
+        for end in 0..=text.len() {
+            for column in 0..=text.len() + 2 {
+                let _ = path_at(&text[..end], 1, column);
+                let _ = path_at(&text[..end], 7, column);
+            }
+        }
+        assert_eq!(path_at(b"\"", 1, 1), "");
+        assert_eq!(path_at(b"{\"", 1, 2), "");
+    }
 }
