@@ -166,23 +166,14 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
-/// Reads the cases; an error names the field and its line.
+/// Reads the cases; an error names the field and its line (with the
+/// YAML reading of sdk-host's scenario files).
 fn load(file: &Path) -> Result<Plan> {
+    use sdk_host::scenario::{from_document, yaml_document};
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let document = yaml_doc::load(&text)
-        .map_err(|e| anyhow!("{}: {e}", file.display()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("{}: empty", file.display()))?;
-    serde_path_to_error::deserialize(&document.value).map_err(|e| {
-        let path = e.path().to_string();
-        let at = document
-            .position(&path)
-            .map(|p| format!(" ({p})"))
-            .unwrap_or_default();
-        anyhow!("{}: {path}{at}: {}", file.display(), e.inner())
-    })
+    let document = yaml_document(file, &text).map_err(|e| anyhow!("{e}"))?;
+    from_document(file, &document).map_err(|e| anyhow!("{e}"))
 }
 
 /// The cases `MESHWASM_BENCH_CASES` names, and always the first (the baseline).

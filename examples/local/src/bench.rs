@@ -320,30 +320,28 @@ impl SizeBreakdown {
     }
 }
 
+/// The groups of code, first match wins: what a function's demangled name
+/// contains, and the group's label.
+const CODE_GROUPS: &[(&[&str], &str)] = &[
+    (&["serde_path_to_error"], "serde_path_to_error"),
+    (
+        &["serde", "Deserialize", "Visitor"],
+        "serde (derive and serde_json)",
+    ),
+    (&["regex_lite"], "regex-lite"),
+    (&["fmt", "Display", "Debug"], "formatting (core::fmt)"),
+    (&["panic"], "panics"),
+    (&["meshwasm_core"], "meshwasm-core"),
+    (&["meshwasm_plugin"], "meshwasm-plugin"),
+    (&["proxy_wasm"], "proxy-wasm"),
+    (&["alloc"], "alloc (collections, strings, the allocator)"),
+    (&["meshwasm"], "the filter crate"),
+];
+
 /// The group a function's (demangled) name puts it in.
 fn code_group(name: &str) -> &'static str {
-    let has = |s: &str| name.contains(s);
-    if has("serde_path_to_error") {
-        "serde_path_to_error"
-    } else if has("serde") || has("Deserialize") || has("Visitor") {
-        "serde (derive and serde_json)"
-    } else if has("regex_lite") {
-        "regex-lite"
-    } else if has("fmt") || has("Display") || has("Debug") {
-        "formatting (core::fmt)"
-    } else if has("panic") {
-        "panics"
-    } else if has("meshwasm_core") {
-        "meshwasm-core"
-    } else if has("meshwasm_plugin") {
-        "meshwasm-plugin"
-    } else if has("proxy_wasm") {
-        "proxy-wasm"
-    } else if has("alloc") {
-        "alloc (collections, strings, the allocator)"
-    } else if has("meshwasm") {
-        "the filter crate"
-    } else {
-        "core and std (iterators, slices, ...)"
-    }
+    CODE_GROUPS
+        .iter()
+        .find(|(marks, _)| marks.iter().any(|m| name.contains(m)))
+        .map_or("core and std (iterators, slices, ...)", |(_, group)| group)
 }
