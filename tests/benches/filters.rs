@@ -11,11 +11,14 @@
 //!   over a fixed number of requests with counting off during start-up and
 //!   warm-up, so V8's compilation is not in the count;
 //! - `size`: each module raw, after `wasm-opt -Oz` and gzipped;
+//! - `hostcalls`: the hostcalls one request makes, each a VM crossing that
+//!   costs thousands of instructions in Envoy, counted in sdk-host (for the
+//!   cases with one Wasm filter; the second request of the run is counted);
 //! - `breakdown`: where each module's bytes go, by crate or kind of code
 //!   and by function, from a build that keeps the function names
 //!   (`target/size-breakdown/`).
 //!
-//! Run: `cargo bench -p meshwasm-e2e --bench filters [-- cpu|instructions|size|breakdown]`.
+//! Run: `cargo bench -p meshwasm-e2e --bench filters [-- cpu|instructions|size|hostcalls|breakdown]`.
 //! `MESHWASM_BENCH_MODULES=DIR` measures the modules saved in DIR (from
 //! another commit) instead of the workspace's build.
 //! `MESHWASM_BENCH_CASES=router,fault` keeps the cases whose names contain
@@ -159,6 +162,9 @@ async fn run() -> Result<()> {
     }
     if wanted("size") {
         print_sizes(&cases)?;
+    }
+    if wanted("hostcalls") {
+        print_hostcalls(&cases, &plan.traffic)?;
     }
     if wanted("breakdown") {
         print_breakdowns(&cases)?;
@@ -440,4 +446,61 @@ fn filter_names(cases: &[CaseSpec]) -> Vec<&str> {
     filters.sort_unstable();
     filters.dedup();
     filters
+}
+
+/// Counts the hostcalls of one request through each single-filter case in
+/// sdk-host: request headers, a 200 from the upstream, the stream's end.
+fn print_hostcalls(cases: &[CaseSpec], spec: &TrafficSpec) -> Result<()> {
+    println!("\nhostcalls per request (sdk-host, the second request of each case)");
+    for case in cases.iter().filter(|c| c.wasm.len() == 1) {
+        let wasm = &case.wasm[0];
+        let module = sdk_host::WasmModule::from_file(module_path(&wasm.filter)?)?;
+        let mut host = sdk_host::Host::builder()
+            .plugin_config(wasm.config.to_string())
+            .start(&module)
+            .map_err(|e| anyhow!("{}: {e}", case.name))?;
+        let mut headers: Vec<(String, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), spec.path.clone()),
+            (":scheme".into(), "http".into()),
+        ];
+        let mut merged = spec.headers.clone();
+        merged.extend(case.headers.clone());
+        for (name, value) in merged {
+            let name = if name == "host" {
+                ":authority".into()
+            } else {
+                name
+            };
+            headers.push((name, value));
+        }
+        let mut counts = Default::default();
+        for _ in 0..2 {
+            let before = host.hostcall_counts();
+            let stream = host.new_http_stream()?;
+            host.send_request_headers(stream, &headers, true)?;
+            // A rate limit service's answer: `overall_code: OK`.
+            for call in host.grpc_calls() {
+                host.grpc_respond(call.token, [0x08, 0x01])?;
+            }
+            host.send_response_headers(stream, &[(":status", "200")], true)?;
+            host.finish(stream)?;
+            counts = difference(&host.hostcall_counts(), &before);
+        }
+        let total: u64 = counts.values().sum();
+        let calls: Vec<String> = counts.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        println!("  {:<46} {total:>3}: {}", case.name, calls.join(", "));
+    }
+    Ok(())
+}
+
+fn difference(
+    after: &BTreeMap<&'static str, u64>,
+    before: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    after
+        .iter()
+        .map(|(name, n)| (*name, n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }

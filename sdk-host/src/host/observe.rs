@@ -67,6 +67,27 @@ impl Host {
         &self.runtime.state_ref().violations
     }
 
+    /// How many times the guest called each hostcall so far, by import
+    /// name. In Envoy each call crosses the VM boundary, at a cost of
+    /// thousands of instructions, so the difference over one request is
+    /// a filter's per-request cost model.
+    ///
+    /// ```
+    /// let module = sdk_host::doc_support::logs_on_start(3, "ready")?;
+    /// let mut host = sdk_host::Host::builder().start(&module)?;
+    /// // The module logged once, from proxy_on_vm_start.
+    /// assert_eq!(host.hostcall_counts().get("proxy_log"), Some(&1));
+    /// let before = host.hostcall_counts();
+    /// let stream = host.new_http_stream()?;
+    /// host.send_request_headers(stream, &[(":path", "/")], true)?;
+    /// // It answers the request's callbacks without a hostcall.
+    /// assert_eq!(host.hostcall_counts(), before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hostcall_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.runtime.state_ref().hostcall_counts.clone()
+    }
+
     /// A metric's value by the name the guest defined it with.
     ///
     /// ```

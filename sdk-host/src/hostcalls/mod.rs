@@ -43,6 +43,11 @@ macro_rules! for_each_hostcall {
 }
 pub(crate) use for_each_hostcall;
 
+/// Counts a hostcall by its import name (`Host::hostcall_counts`).
+pub(crate) fn count(guest: &mut impl Guest, name: &'static str) {
+    *guest.state().hostcall_counts.entry(name).or_default() += 1;
+}
+
 /// An argument as a front end passes it, widened to the `u64` the hostcall
 /// functions take: wasm's `i32` zero-extended, pointers as addresses.
 pub(crate) trait Widen {

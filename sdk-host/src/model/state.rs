@@ -206,6 +206,9 @@ pub(crate) struct HostState {
     pub(crate) deferred: Vec<Deferred>,
     pub(crate) random: fastrand::Rng,
     pub(crate) exit_code: Option<u32>,
+    /// Hostcalls the guest made, by import name: what a request costs in
+    /// VM crossings, each of which costs thousands of instructions in Envoy.
+    pub(crate) hostcall_counts: BTreeMap<&'static str, u64>,
 }
 
 impl HostState {
@@ -227,6 +230,7 @@ impl HostState {
             logs: Vec::new(),
             call_output: Vec::new(),
             call_output_logs: Vec::new(),
+            hostcall_counts: BTreeMap::new(),
             violations: Vec::new(),
             metric_ids: Vec::new(),
             http_calls: BTreeMap::new(),

@@ -434,7 +434,10 @@ macro_rules! export {
             #[doc = concat!("The `", stringify!($name), "` hostcall, for natively linked filters.")]
             #[unsafe(no_mangle)]
             pub extern "C" fn $name($($arg: native_type!($ty)),*) -> u32 {
-                with_guest(|g| $f(g, $($arg.widen()),*))
+                with_guest(|g| {
+                    hostcalls::count(g, stringify!($name));
+                    $f(g, $($arg.widen()),*)
+                })
             }
         )*
     };

@@ -50,7 +50,9 @@ macro_rules! link {
                 $module,
                 stringify!($name),
                 |mut caller: Caller<'_, WasmData>, $($arg: wasm_type!($ty)),*| -> i32 {
-                    $f(&mut CallerGuest(&mut caller), $($arg.widen()),*) as i32
+                    let mut guest = CallerGuest(&mut caller);
+                    hostcalls::count(&mut guest, stringify!($name));
+                    $f(&mut guest, $($arg.widen()),*) as i32
                 },
             )?;
         )*
