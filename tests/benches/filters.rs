@@ -241,9 +241,15 @@ fn module_path(name: &str) -> Result<PathBuf> {
     Ok(Path::new(&dir).join(file))
 }
 
-fn traffic(spec: &TrafficSpec, case: &CaseSpec) -> Traffic {
+/// The traffic's headers, with the case's own added or replacing them.
+fn request_headers(spec: &TrafficSpec, case: &CaseSpec) -> BTreeMap<String, String> {
     let mut headers = spec.headers.clone();
     headers.extend(case.headers.clone());
+    headers
+}
+
+fn traffic(spec: &TrafficSpec, case: &CaseSpec) -> Traffic {
+    let headers = request_headers(spec, case);
     let path: &'static str = Box::leak(spec.path.clone().into_boxed_str());
     Traffic::new(path, move |mut request, _| {
         for (name, value) in &headers {
@@ -292,11 +298,9 @@ async fn measure_cpu(
     for round in 1..=ROUNDS {
         eprintln!("CPU round {round} of {ROUNDS}");
         for ((envoy, traffic), row) in envoys.iter().zip(rows.iter_mut()) {
-            let before = envoy.cpu_time()?;
-            traffic.send(envoy, CPU_REQUESTS, CPU_CONCURRENCY).await?;
-            let used = envoy.cpu_time()? - before;
-            row.cpu_us
-                .push(used.as_secs_f64() * 1e6 / CPU_REQUESTS as f64);
+            let per_request =
+                bench::cpu_us_per_request(envoy, traffic, CPU_REQUESTS, CPU_CONCURRENCY).await?;
+            row.cpu_us.push(per_request);
         }
     }
     Ok(())
@@ -311,21 +315,21 @@ async fn count_instructions(
 ) -> Result<()> {
     for (case, row) in cases.iter().zip(rows.iter_mut()) {
         eprintln!("callgrind: {}", case.name);
-        let envoy = Envoy::start(bootstrap(case, servers)?.under_callgrind())
-            .await
-            .with_context(|| case.name.clone())?;
-        let traffic = traffic(spec, case);
         // `MESHWASM_BENCH_WARM_UP=0` shows what counting from the first
         // request adds: V8 compiling and tiering up the module.
         let warm_up = std::env::var("MESHWASM_BENCH_WARM_UP")
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(COUNT_WARM_UP);
-        traffic.send(&envoy, warm_up, 1).await?;
-        let total = envoy
-            .count_instructions(traffic.send(&envoy, COUNTED_REQUESTS, 1))
-            .await?;
-        row.instructions = Some(total as f64 / COUNTED_REQUESTS as f64);
+        let per_request = bench::counted_instructions(
+            bootstrap(case, servers)?,
+            &traffic(spec, case),
+            warm_up,
+            COUNTED_REQUESTS,
+        )
+        .await
+        .with_context(|| case.name.clone())?;
+        row.instructions = Some(per_request);
     }
     Ok(())
 }
@@ -464,9 +468,7 @@ fn print_hostcalls(cases: &[CaseSpec], spec: &TrafficSpec) -> Result<()> {
             (":path".into(), spec.path.clone()),
             (":scheme".into(), "http".into()),
         ];
-        let mut merged = spec.headers.clone();
-        merged.extend(case.headers.clone());
-        for (name, value) in merged {
+        for (name, value) in request_headers(spec, case) {
             let name = if name == "host" {
                 ":authority".into()
             } else {

@@ -104,10 +104,7 @@ pub async fn instructions_per_request(cases: Vec<Case>, n: usize, traffic: &Traf
     );
     let mut baseline = None;
     for case in cases {
-        let envoy = Envoy::start(case.bootstrap.under_callgrind()).await?;
-        traffic.send(&envoy, 200, 1).await?;
-        let total = envoy.count_instructions(traffic.send(&envoy, n, 1)).await?;
-        let per_request = total as f64 / n as f64;
+        let per_request = counted_instructions(case.bootstrap, traffic, 200, n).await?;
         let base = *baseline.get_or_insert(per_request);
         println!(
             "  {:<52} {:>7.1}k   {:>5.2}x baseline   {:>+6.1}k",
@@ -118,6 +115,42 @@ pub async fn instructions_per_request(cases: Vec<Case>, n: usize, traffic: &Traf
         );
     }
     Ok(())
+}
+
+/// Instructions per request of one Envoy configuration under callgrind:
+/// `n` requests counted one at a time after `warm_up` uncounted ones.
+///
+/// # Errors
+///
+/// Fails if Envoy does not start or traffic fails.
+pub async fn counted_instructions(
+    bootstrap: Bootstrap,
+    traffic: &Traffic,
+    warm_up: usize,
+    n: usize,
+) -> Result<f64> {
+    let envoy = Envoy::start(bootstrap.under_callgrind()).await?;
+    traffic.send(&envoy, warm_up, 1).await?;
+    let total = envoy.count_instructions(traffic.send(&envoy, n, 1)).await?;
+    Ok(total as f64 / n as f64)
+}
+
+/// Envoy's CPU time per request, in µs, over `n` requests sent
+/// `concurrency` at a time.
+///
+/// # Errors
+///
+/// Fails if traffic fails or `/proc` cannot be read.
+pub async fn cpu_us_per_request(
+    envoy: &Envoy,
+    traffic: &Traffic,
+    n: usize,
+    concurrency: usize,
+) -> Result<f64> {
+    let before = envoy.cpu_time()?;
+    traffic.send(envoy, n, concurrency).await?;
+    let used = envoy.cpu_time()? - before;
+    Ok(used.as_secs_f64() * 1e6 / n as f64)
 }
 
 /// Prints Envoy CPU time per request for each case, Envoy pinned to CPU 1,
@@ -132,10 +165,7 @@ pub async fn cpu_per_request(cases: Vec<Case>, n: usize, traffic: &Traffic) -> R
     for case in cases {
         let envoy = Envoy::start(case.bootstrap.pin_to_cpu(1)).await?;
         traffic.send(&envoy, n / 10, 4).await?;
-        let before = envoy.cpu_time()?;
-        traffic.send(&envoy, n, 4).await?;
-        let used = envoy.cpu_time()? - before;
-        let per_request = used.as_secs_f64() * 1e6 / n as f64;
+        let per_request = cpu_us_per_request(&envoy, traffic, n, 4).await?;
         let base = *baseline.get_or_insert(per_request);
         println!(
             "  {:<44} {per_request:>6.1} us   {:>5.2}x baseline   {:>+6.1} us",
