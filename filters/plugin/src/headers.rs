@@ -13,6 +13,7 @@ use meshwasm_core::request::RequestAttributes;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::ptr::null_mut;
 
 pub use proxy_wasm::types::MapType as HeaderMapKind;
@@ -48,6 +49,14 @@ pub fn header_map(kind: MapType) -> Result<HeaderMap, String> {
     }
 }
 
+thread_local! {
+    /// How many edits of request headers [`apply_edits`] made in this VM:
+    /// a [`HostRequest`] that read the map before the last one reads it
+    /// again, so a stage sees the edits of the stages before it. One VM is
+    /// one thread, and a callback runs one stream at a time.
+    static REQUEST_EDITS: Cell<u64> = const { Cell::new(0) };
+}
+
 /// Carries out header edits on a map of the current stream, one host call
 /// each; stops at the first the host refuses.
 ///
@@ -59,6 +68,9 @@ pub fn apply_edits<'a>(
     edits: impl IntoIterator<Item = HeaderOp<'a>>,
 ) -> Result<(), String> {
     for edit in edits {
+        if kind == MapType::HttpRequestHeaders {
+            REQUEST_EDITS.set(REQUEST_EDITS.get().wrapping_add(1));
+        }
         let result = match &edit {
             HeaderOp::Remove(name) => hostcalls::set_map_value_bytes(kind, name, None),
             HeaderOp::Set(name, value) => {
@@ -74,11 +86,12 @@ pub fn apply_edits<'a>(
 }
 
 /// The request of the current stream, fetched from the host only as a
-/// decision asks: the whole header map at the first header asked for, each
-/// property at its first use.
+/// decision asks: the whole header map at the first header asked for (and
+/// again after [`apply_edits`] changed it), each property at its first use.
 pub struct HostRequest {
     log: Log,
-    headers: Option<HeaderMap>,
+    /// The map, and the count of request edits when it was read.
+    headers: Option<(HeaderMap, u64)>,
     port: Option<Option<u32>>,
     source: Option<Option<String>>,
     cluster: Option<Option<String>>,
@@ -96,18 +109,25 @@ impl HostRequest {
         }
     }
 
-    /// The request headers, read now if no decision has asked yet.
+    /// The request headers, read now if no decision has asked yet or
+    /// they were edited since.
     pub fn headers(&mut self) -> &HeaderMap {
         let log = self.log;
-        self.headers.get_or_insert_with(|| {
-            header_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
+        let edits = REQUEST_EDITS.get();
+        if self.headers.as_ref().is_some_and(|(_, read_at)| *read_at != edits) {
+            self.headers = None;
+        }
+        let (map, _) = self.headers.get_or_insert_with(|| {
+            let map = header_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
                 log.line(
                     LogLevel::Error,
                     &format!("cannot read request headers: {e}"),
                 );
                 HeaderMap::default()
-            })
-        })
+            });
+            (map, edits)
+        });
+        map
     }
 }
 

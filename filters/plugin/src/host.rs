@@ -205,9 +205,25 @@ pub fn now_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Sets the root context's tick period; `None` switches the tick off.
-pub fn set_tick(period: Option<Duration>) {
-    let _ = hostcalls::set_tick_period(period.unwrap_or(Duration::ZERO));
+thread_local! {
+    /// The tick period each filter of the VM wants (the mesh module runs
+    /// several in one root, which has one tick).
+    static TICK_WANTS: RefCell<Vec<(&'static str, Duration)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets the tick period `owner` (a filter's name) wants of the root
+/// context; `None` withdraws it. The root ticks at the shortest period
+/// wanted, or not at all: a filter's `on_tick` may then run more often than
+/// it asked, never less.
+pub fn set_tick(owner: &'static str, period: Option<Duration>) {
+    let shortest = TICK_WANTS.with_borrow_mut(|wants| {
+        wants.retain(|(o, _)| *o != owner);
+        if let Some(period) = period.filter(|p| !p.is_zero()) {
+            wants.push((owner, period));
+        }
+        wants.iter().map(|(_, p)| *p).min()
+    });
+    let _ = hostcalls::set_tick_period(shortest.unwrap_or(Duration::ZERO));
 }
 
 /// A seed for core's RNG from the host's entropy (WASI `random_get`), one

@@ -84,6 +84,31 @@ pub struct Plugin<F: Filter> {
 }
 
 impl<F: Filter> Plugin<F> {
+    /// A filter run as a part of another one's root (the mesh module runs
+    /// every behaviour's filter in one root): its state for the whole VM,
+    /// an RNG seeded with `seed`, and no configuration until one is
+    /// [installed](Self::install).
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// let router = Plugin::<Router>::part(root.root_context_id(), root.rng().bits());
+    /// ```
+    pub fn part(root_context_id: u32, seed: u64) -> Rc<Self> {
+        Rc::new(Plugin {
+            filter: F::default(),
+            root_context_id,
+            config: RefCell::new(None),
+            rng: RefCell::new(Rng::with_seed(seed)),
+        })
+    }
+
+    /// Puts `config` in force for the streams created from now on, or
+    /// none: streams created then pass through.
+    pub fn install(&self, config: Option<Rc<F::Config>>) {
+        *self.config.borrow_mut() = config;
+    }
+
     /// The root context's id, for host calls made on its behalf (callouts
     /// that must outlive the stream, timers).
     pub fn root_context_id(&self) -> u32 {
@@ -143,7 +168,7 @@ impl<F: Filter> PluginRoot<F> {
         let metrics = Metrics::define(plan.metrics());
         let config = F::configure(&self.plugin, plan, Setup { raw, metrics });
         log.line(LogLevel::Info, &format!("configured: {summary}"));
-        *self.plugin.config.borrow_mut() = Some(Rc::new(config));
+        self.plugin.install(Some(Rc::new(config)));
         Ok(())
     }
 }

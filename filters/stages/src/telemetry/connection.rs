@@ -1,7 +1,7 @@
 //! The module as Envoy's network filter: Istio's TCP metrics for each
 //! connection, reported as bytes flow and when it closes.
 
-use crate::{Configured, attrs::Attrs, attrs::Kept, reporter, security};
+use super::{Configured, attrs::Attrs, attrs::Kept, reporter, security};
 use meshwasm_core::properties::attributes;
 use meshwasm_core::telemetry::TcpMeasures;
 use meshwasm_core::telemetry::labels::{Facts, Protocol, Reporter};
