@@ -10,7 +10,7 @@
 mod locate;
 
 use crate::error::{ConfigError, ConfigErrorKind};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// The document a filter expects, named in the errors about it.
 ///
@@ -81,7 +81,7 @@ pub struct Document {
 /// let err = parse::<Limit>(b"  ", LIMIT).unwrap_err();
 /// assert_eq!(err.to_string(), r#"configuration: is empty; expected a limit such as {"maxTokens": 10}"#);
 /// ```
-pub fn parse<T: DeserializeOwned>(json: &[u8], document: Document) -> Result<T, ConfigError> {
+pub fn parse<'a, T: Deserialize<'a>>(json: &'a [u8], document: Document) -> Result<T, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(ConfigError::new("", ConfigErrorKind::empty(document)));
     }

@@ -174,6 +174,33 @@ pub mod metric {
     pub const ACTIVE_FAULTS: MetricRef = MetricRef(3);
 }
 
+impl FaultPlan {
+    /// Whether any request can draw a fault: a route with one, or the
+    /// header-controlled faults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use meshwasm_core::fault::FaultPlan;
+    /// use meshwasm_core::plan::Plan;
+    ///
+    /// let none = FaultPlan::from_json(br#"{"hosts": ["*"], "http": [{"route": [{"destination": {"host": "web"}}]}]}"#).unwrap();
+    /// assert!(!none.injects_faults());
+    /// let zero = FaultPlan::from_json(br#"{"hosts": ["*"], "http": [{"fault": {"abort": {"httpStatus": 500, "percentage": {"value": 0}}}}]}"#).unwrap();
+    /// assert!(zero.injects_faults());
+    /// ```
+    pub fn injects_faults(&self) -> bool {
+        let hf = self.header_faults;
+        hf.abort.is_some()
+            || hf.delay.is_some()
+            || self
+                .services
+                .iter()
+                .flat_map(|t| t.routes())
+                .any(|r| r.value.is_some())
+    }
+}
+
 impl Plan for FaultPlan {
     const DOCUMENT: Document = crate::virtual_service::DOCUMENT;
 

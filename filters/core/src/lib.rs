@@ -40,6 +40,7 @@ pub mod handoff;
 pub mod header_map;
 pub mod header_ops;
 pub mod hosts;
+pub mod mesh;
 pub mod metrics;
 pub mod percent;
 pub mod plan;

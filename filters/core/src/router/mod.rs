@@ -38,6 +38,10 @@ use split::{Split, StickyKey};
 use std::borrow::Cow;
 use upstream::UpstreamHeaders;
 
+/// The note on a route's `fault`, which the router filter leaves to the
+/// fault filter.
+pub const FAULT_NOTE: &str = "applied by the meshwasm fault filter, not the router";
+
 /// Default request header naming the chosen cluster.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-meshwasm-cluster";
 /// Default request header naming the chosen subset.
@@ -788,8 +792,7 @@ fn compile_route(
     }
     if route.fault.is_some() {
         notes.push(
-            at.field("fault")
-                .note("applied by the meshwasm fault filter, not the router"),
+            at.field("fault").note(FAULT_NOTE),
         );
     }
     let (req_ops, resp_ops) = compile_headers(&at.field("headers"), route.headers.as_ref(), names)?;
