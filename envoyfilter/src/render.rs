@@ -6,6 +6,7 @@
 //! as one YAML stream.
 
 pub mod stats;
+pub mod mesh;
 
 use crate::translate::{
     AuthzFilter, Placement, RateLimitFilter, TelemetryFilter, Translation, Upstream, fqdn,
@@ -39,6 +40,9 @@ pub enum Filter {
     Fault,
     /// VirtualService routing.
     Router,
+    /// All of the above in one module (`meshwasm-mesh`), configured with
+    /// each one's document: what `--mesh` renders ([`mesh`]).
+    Mesh,
 }
 
 /// An Istio WasmPlugin phase.
@@ -87,6 +91,7 @@ impl Filter {
             Filter::RateLimit => "meshwasm.rate-limit",
             Filter::Fault => "meshwasm.fault",
             Filter::Router => "meshwasm.router",
+            Filter::Mesh => "meshwasm.mesh",
         }
     }
 
@@ -98,6 +103,7 @@ impl Filter {
             Filter::RateLimit => "meshwasm-rate-limit",
             Filter::Fault => "meshwasm-fault",
             Filter::Router => "meshwasm-router",
+            Filter::Mesh => "meshwasm-mesh",
         }
     }
 
@@ -109,6 +115,7 @@ impl Filter {
             Filter::RateLimit => "meshwasm_rate_limit.wasm",
             Filter::Fault => "meshwasm_fault.wasm",
             Filter::Router => "meshwasm_router.wasm",
+            Filter::Mesh => "meshwasm_mesh.wasm",
         }
     }
 
@@ -138,6 +145,8 @@ impl Filter {
             Filter::RateLimit => (Phase::Stats, 30),
             Filter::Fault => (Phase::Stats, 20),
             Filter::Router => (Phase::Stats, 10),
+            // Where its first part, the access rules, runs.
+            Filter::Mesh => (Phase::Authz, 10),
         }
     }
 
@@ -148,7 +157,7 @@ impl Filter {
     /// workloads.
     pub fn config(self, translation: &Translation, placement: &Placement) -> Option<Value> {
         match self {
-            Filter::RateLimit | Filter::HeaderMatch | Filter::Telemetry => None,
+            Filter::RateLimit | Filter::HeaderMatch | Filter::Telemetry | Filter::Mesh => None,
             Filter::Fault => translation.fault_config(placement),
             Filter::Router => translation.router_config(placement),
         }
@@ -1510,6 +1519,8 @@ pub struct EnvoyOptions {
     /// `numTrustedProxies`); 0 means Envoy is the edge and takes the client
     /// address and scheme from the connection.
     pub trusted_proxies: u32,
+    /// The filters as one module, `meshwasm-mesh` ([`mesh`]).
+    pub mesh: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -1521,6 +1532,7 @@ impl Default for EnvoyOptions {
             upstreams: BTreeMap::new(),
             default_cluster: None,
             trusted_proxies: 0,
+            mesh: false,
         }
     }
 }
@@ -1708,6 +1720,10 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             let filename = wasm_file(filter);
             http_filters.push(http_filter(filter, &config, &Code::Local { filename }));
         }
+    }
+    if options.mesh {
+        let filename = wasm_file(Filter::Mesh);
+        http_filters = mesh::envoy_http_filters(http_filters, &Code::Local { filename });
     }
     http_filters.push(json!({
         "name": "envoy.filters.http.router",

@@ -35,6 +35,10 @@ enum Command {
         input: Input,
         #[command(flatten)]
         istio: IstioArgs,
+        /// One WasmPlugin of the mesh module (meshwasm-mesh) for the filters on the same
+        /// workloads and traffic, instead of one per filter.
+        #[arg(long)]
+        mesh: bool,
     },
     /// EnvoyFilters that insert the filters before Envoy's router, plus the companion VirtualServices.
     Envoyfilter {
@@ -77,6 +81,9 @@ enum Command {
         /// Envoy is the edge and trusts no client's.
         #[arg(long, default_value_t = 0, value_name = "N")]
         trusted_proxies: u32,
+        /// The filters as one module, the mesh module (meshwasm_mesh.wasm).
+        #[arg(long)]
+        mesh: bool,
     },
 }
 
@@ -243,9 +250,13 @@ fn run(cli: Cli) -> Result<()> {
             let text = serde_json::to_string_pretty(&Value::Object(out))? + "\n";
             return write_output(&input, &text);
         }
-        Command::Istio { input, istio } => {
+        Command::Istio { input, istio, mesh } => {
             let t = load(&input)?;
-            let docs = render::istio_manifests(&t, &istio_options(&istio)?);
+            let options = istio_options(&istio)?;
+            let mut docs = render::istio_manifests(&t, &options);
+            if mesh {
+                docs = render::mesh::istio_manifests(docs, &options);
+            }
             (input, docs)
         }
         Command::Envoyfilter {
@@ -292,6 +303,7 @@ fn run(cli: Cli) -> Result<()> {
             upstreams,
             default_upstream,
             trusted_proxies,
+            mesh,
         } => {
             let t = load(&input)?;
             let mut options = EnvoyOptions {
@@ -299,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
                 admin: address(&admin, "--admin")?,
                 wasm_dir,
                 trusted_proxies,
+                mesh,
                 ..EnvoyOptions::default()
             };
             for entry in &upstreams {
@@ -363,8 +376,9 @@ fn istio_options(args: &IstioArgs) -> Result<IstioOptions> {
                 Filter::HeaderMatch
             }
             "telemetry" | "meshwasm-telemetry" | "meshwasm.telemetry" => Filter::Telemetry,
+            "mesh" | "meshwasm-mesh" | "meshwasm.mesh" => Filter::Mesh,
             other => bail!(
-                "--sha256: unknown filter {other:?}; use router, fault, rate-limit, header-match or telemetry"
+                "--sha256: unknown filter {other:?}; use router, fault, rate-limit, header-match, telemetry or mesh"
             ),
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
