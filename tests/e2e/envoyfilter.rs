@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 10] = [
+pub(crate) const EXAMPLES: [&str; 11] = [
     "canary-split.yaml",
     "deny-admin.yaml",
     "fault-delay.yaml",
@@ -26,6 +26,7 @@ pub(crate) const EXAMPLES: [&str; 10] = [
     "global-rate-limit.yaml",
     "header-routing.yaml",
     "local-rate-limit.yaml",
+    "mesh-bookinfo.yaml",
     "telemetry.yaml",
 ];
 
@@ -55,6 +56,8 @@ fn envoy_accepts_every_rendered_bootstrap() {
     for name in EXAMPLES {
         let mut options = loopback_options();
         options.default_cluster = Some(("127.0.0.1".into(), 9));
+        // As examples/generate.sh renders them.
+        options.mesh = name.starts_with("mesh-");
         let t = example(name);
         // Hosts left to DNS must not be looked up here: point them at loopback.
         for service in &t.services {
