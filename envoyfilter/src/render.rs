@@ -5,8 +5,8 @@
 //! Every function returns JSON values; [`crate::yaml::dump`] writes them
 //! as one YAML stream.
 
-pub mod stats;
 pub mod mesh;
+pub mod stats;
 
 use crate::translate::{
     AuthzFilter, Placement, RateLimitFilter, TelemetryFilter, Translation, Upstream, fqdn,

@@ -12,6 +12,7 @@ mod envoyfilter;
 mod ext_authz;
 mod fault;
 mod handoff;
+mod mesh;
 mod mtls;
 mod rate_limit;
 mod rls;

@@ -196,8 +196,14 @@ pub fn istio_manifests(docs: Vec<Value>, options: &IstioOptions) -> Vec<Value> {
     for (_, mut members) in groups {
         // The earliest in the chain first: its phase and priority are the mesh's.
         members.sort_by_key(|&i| {
-            let spec = &merged[i].as_ref().map(|d| d["spec"].clone()).unwrap_or_default();
-            (phase_rank(&spec["phase"]), -spec["priority"].as_i64().unwrap_or(0))
+            let spec = &merged[i]
+                .as_ref()
+                .map(|d| d["spec"].clone())
+                .unwrap_or_default();
+            (
+                phase_rank(&spec["phase"]),
+                -spec["priority"].as_i64().unwrap_or(0),
+            )
         });
         let mut parts = Parts::default();
         let mut base: Option<Value> = None;

@@ -22,6 +22,7 @@ fn the_local_demo_passes_every_scenario() {
         "fault-jason-abort-v1alpha3.yaml",
         "gateway-prefixes-mirror.yaml",
         "header-routing.yaml",
+        "mesh-bookinfo.yaml",
     ] {
         assert!(
             report.contains(&format!("\n{example}: ")),

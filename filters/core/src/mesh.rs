@@ -118,7 +118,10 @@ impl Part<'_> {
             let before = &self.whole[..offset];
             let lines_before = before.iter().filter(|b| **b == b'\n').count();
             if *line == 1 {
-                let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let line_start = before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
                 *column += offset - line_start;
             }
             *line += lines_before;
@@ -158,7 +161,10 @@ fn in_list(specs: &[VirtualService], mut error: ConfigError) -> ConfigError {
 }
 
 /// The plan of a part, if given, with its notes added to `notes`.
-fn compile<P: Plan>(part: Option<Part<'_>>, notes: &mut Vec<ConfigNote>) -> Result<Option<P>, ConfigError> {
+fn compile<P: Plan>(
+    part: Option<Part<'_>>,
+    notes: &mut Vec<ConfigNote>,
+) -> Result<Option<P>, ConfigError> {
     let Some(part) = part else {
         return Ok(None);
     };
@@ -189,7 +195,13 @@ impl Plan for MeshPlan {
 
     fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
         let doc: MeshDocument<'_> = config::parse(json, Self::DOCUMENT)?;
-        let part = |key, text: Option<_>| text.map(|text| Part { key, whole: json, text });
+        let part = |key, text: Option<_>| {
+            text.map(|text| Part {
+                key,
+                whole: json,
+                text,
+            })
+        };
         let mut notes = Vec::new();
         let access = compile(part("authorization", doc.authorization), &mut notes)?;
         let rate_limit = compile(part("rateLimit", doc.rate_limit), &mut notes)?;

@@ -4,7 +4,9 @@
 //! and a part that answers, waits or delays holding the parts after it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sdk_host::{Action, CalloutResponse, Error, Host, HostBuilder, LogLevel, MetricValue, WasmModule};
+use sdk_host::{
+    Action, CalloutResponse, Error, Host, HostBuilder, LogLevel, MetricValue, WasmModule,
+};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -105,7 +107,12 @@ fn finish(host: &mut Host, stream: u32, action: Action) -> u32 {
 fn upstream_subset(host: &Host, stream: u32) -> Option<String> {
     let view = host.http(stream).unwrap();
     let headers = view.upstream().headers.as_ref()?;
-    Some(headers.get("x-meshwasm-subset").unwrap_or("none").to_owned())
+    Some(
+        headers
+            .get("x-meshwasm-subset")
+            .unwrap_or("none")
+            .to_owned(),
+    )
 }
 
 /// The `istio_requests_total` counts by response code.
@@ -140,19 +147,34 @@ fn every_part_runs_in_one_pass_that_reads_the_request_headers_once() {
         let before = host.hostcall_counts();
         let (stream, action) = request(&mut host, "GET", &[("end-user", "jason")]);
         assert_eq!(action, Action::Continue, "{mode:?}");
-        assert_eq!(upstream_subset(&host, stream).as_deref(), Some("v2"), "{mode:?}");
+        assert_eq!(
+            upstream_subset(&host, stream).as_deref(),
+            Some("v2"),
+            "{mode:?}"
+        );
         assert_eq!(finish(&mut host, stream, action), 200, "{mode:?}");
         let after = host.hostcall_counts();
         let reads = |counts: &std::collections::BTreeMap<&str, u64>| {
-            counts.get("proxy_get_header_map_pairs").copied().unwrap_or(0)
+            counts
+                .get("proxy_get_header_map_pairs")
+                .copied()
+                .unwrap_or(0)
         };
         assert_eq!(
             reads(&after) - reads(&before),
             2,
             "{mode:?}: one read of the request headers for the five parts, one of the response's"
         );
-        assert_eq!(host.counter("meshwasm.header_match.allowed"), Some(2), "{mode:?}");
-        assert_eq!(host.counter("mesh.http_local_rate_limit.ok"), Some(2), "{mode:?}");
+        assert_eq!(
+            host.counter("meshwasm.header_match.allowed"),
+            Some(2),
+            "{mode:?}"
+        );
+        assert_eq!(
+            host.counter("mesh.http_local_rate_limit.ok"),
+            Some(2),
+            "{mode:?}"
+        );
         assert_eq!(
             host.counter("meshwasm.router.routed.outbound||v2|reviews"),
             Some(2),
@@ -174,7 +196,11 @@ fn a_part_that_answers_ends_the_request_and_telemetry_still_reports_it() {
         assert_eq!(action, Action::Pause, "{mode:?}");
         assert_eq!(upstream_subset(&host, stream), None, "{mode:?}");
         assert_eq!(finish(&mut host, stream, action), 403, "{mode:?}");
-        assert_eq!(host.counter("mesh.http_local_rate_limit.enabled"), Some(0), "{mode:?}");
+        assert_eq!(
+            host.counter("mesh.http_local_rate_limit.enabled"),
+            Some(0),
+            "{mode:?}"
+        );
 
         let (stream, action) = request(&mut host, "GET", &[]);
         assert_eq!(finish(&mut host, stream, action), 200, "{mode:?}");
@@ -193,7 +219,11 @@ fn a_part_that_answers_ends_the_request_and_telemetry_still_reports_it() {
         );
         assert_eq!(
             requests_by_code(&host),
-            [("200".to_owned(), 1), ("403".to_owned(), 1), ("429".to_owned(), 1)],
+            [
+                ("200".to_owned(), 1),
+                ("403".to_owned(), 1),
+                ("429".to_owned(), 1)
+            ],
             "{mode:?}"
         );
     }
@@ -217,7 +247,11 @@ fn a_delayed_request_is_routed_and_held_until_the_delay_is_over() {
             Some("v2"),
             "{mode:?}: resumed with the route chosen"
         );
-        assert_eq!(host.counter("meshwasm.fault.delays_injected"), Some(1), "{mode:?}");
+        assert_eq!(
+            host.counter("meshwasm.fault.delays_injected"),
+            Some(1),
+            "{mode:?}"
+        );
         // Another user is not delayed and is routed at once.
         let (other, action) = request(&mut host, "GET", &[("end-user", "kim")]);
         assert_eq!(action, Action::Continue, "{mode:?}");
@@ -251,7 +285,11 @@ fn the_parts_after_an_authorizer_run_on_its_answer_and_route_by_its_headers() {
         let token = host.http_calls()[0].token;
         host.respond_http_call(token, CalloutResponse::new(200).header("x-user", "jason"))
             .unwrap();
-        assert_eq!(host.counter("mesh.http_local_rate_limit.ok"), Some(1), "{mode:?}");
+        assert_eq!(
+            host.counter("mesh.http_local_rate_limit.ok"),
+            Some(1),
+            "{mode:?}"
+        );
         assert_eq!(
             upstream_subset(&host, stream).as_deref(),
             Some("v2"),
@@ -280,7 +318,11 @@ fn a_request_waits_for_the_rate_limit_service_and_is_routed_on_its_answer() {
         assert_eq!(calls.len(), 1, "{mode:?}");
         // RateLimitResponse { overall_code: OK }.
         host.grpc_respond(calls[0].token, [0x08, 0x01]).unwrap();
-        assert_eq!(upstream_subset(&host, stream).as_deref(), Some("v2"), "{mode:?}");
+        assert_eq!(
+            upstream_subset(&host, stream).as_deref(),
+            Some("v2"),
+            "{mode:?}"
+        );
 
         // OVER_LIMIT: answered 429, never routed.
         let (stream, _) = request(&mut host, "GET", &[("end-user", "jason")]);
@@ -326,7 +368,9 @@ fn errors_name_the_field_from_the_top_of_the_document_with_its_line() {
         let text = serde_json::to_string_pretty(&config).unwrap();
         let message = refusal(mode, &text);
         assert!(
-            message.starts_with("meshwasm mesh: invalid configuration: rateLimit.token_bucket.fill_interval: "),
+            message.starts_with(
+                "meshwasm mesh: invalid configuration: rateLimit.token_bucket.fill_interval: "
+            ),
             "{mode:?}: {message}"
         );
 
@@ -335,7 +379,10 @@ fn errors_name_the_field_from_the_top_of_the_document_with_its_line() {
         let mut second = canary()[0].clone();
         second["hosts"] = json!(["ratings"]);
         second["http"][0]["match"][0]["headers"]["end-user"] = json!({"regex": "(jason"});
-        config["virtualServices"].as_array_mut().unwrap().push(second);
+        config["virtualServices"]
+            .as_array_mut()
+            .unwrap()
+            .push(second);
         let message = refusal(mode, &config.to_string());
         assert!(
             message.starts_with(
@@ -346,7 +393,9 @@ fn errors_name_the_field_from_the_top_of_the_document_with_its_line() {
 
         let message = refusal(mode, r#"{"virtualService": []}"#);
         assert!(
-            message.contains("virtualService: unknown field `virtualService`, expected one of `virtualServices`"),
+            message.contains(
+                "virtualService: unknown field `virtualService`, expected one of `virtualServices`"
+            ),
             "{mode:?}: {message}"
         );
         let message = refusal(mode, "{}");
@@ -366,7 +415,9 @@ fn notes_and_the_summary_name_each_part() {
         let warnings = host.log_lines(LogLevel::Warn);
         assert_eq!(
             warnings,
-            ["meshwasm mesh: virtualServices[0].gateways: not evaluated: the filter applies where it is deployed"],
+            [
+                "meshwasm mesh: virtualServices[0].gateways: not evaluated: the filter applies where it is deployed"
+            ],
             "{mode:?}: each note once, and none saying the fault is left to another filter"
         );
         let info = host.log_lines(LogLevel::Info);
@@ -374,7 +425,13 @@ fn notes_and_the_summary_name_each_part() {
             .iter()
             .find(|l| l.starts_with("meshwasm mesh: configured: "))
             .unwrap();
-        for part in ["access: ", "rate limit: ", "fault: ", "routing: ", "telemetry: "] {
+        for part in [
+            "access: ",
+            "rate limit: ",
+            "fault: ",
+            "routing: ",
+            "telemetry: ",
+        ] {
             assert!(summary.contains(part), "{mode:?}: {summary}");
         }
     }

@@ -114,7 +114,11 @@ impl HostRequest {
     pub fn headers(&mut self) -> &HeaderMap {
         let log = self.log;
         let edits = REQUEST_EDITS.get();
-        if self.headers.as_ref().is_some_and(|(_, read_at)| *read_at != edits) {
+        if self
+            .headers
+            .as_ref()
+            .is_some_and(|(_, read_at)| *read_at != edits)
+        {
             self.headers = None;
         }
         let (map, _) = self.headers.get_or_insert_with(|| {

@@ -27,7 +27,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-
 /// The filter's state for the whole VM: the delayed streams and the
 /// streams holding an active-fault slot.
 #[derive(Default)]

@@ -28,7 +28,6 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 
-
 /// The response code details of a rejected (malformed) request.
 const REJECTED_DETAILS: &str = "meshwasm_header_match_malformed_request";
 
@@ -179,7 +178,6 @@ impl HeaderMatchStream {
         self.decide(req, raw)
     }
 
-
     /// Whether the request waits for the external authorizer's answer.
     pub fn is_waiting(&self) -> bool {
         self.pending.is_some()
@@ -210,7 +208,7 @@ impl HeaderMatchStream {
             });
         let body = http_call_response_body(body_size).unwrap_or_default();
         let outcome = provider.outcome(answer.as_ref().map(|m| m.iter()), &body);
-                Some(self.after_check(req, outcome, raw))
+        Some(self.after_check(req, outcome, raw))
     }
 
     /// Carries out the authorizer's answer: its denial, or its edits and

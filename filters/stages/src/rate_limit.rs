@@ -39,7 +39,6 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 
-
 /// Per-connection bucket keys kept before they are all dropped; a dropped
 /// bucket starts full again, which only ever favours its own connection.
 const MAX_CONNECTION_BUCKETS: usize = 65_536;

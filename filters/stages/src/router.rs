@@ -33,7 +33,6 @@ use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use std::time::Duration;
 
-
 /// How long a mirrored copy may take; Envoy's default route timeout.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 

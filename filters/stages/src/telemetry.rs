@@ -39,7 +39,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-
 /// The filter keeps no VM state beyond its configuration.
 #[derive(Default)]
 pub struct Telemetry;

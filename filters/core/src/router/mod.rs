@@ -791,9 +791,7 @@ fn compile_route(
         }));
     }
     if route.fault.is_some() {
-        notes.push(
-            at.field("fault").note(FAULT_NOTE),
-        );
+        notes.push(at.field("fault").note(FAULT_NOTE));
     }
     let (req_ops, resp_ops) = compile_headers(&at.field("headers"), route.headers.as_ref(), names)?;
     let kinds = [

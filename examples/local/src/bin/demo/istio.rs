@@ -499,3 +499,68 @@ pub(crate) async fn telemetry() -> Result<Vec<Line>> {
     }
     Ok(lines)
 }
+
+/// Bookinfo's rules in one module: the routing, the fault, the access rule,
+/// the rate limit and the metrics that the other scenarios run as a filter
+/// each, here as the mesh module's parts, on one pass over each request.
+pub(crate) async fn mesh() -> Result<Vec<Line>> {
+    let mesh = start("mesh-bookinfo.yaml").await?;
+    let config = meshwasm_local::mesh::read_envoy_file(&envoy_file("mesh-bookinfo.yaml"))?;
+    let wasm_filters: Vec<String> = config["static_resources"]["listeners"][0]["filter_chains"][0]
+        ["filters"][0]["typed_config"]["http_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f["typed_config"]["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("wasm.v3.Wasm"))
+        })
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut lines = vec![line(
+        wasm_filters == ["meshwasm.mesh"],
+        format!("Wasm filters in the chain: {wasm_filters:?}"),
+    )];
+    for (host, path, user, want_status, want_upstream) in [
+        ("reviews", "/reviews/1", "jason", 200, Some("reviews-v2")),
+        ("reviews", "/reviews/1", "kim", 200, Some("reviews-v1")),
+        ("ratings", "/ratings/1", "jason", 500, None),
+        ("ratings", "/ratings/1", "kim", 200, Some("ratings-v1")),
+        ("reviews", "/admin", "kim", 403, None),
+    ] {
+        let outcome = mesh.get(host, path, &[("end-user", user)]).await?;
+        lines.push(line(
+            outcome.status == want_status && outcome.upstream() == want_upstream,
+            format!(
+                "{host} {path:<11} end-user {user:<6} -> {} {}",
+                outcome.status,
+                outcome.upstream().unwrap_or(outcome.body.trim())
+            ),
+        ));
+    }
+    let mut crawler = Vec::new();
+    for _ in 0..6 {
+        let outcome = mesh
+            .get("reviews", "/reviews/1", &[("x-client", "crawler")])
+            .await?;
+        crawler.push(outcome.status);
+    }
+    lines.push(line(
+        crawler == [200, 200, 200, 200, 429, 429],
+        format!("x-client crawler, 6 requests -> {crawler:?}: 4 a minute"),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = prometheus::parse(&mesh.envoy.admin_get("/stats/prometheus").await?);
+    let mut by_code: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for (labels, value) in stats.get("istio_requests_total").into_iter().flatten() {
+        let code = labels.get("response_code").cloned().unwrap_or_default();
+        *by_code.entry(code).or_default() += *value;
+    }
+    let total: f64 = by_code.values().sum();
+    lines.push(line(
+        total == 11.0,
+        format!("istio_requests_total by response_code: {by_code:?}"),
+    ));
+    Ok(lines)
+}

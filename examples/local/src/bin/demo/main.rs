@@ -143,6 +143,7 @@ enum Scenario {
     LocalRateLimit,
     DenyAdmin,
     Telemetry,
+    Mesh,
     Sticky,
     Shop,
     HeaderFaults,
@@ -150,7 +151,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 13] = [
+    const ALL: [Scenario; 14] = [
         Scenario::CanarySplit,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
@@ -160,6 +161,7 @@ impl Scenario {
         Scenario::LocalRateLimit,
         Scenario::DenyAdmin,
         Scenario::Telemetry,
+        Scenario::Mesh,
         Scenario::Sticky,
         Scenario::Shop,
         Scenario::HeaderFaults,
@@ -205,6 +207,11 @@ impl Scenario {
                 "Istio's standard metrics and access log from a plain Envoy: \
                  istio_requests_total per response code, a fifth of ratings' requests aborted",
             ),
+            Scenario::Mesh => (
+                "mesh-bookinfo.yaml",
+                "Bookinfo's routing, fault, access rule, rate limit and metrics in one module \
+                 (envoyfilter envoy --mesh): one VM, one pass over each request",
+            ),
             Scenario::Sticky => (
                 "web-sticky.json",
                 "router: an 80/20 split that keeps each user (cookie) on one version",
@@ -237,6 +244,7 @@ impl Scenario {
             Scenario::LocalRateLimit => istio::local_rate_limit().await,
             Scenario::DenyAdmin => istio::deny_admin().await,
             Scenario::Telemetry => istio::telemetry().await,
+            Scenario::Mesh => istio::mesh().await,
             Scenario::Sticky => routing::sticky().await,
             Scenario::Shop => routing::shop().await,
             Scenario::HeaderFaults => header_faults().await,
