@@ -207,3 +207,75 @@ fn a_telemetry_becomes_a_plugin_and_the_bootstraps_stats_tags() {
         "0 VirtualServices, 0 placements, 1 telemetry filters for Telemetries, 0 warnings\n"
     );
 }
+
+/// `--mesh`: the WasmPlugins on the same workloads and traffic become one of
+/// the mesh module, each filter's document under its key, unchanged.
+#[test]
+fn mesh_joins_the_plugins_that_run_on_the_same_traffic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let digest = "ab".repeat(32);
+    let mesh_digest = format!("mesh=sha256:{digest}");
+    let plugins = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["istio", "mesh-shop.yaml"];
+        args.extend_from_slice(extra);
+        let out = envoyfilter(&args, &dir);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let docs = envoyfilter::yaml::load(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        docs.into_iter()
+            .map(|d| d.value)
+            .filter(|d| d["kind"] == "WasmPlugin")
+            .collect()
+    };
+    assert_eq!(plugins(&[]).len(), 5, "one per filter without --mesh");
+    let mesh = plugins(&["--mesh", "--sha256", &mesh_digest]);
+    let summary: Vec<(String, Vec<String>, String)> = mesh
+        .iter()
+        .map(|p| {
+            let spec = &p["spec"];
+            assert_eq!(spec["url"], "oci://ghcr.io/meshwasm/meshwasm-mesh:latest");
+            assert_eq!(spec["sha256"], digest.as_str());
+            assert_eq!(spec["pluginName"], "meshwasm.mesh");
+            let parts = spec["pluginConfig"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let mode = spec["match"][0]["mode"]
+                .as_str()
+                .unwrap_or("both")
+                .to_owned();
+            (
+                format!("{} {}", spec["phase"].as_str().unwrap(), spec["priority"]),
+                parts,
+                mode,
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        summary,
+        [
+            // Telemetry reports both directions: it stays apart.
+            ("STATS 40".to_owned(), s(&["telemetry"]), "both".to_owned()),
+            // The access rule and the rate limit of productpage's inbound
+            // traffic, in the access rule's phase.
+            (
+                "AUTHZ 10".to_owned(),
+                s(&["authorization", "rateLimit"]),
+                "SERVER".to_owned()
+            ),
+            // The VirtualService routes outbound: its fault and its routes.
+            (
+                "STATS 20".to_owned(),
+                s(&["virtualServices"]),
+                "CLIENT".to_owned()
+            ),
+        ]
+    );
+    let services = &mesh[2]["spec"]["pluginConfig"]["virtualServices"];
+    assert_eq!(services[0]["hosts"][0], "reviews");
+    assert!(services[0]["http"][0]["fault"].is_object(), "{services}");
+    let limit = &mesh[1]["spec"]["pluginConfig"]["rateLimit"];
+    assert_eq!(limit["stat_prefix"], "pp", "the LocalRateLimit as written");
+}

@@ -100,6 +100,10 @@ fn every_rendered_istio_manifest_passes_istios_crd_schemas() {
             &format!("{name} (every option)"),
             istio_manifests(&t, &every_option()),
         ));
+        manifests.extend(labelled(
+            &format!("{name} (--mesh)"),
+            envoyfilter::render::mesh::istio_manifests(istio_manifests(&t, &defaults), &defaults),
+        ));
         for (form, label) in [
             (
                 EnvoyFilterForm::Inline(Code::Local {

@@ -70,7 +70,20 @@ pub struct MeshPlan {
     pub routing: Option<RouterPlan>,
     /// Istio's telemetry (`telemetry`).
     pub telemetry: Option<TelemetryPlan>,
+    /// Where `rateLimit` and `virtualServices` are in the document: the
+    /// state a part keeps across workers (buckets, the active faults) is
+    /// keyed by its own text, so that changing another part keeps it.
+    pub spans: Spans,
     notes: Vec<ConfigNote>,
+}
+
+/// Byte ranges of parts in the mesh document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spans {
+    /// The `rateLimit` value.
+    pub rate_limit: Option<std::ops::Range<usize>>,
+    /// The `virtualServices` value.
+    pub virtual_services: Option<std::ops::Range<usize>>,
 }
 
 /// The mesh document, each part kept as its text for its own plan.
@@ -99,6 +112,17 @@ impl Part<'_> {
         self.text.get().as_bytes()
     }
 
+    /// Where the part's text is in the whole document.
+    fn span(&self) -> std::ops::Range<usize> {
+        let start = (self.text.get().as_ptr() as usize)
+            .saturating_sub(self.whole.as_ptr() as usize)
+            .min(self.whole.len());
+        start
+            ..start
+                .saturating_add(self.text.get().len())
+                .min(self.whole.len())
+    }
+
     /// `path` inside the part, from the top of the whole document.
     fn path(&self, path: &str) -> String {
         match path {
@@ -112,9 +136,7 @@ impl Part<'_> {
     fn error(&self, mut error: ConfigError) -> ConfigError {
         error.path = self.path(&error.path);
         if let ConfigErrorKind::Json { line, column, .. } = &mut error.kind {
-            let offset = (self.text.get().as_ptr() as usize)
-                .saturating_sub(self.whole.as_ptr() as usize)
-                .min(self.whole.len());
+            let offset = self.span().start;
             let before = &self.whole[..offset];
             let lines_before = before.iter().filter(|b| **b == b'\n').count();
             if *line == 1 {
@@ -202,6 +224,10 @@ impl Plan for MeshPlan {
                 text,
             })
         };
+        let spans = Spans {
+            rate_limit: part("rateLimit", doc.rate_limit).map(|p| p.span()),
+            virtual_services: part("virtualServices", doc.virtual_services).map(|p| p.span()),
+        };
         let mut notes = Vec::new();
         let access = compile(part("authorization", doc.authorization), &mut notes)?;
         let rate_limit = compile(part("rateLimit", doc.rate_limit), &mut notes)?;
@@ -249,6 +275,7 @@ impl Plan for MeshPlan {
             fault,
             routing,
             telemetry,
+            spans,
             notes,
         };
         if plan.parts().all(|(_, s)| s.is_none()) {

@@ -119,11 +119,18 @@ impl Filter for Mesh {
     fn configure(plugin: &Plugin<Self>, plan: MeshPlan, setup: Setup<'_>) -> Configured {
         let parts = plugin.parts(plugin);
         let raw = setup.raw;
+        // The buckets and the active-fault count are keyed by the text of
+        // their own part: a change elsewhere in the document keeps them.
+        let text = |span: &Option<std::ops::Range<usize>>| {
+            span.clone().and_then(|s| raw.get(s)).unwrap_or(raw)
+        };
+        let limits = text(&plan.spans.rate_limit);
+        let services = text(&plan.spans.virtual_services);
         Configured {
             access: configure(&parts.access, plan.access, raw),
-            rate_limit: configure(&parts.rate_limit, plan.rate_limit, raw),
-            fault: configure(&parts.fault, plan.fault, raw),
-            routing: configure(&parts.routing, plan.routing, raw),
+            rate_limit: configure(&parts.rate_limit, plan.rate_limit, limits),
+            fault: configure(&parts.fault, plan.fault, services),
+            routing: configure(&parts.routing, plan.routing, services),
             telemetry: configure(&parts.telemetry, plan.telemetry, raw),
         }
     }

@@ -436,3 +436,24 @@ fn notes_and_the_summary_name_each_part() {
         }
     }
 }
+
+#[test]
+fn the_buckets_are_keyed_by_the_rate_limit_part_alone() {
+    for mode in MODES {
+        let config = json!({"rateLimit": local_limit(1), "telemetry": {}});
+        let mut first = start(mode, &config);
+        let (stream, action) = request(&mut first, "GET", &[]);
+        assert_eq!(finish(&mut first, stream, action), 200, "{mode:?}");
+        // Another worker, or a new configuration, whose other parts differ:
+        // it draws on the same bucket, which is empty.
+        let changed = json!({"rateLimit": local_limit(1), "telemetry": {"metrics": []}});
+        let mut second = start_on(mode, &changed, Host::builder().proxy(&first.proxy()));
+        let (stream, action) = request(&mut second, "GET", &[]);
+        assert_eq!(finish(&mut second, stream, action), 429, "{mode:?}");
+        // A different rate limit starts full.
+        let other = json!({"rateLimit": local_limit(2), "telemetry": {}});
+        let mut third = start_on(mode, &other, Host::builder().proxy(&first.proxy()));
+        let (stream, action) = request(&mut third, "GET", &[]);
+        assert_eq!(finish(&mut third, stream, action), 200, "{mode:?}");
+    }
+}
