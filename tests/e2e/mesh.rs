@@ -16,8 +16,11 @@ use std::path::Path;
 /// What a client saw of one request: status, the upstream that answered.
 type Seen = (u16, Option<String>);
 
+/// A request: host, path and headers.
+type Request = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
 /// The requests of the comparison: every behaviour's case.
-const REQUESTS: [(&str, &str, &[(&str, &str)]); 8] = [
+const REQUESTS: [Request; 8] = [
     ("reviews", "/reviews/1", &[("end-user", "jason")]),
     ("reviews", "/reviews/1", &[("end-user", "kim")]),
     ("ratings", "/ratings/1", &[("end-user", "jason")]),
