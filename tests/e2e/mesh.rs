@@ -17,7 +17,11 @@ use std::path::Path;
 type Seen = (u16, Option<String>);
 
 /// A request: host, path and headers.
-type Request = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Request = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// The requests of the comparison: every behaviour's case.
 const REQUESTS: [Request; 8] = [
