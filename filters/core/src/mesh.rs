@@ -125,11 +125,7 @@ impl Part<'_> {
 
     /// `path` inside the part, from the top of the whole document.
     fn path(&self, path: &str) -> String {
-        match path {
-            "" => self.key.to_owned(),
-            p if p.starts_with('[') => format!("{}{p}", self.key),
-            p => format!("{}.{p}", self.key),
-        }
+        under(self.key, path)
     }
 
     /// An error of the part's own plan, placed in the whole document.
@@ -165,14 +161,18 @@ impl Part<'_> {
 /// A path of the VirtualService plans, which name `virtualServices[i]`
 /// only when there are several, from the top of the mesh document.
 fn list_path(specs: usize, path: &str) -> String {
-    let key = crate::virtual_service::LIST_KEY;
     if specs > 1 {
         return path.to_owned();
     }
+    under(&format!("{}[0]", crate::virtual_service::LIST_KEY), path)
+}
+
+/// `path` (dotted, with `[i]` for list items) below the field `prefix`.
+fn under(prefix: &str, path: &str) -> String {
     match path {
-        "" => format!("{key}[0]"),
-        p if p.starts_with('[') => format!("{key}[0]{p}"),
-        p => format!("{key}[0].{p}"),
+        "" => prefix.to_owned(),
+        p if p.starts_with('[') => format!("{prefix}{p}"),
+        p => format!("{prefix}.{p}"),
     }
 }
 

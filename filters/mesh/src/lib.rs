@@ -59,39 +59,27 @@ struct Parts {
     telemetry: Rc<Plugin<Telemetry>>,
 }
 
-/// The configuration in force: each part's, or none where it does not run.
-pub struct Configured {
-    access: Option<Rc<<HeaderMatch as Filter>::Config>>,
-    rate_limit: Option<Rc<<RateLimit as Filter>::Config>>,
-    fault: Option<Rc<<Fault as Filter>::Config>>,
-    routing: Option<Rc<<Router as Filter>::Config>>,
-    telemetry: Option<Rc<<Telemetry as Filter>::Config>>,
-}
+/// A configuration is in force: each part holds its own (or none, where
+/// it does not run), installed together by [`Mesh::configure`].
+pub struct Configured;
 
 /// Configures one part from its plan, if it has one, as the plugin root
-/// configures a filter alone, and puts it in force for the part's own
-/// callbacks (its tick, its root's calls).
-fn configure<F: Filter>(
-    part: &Rc<Plugin<F>>,
-    plan: Option<F::Plan>,
-    raw: &[u8],
-) -> Option<Rc<F::Config>> {
+/// configures a filter alone, and puts it in force for the part's streams
+/// and its own callbacks (its tick, its root's calls).
+fn configure<F: Filter>(part: &Rc<Plugin<F>>, plan: Option<F::Plan>, raw: &[u8]) {
     use meshwasm_core::plan::Plan as _;
     let config = plan.map(|plan| {
         let metrics = Metrics::define(plan.metrics());
         Rc::new(F::configure(part, plan, Setup { raw, metrics }))
     });
-    part.install(config.clone());
-    config
+    part.install(config);
 }
 
-/// A part's stream for a new request, if the part runs.
-fn stream<F: Filter>(
-    part: &Rc<Plugin<F>>,
-    config: Option<&Rc<F::Config>>,
-    context_id: u32,
-) -> Option<F::Stream> {
-    config.map(|config| F::stream(part, Rc::clone(config), context_id))
+/// A part's stream for a new request, under the part's configuration in
+/// force, if the part runs.
+fn stream<F: Filter>(part: &Rc<Plugin<F>>, context_id: u32) -> Option<F::Stream> {
+    part.config()
+        .map(|config| F::stream(part, config, context_id))
 }
 
 impl Mesh {
@@ -126,25 +114,23 @@ impl Filter for Mesh {
         };
         let limits = text(&plan.spans.rate_limit);
         let services = text(&plan.spans.virtual_services);
-        Configured {
-            access: configure(&parts.access, plan.access, raw),
-            rate_limit: configure(&parts.rate_limit, plan.rate_limit, limits),
-            fault: configure(&parts.fault, plan.fault, services),
-            routing: configure(&parts.routing, plan.routing, services),
-            telemetry: configure(&parts.telemetry, plan.telemetry, raw),
-        }
+        configure(&parts.access, plan.access, raw);
+        configure(&parts.rate_limit, plan.rate_limit, limits);
+        configure(&parts.fault, plan.fault, services);
+        configure(&parts.routing, plan.routing, services);
+        configure(&parts.telemetry, plan.telemetry, raw);
+        Configured
     }
 
-    fn stream(plugin: &Rc<Plugin<Self>>, config: Rc<Configured>, context_id: u32) -> MeshStream {
+    fn stream(plugin: &Rc<Plugin<Self>>, _config: Rc<Configured>, context_id: u32) -> MeshStream {
         let parts = plugin.parts(plugin);
-        let c = &config;
         MeshStream {
             log: plugin.log(),
-            access: stream(&parts.access, c.access.as_ref(), context_id),
-            rate_limit: stream(&parts.rate_limit, c.rate_limit.as_ref(), context_id),
-            fault: stream(&parts.fault, c.fault.as_ref(), context_id),
-            routing: stream(&parts.routing, c.routing.as_ref(), context_id),
-            telemetry: stream(&parts.telemetry, c.telemetry.as_ref(), context_id),
+            access: stream(&parts.access, context_id),
+            rate_limit: stream(&parts.rate_limit, context_id),
+            fault: stream(&parts.fault, context_id),
+            routing: stream(&parts.routing, context_id),
+            telemetry: stream(&parts.telemetry, context_id),
             end_of_stream: false,
         }
     }
