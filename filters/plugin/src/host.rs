@@ -38,7 +38,11 @@ impl SharedData for HostSharedData {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
             Ok((Some(value), None)) => Ok(Some((value, 0))),
-            Ok((None, _)) => Ok(None),
+            // Envoy hands back an empty value as a null pointer, which the
+            // SDK reads as no value: the key exists, and its token must
+            // guard the next write, or that write is unconditional.
+            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
+            Ok((None, None)) => Ok(None),
             Err(_) => Err(SharedDataError::Unavailable),
         }
     }
