@@ -22,7 +22,9 @@
 //! `MESHWASM_BENCH_MODULES=DIR` measures the modules saved in DIR (from
 //! another commit) instead of the workspace's build.
 //! `MESHWASM_BENCH_CASES=router,fault` keeps the cases whose names contain
-//! one of those words (and the baseline). Stats are not flushed on a timer,
+//! one of those words (and the baseline). `MESHWASM_BENCH_WORKERS=2` runs
+//! Envoy with `--concurrency 2` (a VM per worker) instead of one worker, for
+//! what a sidecar's RSS and start-up are with more workers. Stats are not flushed on a timer,
 //! since each flush walks every stat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -136,9 +138,11 @@ async fn run() -> Result<()> {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/filters.yaml");
     let plan = load(&file)?;
     let cases = selected(plan.cases);
+    let workers = workers()?;
     println!(
-        "meshwasm filters beside Envoy's own, Envoy {} (V8), one worker; cases from {}\n",
+        "meshwasm filters beside Envoy's own, Envoy {} (V8), {workers} worker{}; cases from {}\n",
         envoy::ENVOY_VERSION,
+        if workers == 1 { "" } else { "s" },
         file.display()
     );
     let servers = Servers {
@@ -201,7 +205,8 @@ fn bootstrap(case: &CaseSpec, servers: &Servers) -> Result<Bootstrap> {
         .cluster(V1, servers.v1.addr())
         .cluster(V2, servers.v2.addr())
         .grpc_cluster("rls", servers.rls.addr())
-        .stats_flush_on_admin();
+        .stats_flush_on_admin()
+        .concurrency(workers()?);
     bootstrap = match &case.route {
         Route::Upstream => bootstrap,
         Route::Handoff => bootstrap.route_by_header(HANDOFF_HEADER),
@@ -224,6 +229,16 @@ fn bootstrap(case: &CaseSpec, servers: &Servers) -> Result<Bootstrap> {
         bootstrap = bootstrap.node(node.clone());
     }
     Ok(bootstrap)
+}
+
+/// Envoy's worker threads: `$MESHWASM_BENCH_WORKERS`, else one.
+fn workers() -> Result<u32> {
+    match std::env::var("MESHWASM_BENCH_WORKERS") {
+        Err(_) => Ok(1),
+        Ok(n) => n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow!("MESHWASM_BENCH_WORKERS={n}: expected a number of workers, 1 or more")
+        }),
+    }
 }
 
 /// The module of filter `name`: the workspace's build, or the same file
