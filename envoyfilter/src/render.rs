@@ -7,9 +7,10 @@
 
 pub mod mesh;
 pub mod stats;
+pub mod traffic_policy;
 
 use crate::translate::{
-    AuthzFilter, Placement, RateLimitFilter, TelemetryFilter, Translation, Upstream, fqdn,
+    AuthzFilter, Placement, RateLimitFilter, Service, TelemetryFilter, Translation, Upstream, fqdn,
 };
 use meshwasm_core::handoff;
 use meshwasm_core::router::{DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE, cluster_name};
@@ -1508,10 +1509,11 @@ pub struct EnvoyOptions {
     pub admin: (String, u16),
     /// Directory holding the built modules, as Envoy sees it.
     pub wasm_dir: String,
-    /// Address of each upstream cluster, by cluster name or by host
+    /// The endpoints of each upstream cluster (one address, or several
+    /// for the load balancer to spread over), by cluster name or by host
     /// (`reviews` covers every `reviews` cluster); others resolve
     /// `HOST:PORT` (port 80 when the destination has none) by DNS.
-    pub upstreams: BTreeMap<String, (String, u16)>,
+    pub upstreams: BTreeMap<String, Vec<(String, u16)>>,
     /// Cluster for requests no VirtualService routes, with its address.
     pub default_cluster: Option<(String, u16)>,
     /// Proxies in front of Envoy whose `x-forwarded-for` and
@@ -1540,15 +1542,23 @@ impl Default for EnvoyOptions {
 /// Every cluster a plain Envoy bootstrap renders for the destinations, by
 /// name, each once, with the destination it serves.
 fn destination_clusters(translation: &Translation) -> Vec<(String, &Upstream)> {
-    let mut out: Vec<(String, &Upstream)> = Vec::new();
+    destination_services(translation)
+        .into_iter()
+        .map(|(name, upstream, _)| (name, upstream))
+        .collect()
+}
+
+/// [`destination_clusters`], with the VirtualService that names each first.
+fn destination_services(translation: &Translation) -> Vec<(String, &Upstream, &Service)> {
+    let mut out: Vec<(String, &Upstream, &Service)> = Vec::new();
     for service in &translation.services {
         let template = service.spec["meshwasm"]["router"]["clusterTemplate"]
             .as_str()
             .unwrap_or(DEFAULT_CLUSTER_TEMPLATE);
         for upstream in &service.upstreams {
             let name = cluster_name(template, &upstream.destination());
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, upstream));
+            if !out.iter().any(|(n, _, _)| *n == name) {
+                out.push((name, upstream, service));
             }
         }
     }
@@ -1587,10 +1597,10 @@ pub struct UnknownUpstream {
 ///
 /// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
 /// let mut options = EnvoyOptions::default();
-/// options.upstreams.insert("outbound|5005|v1|web".into(), ("127.0.0.1".into(), 8081));
-/// options.upstreams.insert("web".into(), ("127.0.0.1".into(), 8080));
+/// options.upstreams.insert("outbound|5005|v1|web".into(), vec![("127.0.0.1".into(), 8081)]);
+/// options.upstreams.insert("web".into(), vec![("127.0.0.1".into(), 8080)]);
 /// assert!(check_upstreams(&t, &options).is_ok());
-/// options.upstreams.insert("outbound|5005|v3|web".into(), ("127.0.0.1".into(), 8083));
+/// options.upstreams.insert("outbound|5005|v3|web".into(), vec![("127.0.0.1".into(), 8083)]);
 /// let err = check_upstreams(&t, &options).unwrap_err();
 /// assert_eq!(err.name, "outbound|5005|v3|web");
 /// assert_eq!(err.clusters, ["outbound|5005|v1|web", "outbound|5005|v2|web"]);
@@ -1738,8 +1748,16 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             .or_else(|| options.upstreams.get(host))
             .cloned()
     };
-    for (name, upstream) in destination_clusters(translation) {
-        let rendered = match (
+    // A consistent hash needs the route's hash policy: a route of its own
+    // for each such cluster, ahead of the one that follows the header.
+    let mut hash_routes = Vec::new();
+    for (name, upstream, service) in destination_services(translation) {
+        let policy = translation
+            .destination_rules
+            .iter()
+            .find(|r| r.covers(&upstream.host, &service.namespace))
+            .and_then(|r| r.policy_for(upstream));
+        let mut rendered = match (
             chosen(&name, &upstream.host),
             external.iter().find(|(n, _)| *n == name),
         ) {
@@ -1748,12 +1766,21 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             (None, Some((_, entry))) => entry_cluster(&name, entry),
             (None, None) => cluster(
                 &name,
-                &(
+                &[(
                     upstream.host.clone(),
                     upstream.port.map_or(80, |p| p as u16),
-                ),
+                )],
             ),
         };
+        if let Some(policy) = &policy {
+            traffic_policy::apply(policy, &mut rendered);
+            if let Some(hash) = traffic_policy::hash_policy(policy) {
+                hash_routes.push(json!({
+                    "match": {"prefix": "/", "headers": [{"name": DEFAULT_CLUSTER_HEADER, "string_match": {"exact": name}}]},
+                    "route": {"cluster": name, "timeout": "30s", "hash_policy": hash},
+                }));
+            }
+        }
         clusters.push(rendered);
     }
     for (name, entry) in &external {
@@ -1778,15 +1805,15 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             .upstreams
             .get(&service.name)
             .or_else(|| host.and_then(|h| options.upstreams.get(h)));
-        let grpc = |address: &(String, u16)| {
-            let mut c = cluster(name, address);
+        let grpc = |addresses: &[(String, u16)]| {
+            let mut c = cluster(name, addresses);
             c["typed_extension_protocol_options"] = http2_options();
             c
         };
         let rendered = match (given, &service.defined, &service.address) {
             (Some(address), _, _) => grpc(address),
             (None, Some(defined), _) => defined.clone(),
-            (None, None, Some(address)) => grpc(address),
+            (None, None, Some(address)) => grpc(std::slice::from_ref(address)),
             // Said at translation: it must exist, and plain Envoy lacks it.
             (None, None, None) => continue,
         };
@@ -1804,9 +1831,12 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
             .upstreams
             .get(name)
             .or_else(|| options.upstreams.get(&authorizer.service));
-        if let Some(address) = given.or(authorizer.address.as_ref()) {
-            clusters.push(cluster(name, address));
-        }
+        let addresses = match (given, &authorizer.address) {
+            (Some(given), _) => given.as_slice(),
+            (None, Some(address)) => std::slice::from_ref(address),
+            (None, None) => continue,
+        };
+        clusters.push(cluster(name, addresses));
     }
     // The route that follows the router's decision, only where a router runs.
     let mut routes = Vec::new();
@@ -1814,6 +1844,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         .config(&everywhere, &Placement::Mesh)
         .is_some()
     {
+        routes.append(&mut hash_routes);
         routes.push(json!({
             "match": {"prefix": "/", "headers": [{"name": DEFAULT_CLUSTER_HEADER, "present_match": true}]},
             "route": {"cluster_header": DEFAULT_CLUSTER_HEADER, "timeout": "30s"},
@@ -1822,7 +1853,7 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
     match &options.default_cluster {
         Some(address) => {
             routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "default", "timeout": "30s"}}));
-            clusters.push(cluster("default", address));
+            clusters.push(cluster("default", std::slice::from_ref(address)));
         }
         None => routes.push(json!({
             "match": {"prefix": "/"},
@@ -1956,15 +1987,23 @@ fn socket((address, port): &(String, u16)) -> Value {
     json!({"socket_address": {"address": address, "port_value": port}})
 }
 
-fn cluster(name: &str, address: &(String, u16)) -> Value {
-    let is_ip = address.0.parse::<std::net::IpAddr>().is_ok();
+/// A cluster of these endpoints: static addresses, or names resolved by
+/// DNS if any is a name.
+fn cluster(name: &str, addresses: &[(String, u16)]) -> Value {
+    let all_ips = addresses
+        .iter()
+        .all(|(host, _)| host.parse::<std::net::IpAddr>().is_ok());
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|address| json!({"endpoint": {"address": socket(address)}}))
+        .collect();
     json!({
         "name": name,
         "connect_timeout": "1s",
-        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "type": if all_ips { "STATIC" } else { "STRICT_DNS" },
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(address)}}]}],
+            "endpoints": [{"lb_endpoints": endpoints}],
         },
     })
 }

@@ -43,8 +43,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod authorization_policy;
+pub mod destination_rule;
 mod local_rate_limit;
 mod telemetry;
+
+use destination_rule::{ClusterPolicy, TrafficPolicy};
 
 pub use authorization_policy::{AuthzCluster, AuthzFilter, ROOT_NAMESPACE};
 pub use telemetry::TelemetryFilter;
@@ -251,8 +254,44 @@ pub struct SubsetRule {
     pub source: Source,
     /// `spec.host`.
     pub host: String,
+    /// Its namespace: `metadata.namespace`, else the default namespace.
+    pub namespace: String,
     /// Subset name to its labels.
     pub subsets: BTreeMap<String, BTreeMap<String, String>>,
+    /// `spec.trafficPolicy`.
+    pub traffic_policy: Option<TrafficPolicy>,
+    /// Each subset's `trafficPolicy`, by subset name.
+    pub subset_policies: BTreeMap<String, TrafficPolicy>,
+}
+
+impl SubsetRule {
+    /// Whether the rule is for `host` as a resource in `namespace` names
+    /// it: hosts compared as Istio resolves them, a short name in the
+    /// namespace of the resource that writes it.
+    pub fn covers(&self, host: &str, namespace: &str) -> bool {
+        fqdn(&self.host, &self.namespace, CLUSTER_DOMAIN).eq_ignore_ascii_case(&fqdn(
+            host,
+            namespace,
+            CLUSTER_DOMAIN,
+        ))
+    }
+
+    /// The traffic policy of the cluster for `upstream`, as istiod merges
+    /// it; `None` when neither the rule nor the subset has one.
+    pub fn policy_for(&self, upstream: &Upstream) -> Option<ClusterPolicy> {
+        let subset = upstream
+            .subset
+            .as_ref()
+            .and_then(|s| self.subset_policies.get(s));
+        if self.traffic_policy.is_none() && subset.is_none() {
+            return None;
+        }
+        Some(destination_rule::merged(
+            self.traffic_policy.as_ref(),
+            subset,
+            upstream.port,
+        ))
+    }
 }
 
 /// One cluster of a ServiceEntry: a host and port, and where it is.
@@ -839,6 +878,7 @@ impl Context<'_> {
             return None;
         };
         let mut subsets = BTreeMap::new();
+        let mut subset_policies = BTreeMap::new();
         for (i, subset) in spec["subsets"].as_array().into_iter().flatten().enumerate() {
             let Some(name) = subset["name"].as_str() else {
                 self.error(
@@ -856,28 +896,54 @@ impl Context<'_> {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
                 .collect();
             subsets.insert(name.to_owned(), labels);
-            if subset.get("trafficPolicy").is_some() {
-                self.warn(
-                    &source,
-                    doc,
-                    &format!("spec.subsets[{i}].trafficPolicy"),
-                    TRAFFIC_POLICY_NOTE.into(),
-                );
+            let path = format!("spec.subsets[{i}].trafficPolicy");
+            if let Some(policy) = self.traffic_policy(doc, &source, &subset["trafficPolicy"], &path)
+            {
+                subset_policies.insert(name.to_owned(), policy);
             }
         }
-        if spec.get("trafficPolicy").is_some() {
-            self.warn(
-                &source,
-                doc,
-                "spec.trafficPolicy",
-                TRAFFIC_POLICY_NOTE.into(),
-            );
-        }
+        let traffic_policy =
+            self.traffic_policy(doc, &source, &spec["trafficPolicy"], "spec.trafficPolicy");
+        let namespace = source
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.options.default_namespace.clone());
         Some(SubsetRule {
             source,
             host: host.to_owned(),
+            namespace,
             subsets,
+            traffic_policy,
+            subset_policies,
         })
+    }
+
+    /// A `trafficPolicy` at `path` (`Null`: none), read by Istio's schema;
+    /// what plain Envoy cannot render is said, and a field Istio does not
+    /// have is an error at its path.
+    fn traffic_policy(
+        &mut self,
+        doc: &Document,
+        source: &Source,
+        value: &Value,
+        path: &str,
+    ) -> Option<TrafficPolicy> {
+        if value.is_null() {
+            return None;
+        }
+        let policy: TrafficPolicy = match serde_path_to_error::deserialize(value) {
+            Ok(policy) => policy,
+            Err(e) => {
+                let at = format!("{path}.{}", e.path());
+                let at = at.trim_end_matches('.').to_owned();
+                self.error(Some(source), Some(doc), &at, e.into_inner().to_string());
+                return None;
+            }
+        };
+        for (at, why) in destination_rule::unsupported(&policy, path) {
+            self.warn(source, doc, &at, why);
+        }
+        Some(policy)
     }
 
     /// The clusters of a ServiceEntry: one per host and port, for DNS and
@@ -1069,17 +1135,9 @@ impl Context<'_> {
             let Some(subset) = &upstream.subset else {
                 continue;
             };
-            // Hosts are compared as Istio resolves them: a short name in
-            // the namespace of the resource that writes it.
-            let wanted = fqdn(&upstream.host, &service.namespace, CLUSTER_DOMAIN);
-            let rule = rules.iter().find(|r| {
-                let ns = r
-                    .source
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(&self.options.default_namespace);
-                fqdn(&r.host, ns, CLUSTER_DOMAIN).eq_ignore_ascii_case(&wanted)
-            });
+            let rule = rules
+                .iter()
+                .find(|r| r.covers(&upstream.host, &service.namespace));
             if let Some(rule) = rule
                 && !rule.subsets.contains_key(subset)
             {
@@ -1104,8 +1162,6 @@ pub(crate) fn fqdn(host: &str, namespace: &str, domain: &str) -> String {
         format!("{host}.{namespace}.svc.{domain}")
     }
 }
-
-const TRAFFIC_POLICY_NOTE: &str = "traffic policy (load balancing, connection pools, outlier detection, TLS) is Istio's cluster setting; keep applying the DestinationRule to Istio (plain Envoy output does not render it)";
 
 /// `http[0].route` in a spec → `spec.http[0].route` in the resource.
 fn spec_path(path: &str) -> String {

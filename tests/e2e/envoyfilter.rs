@@ -64,14 +64,14 @@ fn envoy_accepts_every_rendered_bootstrap() {
             for upstream in &service.upstreams {
                 options
                     .upstreams
-                    .insert(upstream.host.clone(), ("127.0.0.1".into(), 9));
+                    .insert(upstream.host.clone(), vec![("127.0.0.1".into(), 9)]);
             }
         }
         // The rate limit services' clusters too.
         for cluster in &t.service_clusters {
             options
                 .upstreams
-                .insert(cluster.name.clone(), ("127.0.0.1".into(), 9));
+                .insert(cluster.name.clone(), vec![("127.0.0.1".into(), 9)]);
         }
         // The YAML a user would save, not the JSON value: the writer is tested too.
         let config = dir.path().join(name);
@@ -91,7 +91,7 @@ async fn header_routing_yaml_routes_each_host_by_its_own_virtual_service() {
     let qa = Upstream::start("qa").await.unwrap();
     let v1 = Upstream::start("v1").await.unwrap();
     let v2 = Upstream::start("v2").await.unwrap();
-    let at = |u: &Upstream| (u.addr().ip().to_string(), u.addr().port());
+    let at = |u: &Upstream| vec![(u.addr().ip().to_string(), u.addr().port())];
     let mut options = loopback_options();
     options.upstreams = BTreeMap::from([
         ("reviews.prod.svc.cluster.local".into(), at(&prod)),
@@ -214,7 +214,7 @@ async fn istios_local_rate_limit_throttles_a_crawler_in_envoy() {
     let mut options = loopback_options();
     options
         .upstreams
-        .insert("productpage".into(), ("productpage".into(), 9080));
+        .insert("productpage".into(), vec![("productpage".into(), 9080)]);
     let direct = Mesh::from_envoy_config(envoy_bootstrap(&direct, &options), &[])
         .await
         .unwrap();
@@ -266,11 +266,11 @@ async fn istios_global_rate_limit_asks_the_rate_limit_service_in_envoy() {
     let mut options = loopback_options();
     options
         .upstreams
-        .insert("productpage".into(), at(productpage.addr()));
+        .insert("productpage".into(), vec![at(productpage.addr())]);
     assert_eq!(t.service_clusters.len(), 1);
     options
         .upstreams
-        .insert(t.service_clusters[0].name.clone(), at(rls.addr()));
+        .insert(t.service_clusters[0].name.clone(), vec![at(rls.addr())]);
     render::check_upstreams(&t, &options).unwrap();
     let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
         .await

@@ -83,7 +83,7 @@ async fn the_mesh_module_answers_as_the_filters_do_one_by_one() {
         let addr = upstream.addr();
         options
             .upstreams
-            .insert(cluster.into(), (addr.ip().to_string(), addr.port()));
+            .insert(cluster.into(), vec![(addr.ip().to_string(), addr.port())]);
         upstreams.push(upstream);
     }
     let separate = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))

@@ -70,8 +70,10 @@ enum Command {
         /// Directory of the built modules, as Envoy sees it.
         #[arg(long, default_value = "target/wasm32-wasip1/wasm")]
         wasm_dir: String,
-        /// Address of an upstream: CLUSTER_OR_HOST=ADDRESS:PORT (repeatable).
-        #[arg(long = "upstream", value_name = "NAME=ADDRESS:PORT")]
+        /// Address of an upstream: CLUSTER_OR_HOST=ADDRESS:PORT (repeatable;
+        /// several addresses, comma-separated or a name repeated, make
+        /// several endpoints).
+        #[arg(long = "upstream", value_name = "NAME=ADDRESS:PORT[,ADDRESS:PORT...]")]
         upstreams: Vec<String>,
         /// Where requests that no VirtualService routes go (default: a 404).
         #[arg(long, value_name = "ADDRESS:PORT")]
@@ -314,13 +316,20 @@ fn run(cli: Cli) -> Result<()> {
                 mesh,
                 ..EnvoyOptions::default()
             };
+            // A name given again, or several addresses after one `=`, is a
+            // cluster of several endpoints.
             for entry in &upstreams {
-                let (name, addr) = entry
-                    .split_once('=')
-                    .with_context(|| format!("--upstream {entry:?}: expected NAME=ADDRESS:PORT"))?;
-                options
-                    .upstreams
-                    .insert(name.to_owned(), address(addr, "--upstream")?);
+                let (name, addrs) = entry.split_once('=').with_context(|| {
+                    format!("--upstream {entry:?}: expected NAME=ADDRESS:PORT[,ADDRESS:PORT...]")
+                })?;
+                for addr in addrs.split(',') {
+                    let endpoint = address(addr, "--upstream")?;
+                    options
+                        .upstreams
+                        .entry(name.to_owned())
+                        .or_default()
+                        .push(endpoint);
+                }
             }
             if let Some(addr) = default_upstream {
                 options.default_cluster = Some(address(&addr, "--default-upstream")?);
