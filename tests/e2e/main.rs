@@ -19,4 +19,5 @@ mod rls;
 mod router;
 mod scenarios;
 mod telemetry;
+mod traffic_policy;
 mod wasmhub;

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -63,6 +64,7 @@ pub struct Upstream {
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Option<Reply>>>,
     replies: Arc<Mutex<Replies>>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -100,6 +102,7 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let reply = Arc::new(Mutex::new(None));
         let replies = Arc::new(Mutex::new(Replies::default()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let state = Arc::new(State {
             name: name.to_owned(),
             delay,
@@ -107,6 +110,7 @@ impl Upstream {
             reply: Arc::clone(&reply),
             replies: Arc::clone(&replies),
             attempts: Mutex::new(HashMap::new()),
+            connections: Arc::clone(&connections),
         });
         let task = tokio::spawn(serve(listener, state));
         Ok(Upstream {
@@ -115,6 +119,7 @@ impl Upstream {
             seen,
             reply,
             replies,
+            connections,
             task,
         })
     }
@@ -155,6 +160,11 @@ impl Upstream {
     pub fn hits(&self) -> usize {
         self.seen.lock().map(|s| s.len()).unwrap_or(0)
     }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Upstream {
@@ -171,6 +181,7 @@ struct State {
     replies: Arc<Mutex<Replies>>,
     /// Attempts per `x-request-id`, for `x-upstream-fail-first`.
     attempts: Mutex<HashMap<String, u32>>,
+    connections: Arc<AtomicUsize>,
 }
 
 async fn serve(listener: TcpListener, state: Arc<State>) {
@@ -178,6 +189,7 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        state.connections.fetch_add(1, Ordering::Relaxed);
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
