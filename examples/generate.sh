@@ -41,6 +41,7 @@ upstreams=(
     "reviews.prod.svc.cluster.local=reviews-prod:5678"
     "reviews.qa.svc.cluster.local=reviews-qa:5678"
     "outbound|9080||productpage=productpage:5678"
+    "outbound|9080||ratings=ratings-v1:5678,ratings-down:5678"
     "ratelimit.default.svc.cluster.local=ratelimit:8081"
 )
 for source in virtual-services/*.yaml; do

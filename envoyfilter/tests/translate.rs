@@ -20,8 +20,9 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "canary-split.yaml",
+    "circuit-breaker.yaml",
     "deny-admin.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The Istio YAML files in `examples/virtual-services/`.
-pub(crate) const EXAMPLES: [&str; 11] = [
+pub(crate) const EXAMPLES: [&str; 12] = [
     "canary-split.yaml",
+    "circuit-breaker.yaml",
     "deny-admin.yaml",
     "fault-delay.yaml",
     "fault-jason-abort.yaml",

@@ -366,3 +366,83 @@ async fn tls_origination_checks_the_upstreams_certificate_and_presents_the_clien
     );
     assert_eq!(backend.hits(), 2);
 }
+
+/// Every field rendered at once, subsets and ports included, is a
+/// configuration Envoy 1.40 accepts (`envoy --mode validate`).
+#[test]
+fn every_traffic_policy_field_renders_a_bootstrap_envoy_accepts() {
+    let tls = Tls::generate();
+    let input = format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: httpbin}}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpHeaderName: x-user
+        httpCookie: {{name: session, path: /, ttl: 60s, attributes: [{{name: SameSite, value: Strict}}]}}
+        useSourceIp: true
+        httpQueryParameterName: team
+        maglev: {{tableSize: 1009}}
+    connectionPool:
+      tcp: {{maxConnections: 10, connectTimeout: 250ms, tcpKeepalive: {{probes: 3, time: 1m, interval: 1500ms}}, maxConnectionDuration: 1h}}
+      http: {{http1MaxPendingRequests: 1, http2MaxRequests: 20, maxRetries: 2, idleTimeout: 30s, h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 50, maxRequestsPerConnection: 3}}
+    outlierDetection: {{consecutive5xxErrors: 1, consecutiveGatewayErrors: 2, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 4, minHealthPercent: 30, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}}
+    tls: {{mode: MUTUAL, clientCertificate: {client}, privateKey: {key}, caCertificates: {ca}, subjectAltNames: [httpbin.example]}}
+    portLevelSettings:
+    - port: {{number: 9000}}
+      loadBalancer: {{simple: RANDOM}}
+      tls: {{mode: SIMPLE, caCertificates: {ca}}}
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+    trafficPolicy:
+      loadBalancer: {{simple: ROUND_ROBIN, warmup: {{duration: 30s, minimumPercent: 20, aggression: 2}}}}
+      tls: {{mode: SIMPLE, insecureSkipVerify: true}}
+  - name: v2
+    labels: {{version: v2}}
+    trafficPolicy:
+      loadBalancer: {{simple: LEAST_REQUEST, warmupDurationSecs: 10s}}
+      connectionPool: {{http: {{useClientProtocol: true}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: httpbin}}
+spec:
+  hosts: [httpbin]
+  http:
+  - route:
+    - destination: {{host: httpbin, port: {{number: 8000}}}}
+      weight: 40
+    - destination: {{host: httpbin, port: {{number: 9000}}}}
+      weight: 10
+    - destination: {{host: httpbin, subset: v1, port: {{number: 8000}}}}
+      weight: 25
+    - destination: {{host: httpbin, subset: v2, port: {{number: 8000}}}}
+      weight: 25
+",
+        client = tls.path("client.pem"),
+        key = tls.path("client-key.pem"),
+        ca = tls.path("ca.pem"),
+    );
+    let t = translate(&input, &Options::default()).unwrap();
+    assert!(t.findings.is_empty(), "{:?}", t.findings);
+    let wasm_dir = Path::new(ROUTER_WASM).parent().unwrap();
+    let options = EnvoyOptions {
+        listen: ("127.0.0.1".into(), 0),
+        admin: ("127.0.0.1".into(), 0),
+        wasm_dir: wasm_dir.display().to_string(),
+        upstreams: BTreeMap::from([("httpbin".into(), vec![("127.0.0.1".into(), 9)])]),
+        ..EnvoyOptions::default()
+    };
+    let bootstrap = envoy_bootstrap(&t, &options);
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap();
+    assert_eq!(clusters.len(), 4, "{clusters:#?}");
+    let file = tls.dir.path().join("bootstrap.yaml");
+    std::fs::write(&file, envoyfilter::yaml::dump(&[bootstrap])).unwrap();
+    envoy::validate(&file).unwrap();
+}

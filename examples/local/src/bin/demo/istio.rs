@@ -9,7 +9,8 @@ use anyhow::Result;
 use meshwasm_local::envoy;
 use meshwasm_local::mesh::Mesh;
 use meshwasm_local::prometheus;
-use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send_many, send_raw};
+use meshwasm_local::traffic::{Outcome, binomial_bounds, quantile, send, send_many, send_raw};
+use meshwasm_local::upstream::Reply;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -350,6 +351,89 @@ pub(crate) async fn local_rate_limit() -> Result<Vec<Line>> {
 
 /// An AuthorizationPolicy that denies httpbin's admin pages, however the
 /// path is spelled, and a header rule that tags phones' requests.
+/// The seeds' circuit-breaking example: concurrent keep-alive clients
+/// against httpbin's one connection and one pending request, then a
+/// ratings endpoint that fails, ejected by outlier detection.
+pub(crate) async fn circuit_breaker() -> Result<Vec<Line>> {
+    // A slow httpbin, so that the clients' requests are in flight at once.
+    let mesh = Mesh::from_envoy_file(
+        &envoy_file("circuit-breaker.yaml"),
+        &[("httpbin", Duration::from_millis(300))],
+    )
+    .await?;
+    let clients = 20;
+    let url = mesh.envoy.url("/get");
+    let http: Vec<reqwest::Client> = (0..clients)
+        .map(|_| envoy::client())
+        .collect::<Result<_>>()?;
+    let outcomes = send_many(clients, clients, move |i| {
+        http[i].get(&url).header("host", "httpbin")
+    })
+    .await?;
+    let passed = outcomes.iter().filter(|o| o.status == 200).count();
+    let overloaded = outcomes
+        .iter()
+        .filter(|o| o.status == 503 && o.header("x-envoy-overloaded") == Some("true"))
+        .count();
+    let stat = |name: &str| {
+        let name = format!("cluster.outbound|8000||httpbin.{name}");
+        let envoy = &mesh.envoy;
+        async move { envoy.stat(&name).await }
+    };
+    let pending_overflow = stat("upstream_rq_pending_overflow").await?;
+    let connection_overflow = stat("upstream_cx_overflow").await?;
+    let mut lines = vec![
+        line(
+            passed >= 1 && overloaded >= clients / 2 && passed + overloaded == clients,
+            format!(
+                "{clients} clients at once to httpbin (maxConnections 1, http1MaxPendingRequests 1): \
+                 {passed} passed, {overloaded} refused 503 UO (x-envoy-overloaded)"
+            ),
+        ),
+        line(
+            pending_overflow as usize == overloaded,
+            format!(
+                "Envoy's counters: upstream_rq_pending_overflow {pending_overflow}, \
+                 upstream_cx_overflow {connection_overflow}"
+            ),
+        ),
+    ];
+    mesh.upstream("ratings-down").set_reply(Some(Reply {
+        status: 503,
+        headers: vec![("x-upstream".into(), "ratings-down".into())],
+        body: b"down\n".to_vec(),
+    }));
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let outcome = send(mesh.request(reqwest::Method::GET, "ratings", "/ratings/1")?).await?;
+        answers.push(format!(
+            "{} {}",
+            outcome.status,
+            outcome.upstream().unwrap_or("?")
+        ));
+    }
+    let down = answers
+        .iter()
+        .filter(|a| a.ends_with("ratings-down"))
+        .count();
+    let ejections = mesh
+        .envoy
+        .stat("cluster.outbound|9080||ratings.outlier_detection.ejections_enforced_consecutive_5xx")
+        .await?;
+    lines.push(line(
+        down == 1
+            && answers[answers.len() - 8..]
+                .iter()
+                .all(|a| a == "200 ratings-v1"),
+        format!("ratings, 10 requests round robin over ratings-v1 and ratings-down: {answers:?}"),
+    ));
+    lines.push(line(
+        ejections == 1,
+        format!("ratings-down ejected after its first 503 (consecutive5xxErrors: 1): ejections_enforced_consecutive_5xx {ejections}"),
+    ));
+    Ok(lines)
+}
+
 pub(crate) async fn deny_admin() -> Result<Vec<Line>> {
     let mesh = start("deny-admin.yaml").await?;
     let httpbin = mesh.upstream("httpbin");

@@ -135,6 +135,7 @@ async fn filter_scenarios() -> Result<bool> {
 #[derive(Clone, Copy)]
 enum Scenario {
     CanarySplit,
+    CircuitBreaker,
     HeaderRouting,
     GatewayMirror,
     FaultJasonAbort,
@@ -151,8 +152,9 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 14] = [
+    const ALL: [Scenario; 15] = [
         Scenario::CanarySplit,
+        Scenario::CircuitBreaker,
         Scenario::HeaderRouting,
         Scenario::GatewayMirror,
         Scenario::FaultJasonAbort,
@@ -171,6 +173,11 @@ impl Scenario {
     fn title(self) -> (&'static str, &'static str) {
         match self {
             Scenario::CanarySplit => ("canary-split.yaml", "an 80/20 canary between web v1 and v2"),
+            Scenario::CircuitBreaker => (
+                "circuit-breaker.yaml",
+                "DestinationRule traffic policies as Envoy cluster settings: the seeds' httpbin \
+                 circuit breaker under 20 clients at once; a failing ratings endpoint ejected",
+            ),
             Scenario::HeaderRouting => (
                 "header-routing.yaml",
                 "two VirtualServices in one router: end-user jason sees reviews v2; \
@@ -234,6 +241,7 @@ impl Scenario {
     async fn run(self) -> Result<Vec<Line>> {
         match self {
             Scenario::CanarySplit => istio::canary_split().await,
+            Scenario::CircuitBreaker => istio::circuit_breaker().await,
             Scenario::HeaderRouting => istio::header_routing().await,
             Scenario::GatewayMirror => istio::gateway_mirror().await,
             Scenario::FaultJasonAbort => istio::fault_jason_abort("fault-jason-abort.yaml").await,
