@@ -5,7 +5,7 @@
 //! `tests/e2e`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use envoyfilter::render::{EnvoyOptions, envoy_bootstrap};
+use envoyfilter::render::{self, EnvoyOptions, IstioOptions, envoy_bootstrap};
 use envoyfilter::translate::{Options, Severity, Translation, translate};
 use serde_json::{Value, json};
 
@@ -410,4 +410,18 @@ fn what_plain_envoy_cannot_render_is_said_and_unknown_fields_are_errors() {
         "spec.subsets[2].trafficPolicy.portLevelSettings[0].outlierDetection.interval"
     );
     assert_eq!(e.line, Some(28));
+}
+
+#[test]
+fn istio_gets_the_destination_rules_as_they_are() {
+    let t = translate(REVIEWS, &Options::default()).unwrap();
+    let manifests = render::istio_manifests(&t, &IstioOptions::default());
+    let rules: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "DestinationRule")
+        .collect();
+    let written = &envoyfilter::yaml::load(REVIEWS).unwrap()[0].value;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["spec"], written["spec"], "the spec unchanged");
+    assert_eq!(rules[0]["metadata"]["name"], "reviews");
 }
