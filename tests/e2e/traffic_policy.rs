@@ -41,23 +41,28 @@ spec:
 
 const CLUSTER: &str = "outbound|8000||httpbin";
 
-/// Envoy running the rendered bootstrap, httpbin's endpoints at `endpoints`.
-async fn envoy_for(input: &str, endpoints: &[&Upstream]) -> Envoy {
-    let t = translate(input, &Options::default()).unwrap();
+/// Plain Envoy on 127.0.0.1 with this checkout's modules, httpbin's
+/// endpoints at `endpoints`.
+fn loopback(endpoints: Vec<(String, u16)>) -> EnvoyOptions {
     let wasm_dir = Path::new(ROUTER_WASM).parent().unwrap();
-    let options = EnvoyOptions {
+    EnvoyOptions {
         listen: ("127.0.0.1".into(), 0),
         admin: ("127.0.0.1".into(), 0),
         wasm_dir: wasm_dir.display().to_string(),
-        upstreams: BTreeMap::from([(
-            "httpbin".into(),
-            endpoints
-                .iter()
-                .map(|u| (u.addr().ip().to_string(), u.addr().port()))
-                .collect(),
-        )]),
+        upstreams: BTreeMap::from([("httpbin".into(), endpoints)]),
         ..EnvoyOptions::default()
-    };
+    }
+}
+
+/// Envoy running the rendered bootstrap, httpbin's endpoints at `endpoints`.
+async fn envoy_for(input: &str, endpoints: &[&Upstream]) -> Envoy {
+    let t = translate(input, &Options::default()).unwrap();
+    let options = loopback(
+        endpoints
+            .iter()
+            .map(|u| (u.addr().ip().to_string(), u.addr().port()))
+            .collect(),
+    );
     Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
         .await
         .unwrap()
@@ -298,17 +303,7 @@ async fn tls_front(tls: &Tls, backend: &Upstream, mutual: bool) -> Envoy {
 async fn through(policy: &str, front: &Envoy) -> u16 {
     let front = front.listener();
     let t = translate(&httpbin(policy), &Options::default()).unwrap();
-    let wasm_dir = Path::new(ROUTER_WASM).parent().unwrap();
-    let options = EnvoyOptions {
-        listen: ("127.0.0.1".into(), 0),
-        admin: ("127.0.0.1".into(), 0),
-        wasm_dir: wasm_dir.display().to_string(),
-        upstreams: BTreeMap::from([(
-            "httpbin".into(),
-            vec![(front.ip().to_string(), front.port())],
-        )]),
-        ..EnvoyOptions::default()
-    };
+    let options = loopback(vec![(front.ip().to_string(), front.port())]);
     let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
         .await
         .unwrap();
@@ -429,14 +424,7 @@ spec:
     );
     let t = translate(&input, &Options::default()).unwrap();
     assert!(t.findings.is_empty(), "{:?}", t.findings);
-    let wasm_dir = Path::new(ROUTER_WASM).parent().unwrap();
-    let options = EnvoyOptions {
-        listen: ("127.0.0.1".into(), 0),
-        admin: ("127.0.0.1".into(), 0),
-        wasm_dir: wasm_dir.display().to_string(),
-        upstreams: BTreeMap::from([("httpbin".into(), vec![("127.0.0.1".into(), 9)])]),
-        ..EnvoyOptions::default()
-    };
+    let options = loopback(vec![("127.0.0.1".into(), 9)]);
     let bootstrap = envoy_bootstrap(&t, &options);
     let clusters = bootstrap["static_resources"]["clusters"]
         .as_array()
