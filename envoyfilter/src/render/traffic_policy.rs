@@ -207,7 +207,7 @@ fn with_http_options(
     };
     options.insert(
         "@type".into(),
-        json!("type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+        json!(format!("type.googleapis.com/{HTTP_OPTIONS}")),
     );
     change(&mut options);
     protocols.insert(HTTP_OPTIONS.into(), Value::Object(options));

@@ -317,10 +317,15 @@ pub struct ClusterPolicy {
     pub tls: Option<ClientTls>,
 }
 
-impl ClusterPolicy {
-    /// Whether nothing is set.
-    pub fn is_empty(&self) -> bool {
-        *self == ClusterPolicy::default()
+impl From<&PortTrafficPolicy> for ClusterPolicy {
+    /// A port's settings, whole: what it leaves out is not set.
+    fn from(settings: &PortTrafficPolicy) -> Self {
+        ClusterPolicy {
+            load_balancer: settings.load_balancer.clone(),
+            connection_pool: settings.connection_pool.clone(),
+            outlier_detection: settings.outlier_detection.clone(),
+            tls: settings.tls.clone(),
+        }
     }
 }
 
@@ -383,16 +388,11 @@ fn own_settings(policy: &TrafficPolicy) -> ClusterPolicy {
 
 fn port_settings(policy: &TrafficPolicy, port: Option<u32>) -> Option<ClusterPolicy> {
     let port = port?;
-    let settings = policy
+    policy
         .port_level_settings
         .iter()
-        .find(|p| p.port.is_some_and(|p| p.number == port))?;
-    Some(ClusterPolicy {
-        load_balancer: settings.load_balancer.clone(),
-        connection_pool: settings.connection_pool.clone(),
-        outlier_detection: settings.outlier_detection.clone(),
-        tls: settings.tls.clone(),
-    })
+        .find(|p| p.port.is_some_and(|p| p.number == port))
+        .map(ClusterPolicy::from)
 }
 
 /// What a policy at `path` asks for that plain Envoy cannot have, each
@@ -416,12 +416,7 @@ pub fn unsupported(policy: &TrafficPolicy, path: &str) -> Vec<(String, String)> 
         policy.port_level_settings.iter().enumerate().map(|(i, p)| {
             (
                 format!("{path}.portLevelSettings[{i}]"),
-                ClusterPolicy {
-                    load_balancer: p.load_balancer.clone(),
-                    connection_pool: p.connection_pool.clone(),
-                    outlier_detection: p.outlier_detection.clone(),
-                    tls: p.tls.clone(),
-                },
+                ClusterPolicy::from(p),
             )
         }),
     );
