@@ -433,7 +433,7 @@ pub fn unsupported(policy: &TrafficPolicy, path: &str) -> Vec<(String, String)> 
             if lb.simple == Some(SimpleLb::Passthrough) {
                 say(
                     format!("{at}.loadBalancer.simple"),
-                    "PASSTHROUGH sends requests to the address the caller dialled (Envoy's original destination), which a plain Envoy listener does not capture; the cluster keeps round robin",
+                    "PASSTHROUGH sends requests to the address the caller dialled (Envoy's original destination), which a plain Envoy listener does not capture; the cluster gets istiod's default, least request",
                 );
             }
             if lb.simple.is_some() && lb.consistent_hash.is_some() {
@@ -470,7 +470,7 @@ pub fn unsupported(policy: &TrafficPolicy, path: &str) -> Vec<(String, String)> 
             if tls.mode == Some(TlsMode::Mutual) && !files && tls.credential_name.is_none() {
                 say(
                     format!("{at}.tls"),
-                    "MUTUAL needs clientCertificate and privateKey; without them istiod gives the cluster no TLS, and so does this output",
+                    "MUTUAL needs clientCertificate and privateKey; without them istiod gives the cluster no TLS, where this output keeps TLS without a client certificate",
                 );
             }
             if tls.mode == Some(TlsMode::IstioMutual) {
