@@ -201,6 +201,69 @@ impl FailStrategy {
             FailStrategy::FailReload => "FAIL_RELOAD",
         }
     }
+
+    /// Envoy's `PluginConfig.failure_policy` for the strategy, as istiod
+    /// writes it for a WasmPlugin: `FAIL_CLOSE` is `FAIL_CLOSED`. Envoy
+    /// refuses a config with both this and the deprecated `fail_open`.
+    ///
+    /// ```
+    /// use envoyfilter::render::FailStrategy;
+    /// assert_eq!(FailStrategy::ALL.map(FailStrategy::envoy_policy), ["FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"]);
+    /// ```
+    pub fn envoy_policy(self) -> &'static str {
+        match self {
+            FailStrategy::FailClose => "FAIL_CLOSED",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// The warning a `strategy` deserves for `translation`: under
+/// `FAIL_OPEN`, a request skips a filter whose VM failed (a module that
+/// could not be fetched, a trap), so the AuthorizationPolicies that
+/// header-match enforces stop being enforced.
+///
+/// ```
+/// use envoyfilter::render::{fail_open_warning, FailStrategy};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/deny-admin.yaml"), &Options::default()).unwrap();
+/// assert!(fail_open_warning(&t, FailStrategy::FailOpen).unwrap().contains("AuthorizationPolicies"));
+/// assert_eq!(fail_open_warning(&t, FailStrategy::FailClose), None);
+/// ```
+pub fn fail_open_warning(translation: &Translation, strategy: FailStrategy) -> Option<String> {
+    (strategy == FailStrategy::FailOpen && !translation.authz.is_empty()).then(|| {
+        "warning: failStrategy FAIL_OPEN: a request skips a filter whose VM failed, so \
+         header-match's AuthorizationPolicies go unenforced then (and Istio's agent allows \
+         every request when the module cannot be fetched); FAIL_CLOSE refuses those requests \
+         instead"
+            .to_owned()
+    })
+}
+
+/// Writes `strategy` as the `failure_policy` of every Wasm plugin
+/// configuration (HTTP or network filter) found in `rendered`, so that an
+/// output says what it does when a VM fails instead of leaving it to
+/// Envoy's default.
+fn set_failure_policy(rendered: &mut Value, strategy: FailStrategy) {
+    match rendered {
+        Value::Object(map) => {
+            let wasm = map
+                .get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t == WASM_FILTER_TYPE || t == WASM_NETWORK_FILTER_TYPE);
+            if wasm && let Some(Value::Object(config)) = map.get_mut("config") {
+                config.insert("failure_policy".into(), json!(strategy.envoy_policy()));
+            }
+            map.values_mut()
+                .for_each(|v| set_failure_policy(v, strategy));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| set_failure_policy(v, strategy)),
+        _ => {}
+    }
 }
 
 impl std::str::FromStr for FailStrategy {
@@ -1064,6 +1127,8 @@ pub fn envoy_filters(
         }
     }
     out.extend(handoff_envoy_filters(translation, options));
+    out.iter_mut()
+        .for_each(|doc| set_failure_policy(doc, options.fail_strategy));
     out
 }
 
@@ -1523,6 +1588,9 @@ pub struct EnvoyOptions {
     pub trusted_proxies: u32,
     /// The filters as one module, `meshwasm-mesh` ([`mesh`]).
     pub mesh: bool,
+    /// What a filter does when its VM fails, written as each plugin's
+    /// `failure_policy`.
+    pub fail_strategy: FailStrategy,
 }
 
 impl Default for EnvoyOptions {
@@ -1535,6 +1603,7 @@ impl Default for EnvoyOptions {
             default_cluster: None,
             trusted_proxies: 0,
             mesh: false,
+            fail_strategy: FailStrategy::FailClose,
         }
     }
 }
@@ -1735,6 +1804,9 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
         let filename = wasm_file(Filter::Mesh);
         http_filters = mesh::envoy_http_filters(http_filters, &Code::Local { filename });
     }
+    http_filters
+        .iter_mut()
+        .for_each(|f| set_failure_policy(f, options.fail_strategy));
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},

@@ -279,3 +279,85 @@ fn mesh_joins_the_plugins_that_run_on_the_same_traffic() {
     let limit = &mesh[1]["spec"]["pluginConfig"]["rateLimit"];
     assert_eq!(limit["stat_prefix"], "pp", "the LocalRateLimit as written");
 }
+
+/// Every Wasm plugin an output holds says what it does when its VM fails:
+/// FAIL_CLOSED unless asked, in plain Envoy and in both EnvoyFilter forms;
+/// asking for FAIL_OPEN over access rules is warned of, and refused under
+/// `--strict`.
+#[test]
+fn every_plugin_carries_the_fail_strategy_and_fail_open_over_access_rules_is_warned_of() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/virtual-services");
+    let policies = |out: &Output| -> Vec<String> {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let values: Vec<serde_json::Value> = envoyfilter::yaml::load(&text)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect();
+        let mut found = Vec::new();
+        collect_policies(&serde_json::Value::Array(values), &mut found);
+        found
+    };
+    for (command, extra) in [
+        ("envoy", &[][..]),
+        ("envoyfilter", &["--form", "inline"][..]),
+        ("envoyfilter", &["--form", "ecds"][..]),
+    ] {
+        for (asked, rendered) in [
+            (None, "FAIL_CLOSED"),
+            (Some("FAIL_RELOAD"), "FAIL_RELOAD"),
+            (Some("FAIL_OPEN"), "FAIL_OPEN"),
+        ] {
+            let mut args = vec![command, "deny-admin.yaml", "fault-jason-abort.yaml"];
+            args.extend(extra);
+            if let Some(strategy) = asked {
+                args.extend(["--fail-strategy", strategy]);
+            }
+            let out = envoyfilter(&args, &examples);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            let found = policies(&out);
+            assert!(found.len() >= 2, "{args:?}: {found:?}");
+            assert!(found.iter().all(|p| p == rendered), "{args:?}: {found:?}");
+            let warned = stderr(&out).contains("failStrategy FAIL_OPEN");
+            assert_eq!(
+                warned,
+                asked == Some("FAIL_OPEN"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    let strict = envoyfilter(
+        &[
+            "envoy",
+            "deny-admin.yaml",
+            "--fail-strategy",
+            "FAIL_OPEN",
+            "--strict",
+        ],
+        &examples,
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        stderr(&strict).contains("an error under --strict"),
+        "{}",
+        stderr(&strict)
+    );
+}
+
+fn collect_policies(value: &serde_json::Value, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            assert!(
+                !map.contains_key("fail_open"),
+                "fail_open rendered: {map:?}"
+            );
+            if let Some(policy) = map.get("failure_policy").and_then(|p| p.as_str()) {
+                found.push(policy.to_owned());
+            }
+            map.values().for_each(|v| collect_policies(v, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_policies(v, found)),
+        _ => {}
+    }
+}

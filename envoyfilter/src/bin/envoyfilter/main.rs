@@ -86,6 +86,10 @@ enum Command {
         /// The filters as one module, the mesh module (meshwasm_mesh.wasm).
         #[arg(long)]
         mesh: bool,
+        /// What a filter whose VM fails does, as Istio's failStrategy names it (written as
+        /// each plugin's failure_policy). FAIL_OPEN skips the filter: its access rules too.
+        #[arg(long, default_value = "FAIL_CLOSE", value_parser = fail_strategy_parser())]
+        fail_strategy: FailStrategy,
     },
 }
 
@@ -255,6 +259,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Istio { input, istio, mesh } => {
             let t = load(&input)?;
             let options = istio_options(&istio)?;
+            warn_fail_open(&t, options.fail_strategy, input.strict)?;
             let mut docs = render::istio_manifests(&t, &options);
             if mesh {
                 docs = render::mesh::istio_manifests(docs, &options);
@@ -270,6 +275,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let t = load(&input)?;
             let options = istio_options(&istio)?;
+            warn_fail_open(&t, options.fail_strategy, input.strict)?;
             let form = match form {
                 Form::Inline if code.starts_with("https://") || code.starts_with("http://") => {
                     if code_cluster.is_empty() {
@@ -306,6 +312,7 @@ fn run(cli: Cli) -> Result<()> {
             default_upstream,
             trusted_proxies,
             mesh,
+            fail_strategy,
         } => {
             let t = load(&input)?;
             let mut options = EnvoyOptions {
@@ -314,6 +321,7 @@ fn run(cli: Cli) -> Result<()> {
                 wasm_dir,
                 trusted_proxies,
                 mesh,
+                fail_strategy,
                 ..EnvoyOptions::default()
             };
             // A name given again, or several addresses after one `=`, is a
@@ -335,10 +343,21 @@ fn run(cli: Cli) -> Result<()> {
                 options.default_cluster = Some(address(&addr, "--default-upstream")?);
             }
             render::check_upstreams(&t, &options)?;
+            warn_fail_open(&t, options.fail_strategy, input.strict)?;
             (input, vec![render::envoy_bootstrap(&t, &options)])
         }
     };
     write_output(&input, &yaml::dump(&documents))
+}
+
+fn warn_fail_open(t: &Translation, strategy: FailStrategy, strict: bool) -> Result<()> {
+    if let Some(warning) = render::fail_open_warning(t, strategy) {
+        if strict {
+            bail!("{warning} (an error under --strict)");
+        }
+        eprintln!("{warning}");
+    }
+    Ok(())
 }
 
 /// Reads and translates every input file, printing warnings to stderr.
