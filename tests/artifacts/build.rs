@@ -26,42 +26,27 @@ fn main() {
 
     let modules = modules(&cargo, &workspace);
     let target_dir = artifacts_dir(&out_dir);
-    // One `cargo rustc` per module, asking for the cdylib alone: a crate
-    // that is also an rlib (to be linked natively into its tests) gets no
-    // LTO from `cargo build`, and LTO is what makes the modules small.
     for module in &modules {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&workspace)
-            .args([
-                "rustc",
-                "--lib",
-                "--crate-type",
-                "cdylib",
-                "--profile",
-                "wasm",
-            ])
-            .args(["--target", "wasm32-wasip1", "-p", &module.package])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            // Settings meant for the outer (native) build must not reach this one.
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTFLAGS")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .env_remove("RUSTC_WRAPPER")
-            .env_remove("CARGO_BUILD_TARGET");
-        match cmd.status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => fail(&format!(
-                "building {} for wasm32-wasip1 failed ({s})",
-                module.package
-            )),
-            Err(e) => fail(&format!("cannot run cargo to build the modules: {e}")),
-        }
+        build(&cargo, &workspace, &target_dir, module, &[]);
+    }
+    // The filters again with the test-only trap, in a target directory of
+    // their own: the same file name must not flip between the two builds.
+    let trapping_dir = target_dir.join("trapping");
+    for module in modules.iter().filter(|m| m.filter) {
+        build(
+            &cargo,
+            &workspace,
+            &trapping_dir,
+            module,
+            &["--features", "meshwasm-plugin/trap-on-marked-request"],
+        );
     }
 
     let built = target_dir.join("wasm32-wasip1/wasm");
+    let built_trapping = trapping_dir.join("wasm32-wasip1/wasm");
     let mut code = String::new();
     for module in &modules {
-        let path = built.join(format!("{}.wasm", module.package.replace('-', "_")));
+        let path = built.join(wasm_file(&module.package));
         let kind = if module.filter {
             "filter"
         } else {
@@ -79,12 +64,14 @@ fn main() {
     let _ = writeln!(code, "/// Every filter of `filters/`, by name.");
     let _ = writeln!(code, "pub const FILTERS: &[Artifact] = &[");
     for module in modules.iter().filter(|m| m.filter) {
+        let trapping = built_trapping.join(wasm_file(&module.package));
         let _ = writeln!(
             code,
-            "    Artifact {{ name: {:?}, package: {:?}, wasm: {} }},",
+            "    Artifact {{ name: {:?}, package: {:?}, wasm: {}, trapping: {:?} }},",
             short_name(&module.package),
             module.package,
-            constant(&module.package)
+            constant(&module.package),
+            trapping.display().to_string()
         );
     }
     let _ = writeln!(code, "];");
@@ -102,6 +89,53 @@ fn main() {
     for path in watched {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+}
+
+/// Builds one module for wasm32-wasip1 with the `wasm` profile into
+/// `target_dir`, with `extra` arguments (features). One `cargo rustc` per
+/// module, asking for the cdylib alone: a crate that is also an rlib (to be
+/// linked natively into its tests) gets no LTO from `cargo build`, and LTO
+/// is what makes the modules small.
+fn build(
+    cargo: &std::ffi::OsStr,
+    workspace: &Path,
+    target_dir: &Path,
+    module: &Module,
+    extra: &[&str],
+) {
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args([
+            "rustc",
+            "--lib",
+            "--crate-type",
+            "cdylib",
+            "--profile",
+            "wasm",
+        ])
+        .args(["--target", "wasm32-wasip1", "-p", &module.package])
+        .args(extra)
+        .env("CARGO_TARGET_DIR", target_dir)
+        // Settings meant for the outer (native) build must not reach this one.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET");
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => fail(&format!(
+            "building {} {} for wasm32-wasip1 failed ({s})",
+            module.package,
+            extra.join(" ")
+        )),
+        Err(e) => fail(&format!("cannot run cargo to build the modules: {e}")),
+    }
+}
+
+/// `meshwasm-header-match` builds `meshwasm_header_match.wasm`.
+fn wasm_file(package: &str) -> String {
+    format!("{}.wasm", package.replace('-', "_"))
 }
 
 /// The `cdylib` crates of the workspace, from `cargo metadata`.

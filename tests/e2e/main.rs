@@ -10,6 +10,7 @@ mod compose;
 mod crd;
 mod envoyfilter;
 mod ext_authz;
+mod failure_policy;
 mod fault;
 mod handoff;
 mod mesh;

@@ -241,6 +241,21 @@ impl<F: Filter> RootContext for PluginRoot<F> {
     }
 }
 
+/// The request header that makes a test build trap.
+#[cfg(feature = "trap-on-marked-request")]
+pub const TRAP_HEADER: &str = "x-test-trap";
+
+/// Panics, which `panic = "abort"` makes a Wasm trap, when the request
+/// carries [`TRAP_HEADER`]: a test build's stand-in for a filter bug.
+#[cfg(feature = "trap-on-marked-request")]
+#[allow(clippy::panic, reason = "the test build's purpose is to trap")]
+fn trap_if_marked() {
+    use proxy_wasm::types::MapType;
+    if let Ok(Some(_)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, TRAP_HEADER) {
+        panic!("{TRAP_HEADER}: trapping as asked (a test build)");
+    }
+}
+
 /// A filter's TCP connection, or a pass-through.
 struct Connection(Option<Box<dyn StreamContext>>);
 
@@ -348,6 +363,8 @@ impl<S: HttpContext> Context for Stream<S> {
 
 impl<S: HttpContext> HttpContext for Stream<S> {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "trap-on-marked-request")]
+        trap_if_marked();
         self.0.as_mut().map_or(Action::Continue, |s| {
             s.on_http_request_headers(headers, end_of_stream)
         })

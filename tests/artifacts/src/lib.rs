@@ -11,6 +11,7 @@
 //! assert_eq!(fault.package, "meshwasm-fault");
 //! assert!(fault.wasm.ends_with("wasm32-wasip1/wasm/meshwasm_fault.wasm"));
 //! assert_eq!(std::fs::read(fault.wasm).unwrap()[..4], *b"\0asm");
+//! assert!(fault.trapping.ends_with("trapping/wasm32-wasip1/wasm/meshwasm_fault.wasm"));
 //! ```
 #![deny(missing_docs)]
 
@@ -23,6 +24,10 @@ pub struct Artifact {
     pub package: &'static str,
     /// The path of its `.wasm`.
     pub wasm: &'static str,
+    /// The same filter built with the test-only `trap-on-marked-request`
+    /// feature of `meshwasm-plugin`: a request with the `x-test-trap`
+    /// header makes the VM trap, as a filter bug would.
+    pub trapping: &'static str,
 }
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
