@@ -243,7 +243,7 @@ impl<F: Filter> RootContext for PluginRoot<F> {
 
 /// The request header that makes a test build trap.
 #[cfg(feature = "trap-on-marked-request")]
-pub const TRAP_HEADER: &str = "x-test-trap";
+const TRAP_HEADER: &str = "x-test-trap";
 
 /// Panics, which `panic = "abort"` makes a Wasm trap, when the request
 /// carries [`TRAP_HEADER`]: a test build's stand-in for a filter bug.
