@@ -16,6 +16,7 @@ mod handoff;
 mod mesh;
 mod mtls;
 mod rate_limit;
+mod reconfigure;
 mod rls;
 mod router;
 mod scenarios;
