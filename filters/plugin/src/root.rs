@@ -5,8 +5,8 @@ use meshwasm_core::percent::Rng;
 use meshwasm_core::plan::Plan;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
-use std::cell::{RefCell, RefMut};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, PeerType};
+use std::cell::{Cell, RefCell, RefMut};
 use std::ops::Deref;
 use std::rc::Rc;
 
@@ -142,6 +142,56 @@ impl<F: Filter> Deref for Plugin<F> {
 /// The root context of a filter, as [`main!`](crate::main) registers it.
 pub struct PluginRoot<F: Filter> {
     plugin: Rc<Plugin<F>>,
+    memory: MemoryGauge,
+}
+
+/// Streams between two readings of the VM's linear memory: one host call
+/// per 1024 requests shows a leak without costing the traffic anything.
+const MEMORY_SAMPLE_STREAMS: u32 = 1024;
+
+/// The `meshwasm.<filter>.linear_memory_bytes` gauge (Envoy shows it under
+/// `wasmcustom.`): the size of the VM's linear memory, which only grows,
+/// read when the configuration is accepted and every
+/// [`MEMORY_SAMPLE_STREAMS`] streams after. Each worker has its own VM;
+/// the gauge holds the last one's reading.
+#[derive(Default)]
+struct MemoryGauge {
+    id: Cell<Option<u32>>,
+    streams: Cell<u32>,
+}
+
+impl MemoryGauge {
+    fn define(&self, filter: &str) {
+        if self.id.get().is_none() {
+            let name = format!("{}.linear_memory_bytes", filter.replace(' ', "."));
+            self.id
+                .set(hostcalls::define_metric(MetricType::Gauge, &name).ok());
+        }
+        self.record();
+    }
+
+    fn on_stream(&self) {
+        let n = self.streams.get().wrapping_add(1);
+        self.streams.set(n);
+        if n.is_multiple_of(MEMORY_SAMPLE_STREAMS) {
+            self.record();
+        }
+    }
+
+    fn record(&self) {
+        if let Some(id) = self.id.get() {
+            let _ = hostcalls::record_metric(id, linear_memory_bytes());
+        }
+    }
+}
+
+/// The size of this module's linear memory (memory 0), in bytes.
+fn linear_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    let pages = core::arch::wasm32::memory_size(0);
+    #[cfg(not(target_arch = "wasm32"))]
+    let pages = 0_usize;
+    u64::try_from(pages).map_or(u64::MAX, |p| p.saturating_mul(65536))
 }
 
 impl<F: Filter> PluginRoot<F> {
@@ -154,6 +204,7 @@ impl<F: Filter> PluginRoot<F> {
                 config: RefCell::new(None),
                 rng: RefCell::new(Rng::with_seed(0)),
             }),
+            memory: MemoryGauge::default(),
         }
     }
 
@@ -203,7 +254,10 @@ impl<F: Filter> RootContext for PluginRoot<F> {
             }
         };
         match self.configure(&raw) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.memory.define(F::NAME);
+                true
+            }
             Err(line) => {
                 self.plugin.log().line(LogLevel::Error, &line);
                 false
@@ -216,6 +270,7 @@ impl<F: Filter> RootContext for PluginRoot<F> {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.memory.on_stream();
         let stream = self
             .plugin
             .config()
@@ -224,6 +279,7 @@ impl<F: Filter> RootContext for PluginRoot<F> {
     }
 
     fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        self.memory.on_stream();
         let connection = self
             .plugin
             .config()
