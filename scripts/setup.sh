@@ -84,15 +84,17 @@ setup_wasm_bindgen_runner() {
 
 # Debian packages the tests use: a real OCI registry and skopeo, an
 # independent OCI client, for wasmhub; docker-compose, whose `config`
-# checks the docker-compose demo's file without an engine.
+# checks the docker-compose demo's file without an engine; h2load
+# (nghttp2-client), the HTTP/2 load generator of the bad-traffic tests.
 setup_debian_tools() {
     local missing=()
     [[ -x "${MESHWASM_REGISTRY:-/usr/bin/docker-registry}" ]] || missing+=(docker-registry)
     command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+    command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
     if ((${#missing[@]} == 0)); then
-        say "docker-registry, skopeo, docker-compose and prometheus: present"
+        say "docker-registry, skopeo, docker-compose, prometheus and h2load: present"
         return
     fi
     need apt-get "Install ${missing[*]} with your package manager."
@@ -101,7 +103,7 @@ setup_debian_tools() {
         need sudo "Installing ${missing[*]} needs root: run as root, or install them first."
         sudo=(sudo)
     fi
-    say "Installing ${missing[*]} with apt-get (OCI registry and client for the wasmhub tests; compose file checks; the Prometheus that scrapes the telemetry filter's metrics)"
+    say "Installing ${missing[*]} with apt-get (OCI registry and client for the wasmhub tests; compose file checks; the Prometheus that scrapes the telemetry filter's metrics; HTTP/2 load)"
     "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod authz;
+mod bad_traffic;
 mod compose;
 mod crd;
 mod envoyfilter;
