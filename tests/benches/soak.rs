@@ -140,7 +140,7 @@ async fn run(length: Duration) -> Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 // Some users are jason, each with a cookie of their own.
-                let user = if n % 10 == 0 {
+                let user = if n.is_multiple_of(10) {
                     "jason".to_owned()
                 } else {
                     format!("u{i}-{}", n % 1000)
