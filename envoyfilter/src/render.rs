@@ -165,14 +165,22 @@ impl Filter {
     }
 }
 
-/// WasmPlugin `failStrategy`.
+/// WasmPlugin `failStrategy`: what requests get when the filter's VM
+/// failed (measured in Envoy 1.40 by `tests/e2e/failure_policy.rs`).
+/// meshwasm renders [`FailReload`](Self::FailReload) unless told otherwise:
+/// like `FAIL_CLOSE` no request ever skips the filter, but one trap costs
+/// a second of 503s instead of every later request on that worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailStrategy {
-    /// A VM that cannot load fails requests (503): no request skips the filter.
+    /// A failed VM fails its requests (503) for good: no request skips
+    /// the filter, and after a trap the worker answers 503 until Envoy
+    /// restarts.
     FailClose,
-    /// A VM that cannot load is skipped.
+    /// A failed VM is skipped: requests go on without the filter.
     FailOpen,
-    /// Reload the VM on failure, as Istio 1.24+ allows.
+    /// A trapped VM fails requests (503) for Envoy's reload backoff (1 s),
+    /// then is made again; a module that never loaded stays closed (Istio
+    /// 1.24+, Envoy 1.33+).
     FailReload,
 }
 
@@ -236,8 +244,8 @@ pub fn fail_open_warning(translation: &Translation, strategy: FailStrategy) -> O
     (strategy == FailStrategy::FailOpen && !translation.authz.is_empty()).then(|| {
         "warning: failStrategy FAIL_OPEN: a request skips a filter whose VM failed, so \
          header-match's AuthorizationPolicies go unenforced then (and Istio's agent allows \
-         every request when the module cannot be fetched); FAIL_CLOSE refuses those requests \
-         instead"
+         every request when the module cannot be fetched); FAIL_RELOAD or FAIL_CLOSE refuse \
+         those requests instead"
             .to_owned()
     })
 }
@@ -332,7 +340,7 @@ impl Default for IstioOptions {
             sha256: BTreeMap::new(),
             namespace: "istio-system".into(),
             gateway_namespace: "istio-system".into(),
-            fail_strategy: FailStrategy::FailClose,
+            fail_strategy: FailStrategy::FailReload,
             pull_policy: Some("IfNotPresent".into()),
             pull_secret: None,
             vm_env: Vec::new(),
@@ -1603,7 +1611,7 @@ impl Default for EnvoyOptions {
             default_cluster: None,
             trusted_proxies: 0,
             mesh: false,
-            fail_strategy: FailStrategy::FailClose,
+            fail_strategy: FailStrategy::FailReload,
         }
     }
 }

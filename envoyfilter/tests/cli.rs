@@ -281,7 +281,7 @@ fn mesh_joins_the_plugins_that_run_on_the_same_traffic() {
 }
 
 /// Every Wasm plugin an output holds says what it does when its VM fails:
-/// FAIL_CLOSED unless asked, in plain Envoy and in both EnvoyFilter forms;
+/// FAIL_RELOAD unless asked, in plain Envoy and in both EnvoyFilter forms;
 /// asking for FAIL_OPEN over access rules is warned of, and refused under
 /// `--strict`.
 #[test]
@@ -304,8 +304,8 @@ fn every_plugin_carries_the_fail_strategy_and_fail_open_over_access_rules_is_war
         ("envoyfilter", &["--form", "ecds"][..]),
     ] {
         for (asked, rendered) in [
-            (None, "FAIL_CLOSED"),
-            (Some("FAIL_RELOAD"), "FAIL_RELOAD"),
+            (None, "FAIL_RELOAD"),
+            (Some("FAIL_CLOSE"), "FAIL_CLOSED"),
             (Some("FAIL_OPEN"), "FAIL_OPEN"),
         ] {
             let mut args = vec![command, "deny-admin.yaml", "fault-jason-abort.yaml"];

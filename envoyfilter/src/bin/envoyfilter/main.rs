@@ -87,8 +87,10 @@ enum Command {
         #[arg(long)]
         mesh: bool,
         /// What a filter whose VM fails does, as Istio's failStrategy names it (written as
-        /// each plugin's failure_policy). FAIL_OPEN skips the filter: its access rules too.
-        #[arg(long, default_value = "FAIL_CLOSE", value_parser = fail_strategy_parser())]
+        /// each plugin's failure_policy): FAIL_RELOAD answers 503 for a second after a trap and
+        /// makes a new VM; FAIL_CLOSE answers 503 for good; FAIL_OPEN skips the filter, its
+        /// access rules too.
+        #[arg(long, default_value = "FAIL_RELOAD", value_parser = fail_strategy_parser())]
         fail_strategy: FailStrategy,
     },
 }
@@ -127,8 +129,10 @@ struct IstioArgs {
     /// selects pods of its own namespace only, so gateway plugins go there.
     #[arg(long, default_value = "istio-system")]
     gateway_namespace: String,
-    /// What a plugin that cannot load does.
-    #[arg(long, default_value = "FAIL_CLOSE", value_parser = fail_strategy_parser())]
+    /// What a plugin whose VM fails does: FAIL_RELOAD answers 503 for a second after a trap and
+    /// makes a new VM; FAIL_CLOSE answers 503 for good; FAIL_OPEN skips the filter, its access
+    /// rules too.
+    #[arg(long, default_value = "FAIL_RELOAD", value_parser = fail_strategy_parser())]
     fail_strategy: FailStrategy,
     /// `imagePullSecret` for a private registry.
     #[arg(long)]
