@@ -407,12 +407,16 @@ async fn a_trap_fails_its_request_and_the_policy_decides_the_next_ones() {
         let name = subject.artifact.name;
         let effect = subject.effect;
         assert_eq!(probe(&envoy, effect, false).await, Seen::Filtered, "{name}: before the trap");
+        let trap_sent = std::time::Instant::now();
         let trapped = probe(&envoy, effect, true).await;
         let mut next = Vec::new();
         for _ in 0..3 {
             next.push(probe(&envoy, effect, false).await);
         }
-        // Envoy's reload backoff is 1 s, jittered up to 1.5 s.
+        // Envoy's reload backoff is 1 s, jittered up to 1.5 s: the three
+        // must have been sent inside it for FAIL_RELOAD's row to hold (a
+        // loaded machine may be slower; the run is then not judged on them).
+        let next_in_backoff = trap_sent.elapsed() < Duration::from_millis(950);
         tokio::time::sleep(Duration::from_millis(1600)).await;
         let mut later = Vec::new();
         for _ in 0..3 {
@@ -440,10 +444,13 @@ async fn a_trap_fails_its_request_and_the_policy_decides_the_next_ones() {
             Policy::Strategy(FailStrategy::FailReload) => (Refused, [Refused; 3], [Filtered; 3]),
         };
         assert_eq!(
-            (trapped, next.as_slice(), later.as_slice()),
-            (want.0, want.1.as_slice(), want.2.as_slice()),
-            "{name} under {policy}: the trapped request, the 3 after it, 3 more 1.6 s later"
+            (trapped, later.as_slice()),
+            (want.0, want.2.as_slice()),
+            "{name} under {policy}: the trapped request, and 3 more 1.6 s later"
         );
+        if next_in_backoff || policy != Policy::Strategy(FailStrategy::FailReload) {
+            assert_eq!(next, want.1, "{name} under {policy}: the 3 right after the trap");
+        }
         let want_reloads = u64::from(policy == Policy::Strategy(FailStrategy::FailReload));
         assert_eq!(reloaded, want_reloads, "{name} under {policy}: vm_reload_success");
         let log = envoy.log();
