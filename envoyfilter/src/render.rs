@@ -1599,6 +1599,13 @@ pub struct EnvoyOptions {
     /// What a filter does when its VM fails, written as each plugin's
     /// `failure_policy`.
     pub fail_strategy: FailStrategy,
+    /// A directory, as Envoy sees it, from which Envoy discovers each
+    /// filter's configuration (ECDS from files): the bootstrap names a file
+    /// there per filter instead of holding the filter, and
+    /// [`envoy_discovered_configs`] gives the files. Writing new files
+    /// (renamed over the old ones) reconfigures a running Envoy, on every
+    /// open connection's next request.
+    pub ecds_dir: Option<String>,
 }
 
 impl Default for EnvoyOptions {
@@ -1612,6 +1619,7 @@ impl Default for EnvoyOptions {
             trusted_proxies: 0,
             mesh: false,
             fail_strategy: FailStrategy::FailReload,
+            ecds_dir: None,
         }
     }
 }
@@ -1815,6 +1823,12 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
     http_filters
         .iter_mut()
         .for_each(|f| set_failure_policy(f, options.fail_strategy));
+    if let Some(dir) = &options.ecds_dir {
+        http_filters = http_filters
+            .into_iter()
+            .map(|f| discovered_filter(&f, dir))
+            .collect();
+    }
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -1971,7 +1985,92 @@ pub fn envoy_bootstrap(translation: &Translation, options: &EnvoyOptions) -> Val
     if let (Some(t), Value::Object(map)) = (telemetry, &mut bootstrap) {
         map.insert("stats_config".into(), stats::stats_config(&t.labels));
     }
+    // Envoy subscribes to nothing without a node id and cluster.
+    if options.ecds_dir.is_some() {
+        bootstrap["node"] = json!({"id": "meshwasm", "cluster": "meshwasm"});
+    }
     bootstrap
+}
+
+/// The file Envoy discovers a filter's configuration from.
+fn discovered_file(dir: &str, name: &str) -> String {
+    format!("{}/{name}.json", dir.trim_end_matches('/'))
+}
+
+/// A Wasm `http_filters` entry made one that discovers its configuration
+/// from its file in `dir`; Envoy's own filters stay as they are.
+fn discovered_filter(entry: &Value, dir: &str) -> Value {
+    let Some(name) = entry["name"].as_str() else {
+        return entry.clone();
+    };
+    if entry["typed_config"]["@type"] != WASM_FILTER_TYPE {
+        return entry.clone();
+    }
+    json!({
+        "name": name,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": discovered_file(dir, name),
+                    "watched_directory": {"path": dir},
+                },
+                "resource_api_version": "V3",
+            },
+            "type_urls": [WASM_FILTER_TYPE],
+        },
+    })
+}
+
+/// The files of an [`EnvoyOptions::ecds_dir`] deployment, by file name
+/// (`meshwasm.router.json`): each a discovery response holding one
+/// filter's `TypedExtensionConfig`, the plugin as [`envoy_bootstrap`]
+/// would have held it. Write each to a new file and rename it over the
+/// old one, so that Envoy never reads half a file.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{envoy_bootstrap, envoy_discovered_configs, EnvoyOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let options = EnvoyOptions { ecds_dir: Some("/etc/envoy/filters".into()), ..EnvoyOptions::default() };
+/// let bootstrap = envoy_bootstrap(&t, &options);
+/// let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+/// let source = &hcm["http_filters"][0]["config_discovery"]["config_source"]["path_config_source"];
+/// assert_eq!(source["path"], "/etc/envoy/filters/meshwasm.router.json");
+///
+/// let files = envoy_discovered_configs(&t, &options);
+/// assert_eq!(files[0].0, "meshwasm.router.json");
+/// assert_eq!(files[0].1["resources"][0]["name"], "meshwasm.router");
+/// ```
+pub fn envoy_discovered_configs(
+    translation: &Translation,
+    options: &EnvoyOptions,
+) -> Vec<(String, Value)> {
+    let inline = EnvoyOptions {
+        ecds_dir: None,
+        ..options.clone()
+    };
+    let bootstrap = envoy_bootstrap(translation, &inline);
+    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["http_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["typed_config"]["@type"] == WASM_FILTER_TYPE)
+        .filter_map(|f| {
+            let name = f["name"].as_str()?;
+            Some((
+                format!("{name}.json"),
+                json!({"resources": [{
+                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": name,
+                    "typed_config": f["typed_config"],
+                }]}),
+            ))
+        })
+        .collect()
 }
 
 /// The clusters of the ServiceEntries, by Istio's names

@@ -361,3 +361,61 @@ fn collect_policies(value: &serde_json::Value, found: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// `--ecds-dir` writes one discovered configuration per filter, whole
+/// (nothing staged is left), and the bootstrap discovers each from its file.
+#[test]
+fn ecds_dir_writes_each_filters_configuration_and_the_bootstrap_points_at_it() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/virtual-services");
+    let dir = tempfile::tempdir().unwrap();
+    let filters = dir.path().join("filters");
+    let out = envoyfilter(
+        &[
+            "envoy",
+            "fault-jason-abort.yaml",
+            "deny-admin.yaml",
+            "--ecds-dir",
+            filters.to_str().unwrap(),
+        ],
+        &examples,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut written: Vec<String> = std::fs::read_dir(&filters)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "meshwasm.fault.json",
+            "meshwasm.header-match.json",
+            "meshwasm.router.json"
+        ]
+    );
+    for name in &written {
+        let text = std::fs::read_to_string(filters.join(name)).unwrap();
+        let resource: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let config = &resource["resources"][0]["typed_config"]["config"];
+        assert_eq!(config["name"], name.trim_end_matches(".json"));
+        assert_eq!(config["failure_policy"], "FAIL_RELOAD");
+    }
+    let bootstrap =
+        &envoyfilter::yaml::load(&String::from_utf8_lossy(&out.stdout)).unwrap()[0].value;
+    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let paths: Vec<&str> = hcm["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| {
+            f["config_discovery"]["config_source"]["path_config_source"]["path"].as_str()
+        })
+        .collect();
+    assert_eq!(paths.len(), 3, "{hcm}");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.starts_with(filters.to_str().unwrap()))
+    );
+    assert_eq!(bootstrap["node"]["id"], "meshwasm");
+}

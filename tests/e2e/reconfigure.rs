@@ -1,19 +1,21 @@
-//! Configuration changed under load, as a control plane changes it: Envoy
-//! 1.40 discovers the fault and router filters' configurations (ECDS) from
-//! files in a watched directory, each an `envoy.config.core.v3.TypedExtensionConfig`
-//! holding the plugin as envoyfilter renders it. While clients keep
-//! sending on keep-alive connections, the router's VirtualService goes
-//! from 80/20 to 20/80 and the fault's abort from 10 % to 30 %, then an
-//! invalid VirtualService is pushed. Every response says which
-//! configuration routed it (a response header the VirtualService sets).
+//! Configuration changed under load, as a control plane changes it:
+//! envoyfilter renders a plain Envoy bootstrap with `ecds_dir` (the CLI's
+//! `--ecds-dir`), in which Envoy 1.40 discovers the fault and router
+//! filters' configurations from files in a watched directory (ECDS), and
+//! renders those files from the Istio YAML. While clients keep sending on
+//! keep-alive connections, the VirtualService goes from 80/20 to 20/80
+//! with its abort from 10 % to 30 % (the files rendered again), then an
+//! invalid router configuration is written there. Every response says
+//! which configuration routed it (a response header the VirtualService
+//! sets).
 
-use envoyfilter::render::{Code, Filter, WASM_FILTER_TYPE, http_filter};
-use meshwasm_artifacts::{FAULT_WASM, ROUTER_WASM};
+use envoyfilter::render::{EnvoyOptions, envoy_bootstrap, envoy_discovered_configs};
+use envoyfilter::translate::{Options, translate};
+use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy};
-use meshwasm_local::mesh::CLUSTER_HEADER;
 use meshwasm_local::traffic::binomial_bounds;
 use meshwasm_local::upstream::Upstream;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,58 +26,52 @@ const Z_999: f64 = 3.29;
 /// The status of an abort the fault filter injects: intended, not a failure.
 const ABORT: u16 = 418;
 
-fn virtual_service(v1: u32, v2: u32, generation: &str) -> Value {
-    let destination = |subset: &str, weight: u32| json!({"destination": {"host": "web", "port": {"number": 5005}, "subset": subset}, "weight": weight});
-    json!({"hosts": ["*"], "http": [{
-        "route": [destination("v1", v1), destination("v2", v2)],
-        "headers": {"response": {"set": {"x-config": generation}}},
-    }]})
+/// The Istio YAML: one VirtualService with an abort and a split, whose
+/// responses carry `x-config: GENERATION`.
+fn istio_yaml(v1: u32, v2: u32, abort_percent: u32, generation: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: web}}
+spec:
+  host: web
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web}}
+spec:
+  hosts: [\"*\"]
+  http:
+  - fault:
+      abort: {{httpStatus: {ABORT}, percentage: {{value: {abort_percent}}}}}
+    headers:
+      response:
+        set: {{x-config: {generation}}}
+    route:
+    - destination: {{host: web, port: {{number: 5005}}, subset: v1}}
+      weight: {v1}
+    - destination: {{host: web, port: {{number: 5005}}, subset: v2}}
+      weight: {v2}
+"
+    )
 }
 
-fn fault(percent: f64) -> Value {
-    json!({"hosts": ["*"], "http": [{
-        "fault": {"abort": {"httpStatus": ABORT, "percentage": {"value": percent}}},
-        "route": [{"destination": {"host": "web"}}],
-    }]})
+/// Writes the files envoyfilter renders the way a control plane must:
+/// each to a new file renamed over the old one, so Envoy never reads half.
+fn publish(dir: &Path, files: &[(String, Value)]) {
+    for (name, resource) in files {
+        let staged = dir.join(format!(".{name}.new"));
+        std::fs::write(&staged, serde_json::to_vec(resource).unwrap()).unwrap();
+        std::fs::rename(&staged, dir.join(name)).unwrap();
+    }
 }
 
-/// Writes a filter's discovered configuration the way a control plane
-/// must: a new file renamed over the old one, so Envoy never reads half.
-fn publish(dir: &Path, filter: Filter, wasm: &str, config: &Value) {
-    let entry = http_filter(
-        filter,
-        config,
-        &Code::Local {
-            filename: wasm.to_owned(),
-        },
-    );
-    let resource = json!({"resources": [{
-        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-        "name": filter.plugin_name(),
-        "typed_config": entry["typed_config"],
-    }]});
-    let name = format!("{}.json", filter.crate_name());
-    let staged = dir.join(format!(".{name}.new"));
-    std::fs::write(&staged, serde_json::to_vec(&resource).unwrap()).unwrap();
-    std::fs::rename(&staged, dir.join(name)).unwrap();
-}
-
-/// The filter entry that discovers `filter`'s configuration from its file.
-fn discovered(dir: &Path, filter: Filter) -> Value {
-    let file = dir.join(format!("{}.json", filter.crate_name()));
-    json!({
-        "name": filter.plugin_name(),
-        "config_discovery": {
-            "config_source": {
-                "path_config_source": {
-                    "path": file.display().to_string(),
-                    "watched_directory": {"path": dir.display().to_string()},
-                },
-                "resource_api_version": "V3",
-            },
-            "type_urls": [WASM_FILTER_TYPE],
-        },
-    })
+fn render(yaml: &str, options: &EnvoyOptions) -> Vec<(String, Value)> {
+    let t = translate(yaml, &Options::default()).unwrap();
+    envoy_discovered_configs(&t, options)
 }
 
 /// One response: when its request was sent, what came back.
@@ -168,29 +164,33 @@ fn abort_share_within_bound(answers: &[Answer], share: f64, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_split_and_fault_take_effect_under_load_and_an_invalid_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    publish(dir.path(), Filter::Fault, FAULT_WASM, &fault(10.0));
-    publish(
-        dir.path(),
-        Filter::Router,
-        ROUTER_WASM,
-        &virtual_service(80, 20, "first"),
-    );
     let default = Upstream::start("default").await.unwrap();
     let v1 = Upstream::start("v1").await.unwrap();
     let v2 = Upstream::start("v2").await.unwrap();
-    let envoy = Envoy::start(
-        Bootstrap::new(default.addr())
-            // Dynamic configuration needs a node with an id and cluster.
-            .node(json!({"id": "web-gateway", "cluster": "web"}))
-            .route_by_header(CLUSTER_HEADER)
-            .cluster("outbound|5005|v1|web", v1.addr())
-            .cluster("outbound|5005|v2|web", v2.addr())
-            .native_filter(discovered(dir.path(), Filter::Fault))
-            .native_filter(discovered(dir.path(), Filter::Router))
-            .concurrency(2),
-    )
-    .await
-    .unwrap();
+    let local = |a: std::net::SocketAddr| vec![(a.ip().to_string(), a.port())];
+    let options = EnvoyOptions {
+        listen: ("127.0.0.1".into(), 0),
+        admin: ("127.0.0.1".into(), 0),
+        wasm_dir: Path::new(ROUTER_WASM)
+            .parent()
+            .unwrap()
+            .display()
+            .to_string(),
+        upstreams: [
+            ("outbound|5005|v1|web".to_owned(), local(v1.addr())),
+            ("outbound|5005|v2|web".to_owned(), local(v2.addr())),
+        ]
+        .into(),
+        default_cluster: Some(("127.0.0.1".into(), default.addr().port())),
+        ecds_dir: Some(dir.path().display().to_string()),
+        ..EnvoyOptions::default()
+    };
+    let first = istio_yaml(80, 20, 10, "first");
+    publish(dir.path(), &render(&first, &options));
+    let t = translate(&first, &Options::default()).unwrap();
+    let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
+        .await
+        .unwrap();
 
     let answers = Arc::new(Mutex::new(Vec::new()));
     let stop = load(&envoy, 8, &answers);
@@ -198,19 +198,28 @@ async fn a_new_split_and_fault_take_effect_under_load_and_an_invalid_one_is_refu
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let swapped = Instant::now();
-    publish(dir.path(), Filter::Fault, FAULT_WASM, &fault(30.0));
     publish(
         dir.path(),
-        Filter::Router,
-        ROUTER_WASM,
-        &virtual_service(20, 80, "second"),
+        &render(&istio_yaml(20, 80, 30, "second"), &options),
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // A bad file, as a hand edit or a broken control plane leaves it
+    // (envoyfilter itself refuses such a VirtualService).
     let invalid_pushed = Instant::now();
-    let mut invalid = virtual_service(20, 80, "third");
-    invalid["http"][0]["route"][0]["weight"] = json!("twenty");
-    publish(dir.path(), Filter::Router, ROUTER_WASM, &invalid);
+    let mut files = render(&istio_yaml(20, 80, 30, "third"), &options);
+    let router = files
+        .iter_mut()
+        .find(|(name, _)| name == "meshwasm.router.json")
+        .unwrap();
+    let value = &mut router.1["resources"][0]["typed_config"]["config"]["configuration"]["value"];
+    let broken = value
+        .as_str()
+        .unwrap()
+        .replace("\"weight\":20", "\"weight\":\"twenty\"");
+    assert_ne!(broken, value.as_str().unwrap());
+    *value = Value::String(broken);
+    publish(dir.path(), &files[..]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     *stop.lock().unwrap() = true;
     tokio::time::sleep(Duration::from_millis(300)).await;

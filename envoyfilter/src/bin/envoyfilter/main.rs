@@ -92,6 +92,11 @@ enum Command {
         /// access rules too.
         #[arg(long, default_value = "FAIL_RELOAD", value_parser = fail_strategy_parser())]
         fail_strategy: FailStrategy,
+        /// Envoy discovers each filter's configuration from a file in DIR (ECDS from files,
+        /// watched): this writes them there, and running again with new input reconfigures a
+        /// running Envoy without a restart (new clusters or routes still need one).
+        #[arg(long, value_name = "DIR")]
+        ecds_dir: Option<PathBuf>,
     },
 }
 
@@ -317,6 +322,7 @@ fn run(cli: Cli) -> Result<()> {
             trusted_proxies,
             mesh,
             fail_strategy,
+            ecds_dir,
         } => {
             let t = load(&input)?;
             let mut options = EnvoyOptions {
@@ -326,6 +332,7 @@ fn run(cli: Cli) -> Result<()> {
                 trusted_proxies,
                 mesh,
                 fail_strategy,
+                ecds_dir: ecds_dir.as_ref().map(|d| d.display().to_string()),
                 ..EnvoyOptions::default()
             };
             // A name given again, or several addresses after one `=`, is a
@@ -348,10 +355,29 @@ fn run(cli: Cli) -> Result<()> {
             }
             render::check_upstreams(&t, &options)?;
             warn_fail_open(&t, options.fail_strategy, input.strict)?;
+            if let Some(dir) = &ecds_dir {
+                write_discovered_configs(dir, &render::envoy_discovered_configs(&t, &options))?;
+            }
             (input, vec![render::envoy_bootstrap(&t, &options)])
         }
     };
     write_output(&input, &yaml::dump(&documents))
+}
+
+/// Writes each filter's discovered configuration into `dir`, each to a
+/// new file renamed over the old one: a watching Envoy never reads half.
+fn write_discovered_configs(dir: &std::path::Path, files: &[(String, Value)]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, resource) in files {
+        let path = dir.join(name);
+        let staged = dir.join(format!(".{name}.new"));
+        let text = serde_json::to_string_pretty(resource)?;
+        std::fs::write(&staged, text).with_context(|| format!("writing {}", staged.display()))?;
+        std::fs::rename(&staged, &path)
+            .with_context(|| format!("renaming {} to {}", staged.display(), path.display()))?;
+        eprintln!("envoyfilter: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn warn_fail_open(t: &Translation, strategy: FailStrategy, strict: bool) -> Result<()> {
