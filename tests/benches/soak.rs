@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use meshwasm_artifacts::{
     FAULT_WASM, HEADER_MATCH_WASM, RATE_LIMIT_WASM, ROUTER_WASM, TELEMETRY_WASM,
 };
+use meshwasm_local::configs;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::mesh::CLUSTER_HEADER;
 use meshwasm_local::upstream::Upstream;
@@ -44,19 +45,10 @@ fn chain() -> Vec<WasmFilter> {
         },
         "route": [{"destination": {"host": "web"}}]}]});
     let allow = json!({"action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/productpage*"]}}]}]});
-    let limit = json!({
-        "stat_prefix": "soak",
-        "token_bucket": {"max_tokens": 1_000_000, "tokens_per_fill": 1_000_000, "fill_interval": "1s"},
-        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
-    });
-    let filter = |name: &str, wasm: &str, config: &Value| {
-        let mut f = WasmFilter::new(name, wasm, config.to_string());
-        // Each its own VM, as five separate modules are.
-        f.vm_id = format!("meshwasm-{name}");
-        f
-    };
+    let limit = configs::local_rate_limit("soak", 1_000_000);
+    // Each its own VM, as five separate modules are.
+    let filter =
+        |name: &str, wasm: &str, config: &Value| WasmFilter::own_vm(name, wasm, config.to_string());
     vec![
         filter("telemetry", TELEMETRY_WASM, &json!({})),
         filter("header-match", HEADER_MATCH_WASM, &allow),
@@ -105,11 +97,7 @@ async fn run(length: Duration) -> Result<()> {
     let default = Upstream::start("default").await?;
     let v1 = Upstream::start("v1").await?;
     let v2 = Upstream::start("v2").await?;
-    let node = json!({
-        "id": "sidecar~127.0.0.1~productpage-v1-7f9c.shop~shop.svc.cluster.local",
-        "metadata": {"NAME": "productpage-v1-7f9c", "NAMESPACE": "shop", "WORKLOAD_NAME": "productpage-v1",
-                     "LABELS": {"app": "productpage", "version": "v1"}},
-    });
+    let node = configs::sidecar_node("productpage", "v1");
     let mut bootstrap = Bootstrap::new(default.addr())
         .node(node)
         .route_by_header(CLUSTER_HEADER)

@@ -11,6 +11,7 @@
 use meshwasm_artifacts::{
     FAULT_WASM, HEADER_MATCH_WASM, RATE_LIMIT_WASM, ROUTER_WASM, TELEMETRY_WASM,
 };
+use meshwasm_local::configs;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::mesh::CLUSTER_HEADER;
 use meshwasm_local::traffic::send;
@@ -43,25 +44,11 @@ async fn chain() -> Chain {
          "route": [{"destination": {"host": "web"}}]}],
         "meshwasm": {"fault": {"maxActiveFaults": 100}}});
     let allow = json!({"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/productpage*", "/upload"]}}]}]});
-    let limit = json!({
-        "stat_prefix": "bad_traffic",
-        "token_bucket": {"max_tokens": BUCKET, "tokens_per_fill": BUCKET, "fill_interval": "1s"},
-        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
-    });
-    let filter = |name: &str, wasm: &str, config: &Value| {
-        let mut f = WasmFilter::new(name, wasm, config.to_string());
-        f.vm_id = format!("meshwasm-{name}");
-        f
-    };
-    let node = json!({
-        "id": "sidecar~127.0.0.1~web-v1-7f9c.shop~shop.svc.cluster.local",
-        "metadata": {"NAME": "web-v1-7f9c", "NAMESPACE": "shop", "WORKLOAD_NAME": "web-v1",
-                     "LABELS": {"app": "web", "version": "v1"}},
-    });
+    let limit = configs::local_rate_limit("bad_traffic", BUCKET);
+    let filter =
+        |name: &str, wasm: &str, config: &Value| WasmFilter::own_vm(name, wasm, config.to_string());
     let bootstrap = Bootstrap::new(default.addr())
-        .node(node)
+        .node(configs::sidecar_node("web", "v1"))
         .route_by_header(CLUSTER_HEADER)
         .cluster("outbound|5005|v1|web", v1.addr())
         .cluster("outbound|5005|v2|web", v2.addr())

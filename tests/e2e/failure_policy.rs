@@ -13,6 +13,7 @@
 
 use envoyfilter::render::FailStrategy;
 use meshwasm_artifacts::{Artifact, FILTERS};
+use meshwasm_local::configs;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter, expect_rejected};
 use meshwasm_local::mesh::CLUSTER_HEADER;
 use meshwasm_local::traffic::send;
@@ -125,13 +126,7 @@ fn subjects() -> Vec<Subject> {
                     json!({"action": "PERMIT", "rules": [{}]}),
                 ),
                 "rate-limit" => (
-                    json!({
-                        "stat_prefix": "probe",
-                        "token_bucket": {"max_tokens": 1000000, "tokens_per_fill": 1000000, "fill_interval": "1s"},
-                        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-                        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-                        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
-                    }),
+                    configs::local_rate_limit("probe", 1_000_000),
                     Effect::Header("x-ratelimit-limit"),
                     json!({"stat_prefix": "probe", "token_bucket": {"max_tokens": -1, "fill_interval": "1s"}}),
                 ),
@@ -168,14 +163,8 @@ fn bootstrap(
     let mut entry = WasmFilter::new(subject.artifact.name, "", config.to_string()).to_json();
     entry["typed_config"]["config"]["vm_config"]["code"] = code;
     policy.apply(&mut entry);
-    // A sidecar's node: the telemetry filter's labels come from it.
-    let node = json!({
-        "id": "sidecar~127.0.0.1~web-v1-7f9c.shop~shop.svc.cluster.local",
-        "metadata": {"NAME": "web-v1-7f9c", "NAMESPACE": "shop", "WORKLOAD_NAME": "web-v1",
-                     "LABELS": {"app": "web", "version": "v1"}},
-    });
     let mut bootstrap = Bootstrap::new(upstreams.default.addr())
-        .node(node)
+        .node(configs::sidecar_node("web", "v1"))
         .route_by_header(CLUSTER_HEADER)
         .cluster(V1, upstreams.v1.addr())
         .native_filter(entry);

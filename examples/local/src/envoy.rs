@@ -84,6 +84,14 @@ impl WasmFilter {
         }
     }
 
+    /// As [`new`](Self::new), with a VM of its own (`meshwasm-<name>`), as
+    /// a module loaded alone has, rather than the shared `meshwasm` VM id.
+    pub fn own_vm(name: &str, wasm: impl Into<PathBuf>, configuration: impl Into<String>) -> Self {
+        let mut filter = WasmFilter::new(name, wasm, configuration);
+        filter.vm_id = format!("meshwasm-{name}");
+        filter
+    }
+
     /// The `http_filters` entry.
     pub fn to_json(&self) -> Value {
         let mut vm_config = json!({

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod configs;
 pub mod envoy;
 pub mod grpc_upstream;
 pub mod mesh;
