@@ -47,7 +47,11 @@ fn failing_fetch(config: &mut Value, how: FailOpen) {
     let wasm = &mut router_filter(config)["typed_config"]["config"];
     match how {
         FailOpen::Policy => wasm["failure_policy"] = json!("FAIL_OPEN"),
-        FailOpen::Flag => wasm["fail_open"] = json!(true),
+        FailOpen::Flag => {
+            // Envoy refuses both at once, and envoyfilter writes the policy.
+            wasm.as_object_mut().unwrap().remove("failure_policy");
+            wasm["fail_open"] = json!(true);
+        }
     }
     wasm["vm_config"]["code"] = json!({"remote": {
         "http_uri": {"uri": "http://127.0.0.1:1/meshwasm_router.wasm", "cluster": "module-server", "timeout": "1s"},
