@@ -350,7 +350,9 @@ async fn a_module_whose_url_fails_refuses_requests_unless_the_policy_skips_the_f
     let rows = for_every_subject_and_policy(|subject, policy| async move {
         let upstreams = Upstreams::start(true).await;
         let modules = upstreams.modules.as_ref().unwrap().addr();
-        let sha256 = sha256_hex(subject.artifact.wasm);
+        // The real module's digest, for a url that never serves it.
+        let digest = wasmhub::digest::sha256(&std::fs::read(subject.artifact.wasm).unwrap());
+        let sha256 = wasmhub::digest::sha256_hex(&digest).unwrap().to_owned();
         let code = json!({"remote": {
             "http_uri": {"uri": format!("http://{modules}/{}.wasm", subject.artifact.name), "cluster": "modules", "timeout": "2s"},
             "sha256": sha256,
@@ -374,13 +376,6 @@ async fn a_module_whose_url_fails_refuses_requests_unless_the_policy_skips_the_f
     })
     .await;
     assert_eq!(rows.len(), POLICIES.len() * FILTERS.len());
-}
-
-/// The real module's digest, for a url that never serves it.
-fn sha256_hex(path: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
