@@ -14,12 +14,11 @@ use meshwasm_artifacts::{
 use meshwasm_local::configs;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy, WasmFilter};
 use meshwasm_local::mesh::CLUSTER_HEADER;
-use meshwasm_local::traffic::send;
+use meshwasm_local::traffic::{send, send_raw_bytes};
 use meshwasm_local::upstream::Upstream;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 /// The rate-limit bucket: small enough that the tests draw on it.
 const BUCKET: u64 = 200;
@@ -62,27 +61,6 @@ async fn chain() -> Chain {
         envoy: Envoy::start(bootstrap).await.unwrap(),
         _upstreams: [default, v1, v2],
     }
-}
-
-/// Sends raw bytes on a new connection and returns the answer's status,
-/// or 0 if the connection closed without one.
-async fn exchange(addr: SocketAddr, request: &[u8]) -> u16 {
-    let talk = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(request).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(10), talk)
-        .await
-        .expect("no answer within 10 s")
-        .unwrap_or_default();
-    String::from_utf8_lossy(&answer)
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 fn request(line: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
@@ -244,7 +222,7 @@ async fn hostile_http1_requests_are_answered_and_no_filter_traps() {
     ];
     let mut seen = Vec::new();
     for (what, bytes, _) in &cases {
-        seen.push(exchange(addr, bytes).await);
+        seen.push(send_raw_bytes(addr, bytes).await.unwrap().status);
         println!("{what}: {}", seen.last().unwrap());
     }
     let want: Vec<u16> = cases.iter().map(|c| c.2).collect();

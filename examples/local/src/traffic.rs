@@ -134,28 +134,41 @@ pub async fn send_raw(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Result<RawResponse> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut request = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    send_raw_bytes(addr, request.as_bytes())
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {target}: {e}"))
+}
+
+/// Sends `request`, bytes exactly as given (a request line that is not
+/// GET, header values that are not UTF-8), on a new connection, and reads
+/// the answer until the server closes it.
+///
+/// # Errors
+///
+/// Connection errors, an answer that is not HTTP, or no answer within 5 s.
+pub async fn send_raw_bytes(addr: std::net::SocketAddr, request: &[u8]) -> Result<RawResponse> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(request).await?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await?;
         Ok::<_, std::io::Error>(answer)
     };
     let answer = tokio::time::timeout(RAW_TIMEOUT, exchange)
         .await
-        .map_err(|_| anyhow::anyhow!("GET {target}: no answer within {RAW_TIMEOUT:?}"))??;
+        .map_err(|_| anyhow::anyhow!("no answer within {RAW_TIMEOUT:?}"))??;
     let text = String::from_utf8_lossy(&answer);
     let status = text
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("GET {target}: not an HTTP answer: {text:?}"))?;
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {text:?}"))?;
     let body = text
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
