@@ -2073,6 +2073,45 @@ pub fn envoy_discovered_configs(
         .collect()
 }
 
+/// Writes [`envoy_discovered_configs`]' files into `dir` (made if
+/// missing), each to a new file renamed over the old one, so that a
+/// watching Envoy never reads half a file. Returns the paths written.
+///
+/// # Errors
+///
+/// The first file that cannot be written or renamed, with its path.
+///
+/// # Examples
+///
+/// ```
+/// use envoyfilter::render::{envoy_discovered_configs, write_discovered_configs, EnvoyOptions};
+/// use envoyfilter::translate::{translate, Options};
+///
+/// let t = translate(include_str!("../../examples/virtual-services/canary-split.yaml"), &Options::default()).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let written = write_discovered_configs(dir.path(), &envoy_discovered_configs(&t, &EnvoyOptions::default())).unwrap();
+/// assert_eq!(written, [dir.path().join("meshwasm.router.json")]);
+/// ```
+pub fn write_discovered_configs(
+    dir: &std::path::Path,
+    files: &[(String, Value)],
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let named = |e: std::io::Error, path: &std::path::Path| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| named(e, dir))?;
+    let mut written = Vec::with_capacity(files.len());
+    for (name, resource) in files {
+        let path = dir.join(name);
+        let staged = dir.join(format!(".{name}.new"));
+        let text = serde_json::to_string_pretty(resource).map_err(std::io::Error::other)?;
+        std::fs::write(&staged, text).map_err(|e| named(e, &staged))?;
+        std::fs::rename(&staged, &path).map_err(|e| named(e, &path))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// The clusters of the ServiceEntries, by Istio's names
 /// (`outbound|PORT||HOST`), each once.
 fn external_clusters(

@@ -9,7 +9,9 @@
 //! which configuration routed it (a response header the VirtualService
 //! sets).
 
-use envoyfilter::render::{EnvoyOptions, envoy_bootstrap, envoy_discovered_configs};
+use envoyfilter::render::{
+    EnvoyOptions, envoy_bootstrap, envoy_discovered_configs, write_discovered_configs,
+};
 use envoyfilter::translate::{Options, translate};
 use meshwasm_artifacts::ROUTER_WASM;
 use meshwasm_local::envoy::{self, Bootstrap, Envoy};
@@ -57,16 +59,6 @@ spec:
       weight: {v2}
 "
     )
-}
-
-/// Writes the files envoyfilter renders the way a control plane must:
-/// each to a new file renamed over the old one, so Envoy never reads half.
-fn publish(dir: &Path, files: &[(String, Value)]) {
-    for (name, resource) in files {
-        let staged = dir.join(format!(".{name}.new"));
-        std::fs::write(&staged, serde_json::to_vec(resource).unwrap()).unwrap();
-        std::fs::rename(&staged, dir.join(name)).unwrap();
-    }
 }
 
 fn render(yaml: &str, options: &EnvoyOptions) -> Vec<(String, Value)> {
@@ -186,7 +178,7 @@ async fn a_new_split_and_fault_take_effect_under_load_and_an_invalid_one_is_refu
         ..EnvoyOptions::default()
     };
     let first = istio_yaml(80, 20, 10, "first");
-    publish(dir.path(), &render(&first, &options));
+    write_discovered_configs(dir.path(), &render(&first, &options)).unwrap();
     let t = translate(&first, &Options::default()).unwrap();
     let envoy = Envoy::start(Bootstrap::from_config(envoy_bootstrap(&t, &options)))
         .await
@@ -198,10 +190,11 @@ async fn a_new_split_and_fault_take_effect_under_load_and_an_invalid_one_is_refu
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let swapped = Instant::now();
-    publish(
+    write_discovered_configs(
         dir.path(),
         &render(&istio_yaml(20, 80, 30, "second"), &options),
-    );
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // A bad file, as a hand edit or a broken control plane leaves it
@@ -219,7 +212,7 @@ async fn a_new_split_and_fault_take_effect_under_load_and_an_invalid_one_is_refu
         .replace("\"weight\":20", "\"weight\":\"twenty\"");
     assert_ne!(broken, value.as_str().unwrap());
     *value = Value::String(broken);
-    publish(dir.path(), &files[..]);
+    write_discovered_configs(dir.path(), &files[..]).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     *stop.lock().unwrap() = true;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -356,28 +356,15 @@ fn run(cli: Cli) -> Result<()> {
             render::check_upstreams(&t, &options)?;
             warn_fail_open(&t, options.fail_strategy, input.strict)?;
             if let Some(dir) = &ecds_dir {
-                write_discovered_configs(dir, &render::envoy_discovered_configs(&t, &options))?;
+                let files = render::envoy_discovered_configs(&t, &options);
+                for path in render::write_discovered_configs(dir, &files)? {
+                    eprintln!("envoyfilter: wrote {}", path.display());
+                }
             }
             (input, vec![render::envoy_bootstrap(&t, &options)])
         }
     };
     write_output(&input, &yaml::dump(&documents))
-}
-
-/// Writes each filter's discovered configuration into `dir`, each to a
-/// new file renamed over the old one: a watching Envoy never reads half.
-fn write_discovered_configs(dir: &std::path::Path, files: &[(String, Value)]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, resource) in files {
-        let path = dir.join(name);
-        let staged = dir.join(format!(".{name}.new"));
-        let text = serde_json::to_string_pretty(resource)?;
-        std::fs::write(&staged, text).with_context(|| format!("writing {}", staged.display()))?;
-        std::fs::rename(&staged, &path)
-            .with_context(|| format!("renaming {} to {}", staged.display(), path.display()))?;
-        eprintln!("envoyfilter: wrote {}", path.display());
-    }
-    Ok(())
 }
 
 fn warn_fail_open(t: &Translation, strategy: FailStrategy, strict: bool) -> Result<()> {
